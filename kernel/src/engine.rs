@@ -1,0 +1,272 @@
+//! The kernel's API boundary: an [`Engine`] holds one kernel image (globals, registered
+//! tests, the output sink, limits) and runs SX text through reader → expander → engine.
+//!
+//! Hosts drive a [`Run`] step by step: each step ends done, failed, or stopped at a `perform`
+//! whose request the host serves (synchronously or after async IO) before resuming.
+
+use std::rc::Rc;
+
+use crate::builtins;
+use crate::error::{ErrorValue, StackEntry};
+use crate::expander::{Expander, ExprRef, Globals, MacroHost, SrcLoc};
+use crate::interp::{Machine, Step};
+use crate::reader::{self, Mode, SourceMap};
+use crate::value::{Pos, Value};
+
+pub const DEFAULT_MAX_DEPTH: usize = 100_000;
+
+/// The kernel version, stamped into bytecode and reported by hosts.
+pub const KERNEL_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Evaluation steps a run may take; `None` is unlimited.
+    pub fuel: Option<u64>,
+    /// Nested (non-tail) calls before `stack-overflow`.
+    pub max_depth: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            fuel: None,
+            max_depth: DEFAULT_MAX_DEPTH,
+        }
+    }
+}
+
+/// A `deftest` registered while a file ran.
+pub struct Test {
+    pub name: Rc<str>,
+    pub thunk: Value,
+    pub loc: Option<Rc<SrcLoc>>,
+}
+
+pub struct Engine {
+    pub globals: Globals,
+    pub tests: Vec<Test>,
+    pub limits: Limits,
+    output: Box<dyn FnMut(&str)>,
+}
+
+impl Default for Engine {
+    fn default() -> Self {
+        Engine::new()
+    }
+}
+
+/// Turns a read error into an SX `read-error` value located at `file:line:col`.
+pub fn read_error_value(err: &reader::ReadError, file: Option<&Rc<str>>) -> Value {
+    let v = ErrorValue::value("read-error", err.message.clone(), vec![]);
+    if let Value::Error(e) = &v {
+        e.stack.borrow_mut().push(StackEntry {
+            name: Rc::from("<read>"),
+            file: file.cloned(),
+            pos: Some(err.pos),
+        });
+    }
+    v
+}
+
+impl Engine {
+    /// A fresh kernel image: the core library and the SX prelude, output discarded.
+    pub fn new() -> Engine {
+        let mut engine = Engine {
+            globals: Globals::new(),
+            tests: Vec::new(),
+            limits: Limits::default(),
+            output: Box::new(|_| {}),
+        };
+        builtins::install(&mut engine.globals);
+        if let Err(err) = engine.eval_source(builtins::PRELUDE, Some("prelude.sx")) {
+            panic!("the SX prelude failed to load: {}", crate::error::describe(&err));
+        }
+        engine
+    }
+
+    /// Where `print` writes.
+    pub fn set_output(&mut self, sink: Box<dyn FnMut(&str)>) {
+        self.output = sink;
+    }
+
+    pub fn write_output(&mut self, text: &str) {
+        (self.output)(text);
+    }
+
+    pub fn lookup(&self, name: &str) -> Option<Value> {
+        self.globals
+            .get(&crate::value::Symbol::new(name))
+            .and_then(|g| g.value.borrow().clone())
+    }
+
+    /// Reads a whole program (a read error runs nothing) and prepares to run it.
+    pub fn start(&self, source: &str, file: Option<&str>) -> Result<Run, Value> {
+        let file: Option<Rc<str>> = file.map(Rc::from);
+        let (forms, sources) = reader::read_all(source, Mode::Code, reader::DEFAULT_MAX_DEPTH)
+            .map_err(|e| read_error_value(&e, file.as_ref()))?;
+        Ok(Run {
+            forms,
+            sources,
+            file,
+            next: 0,
+            machine: None,
+            last: Value::Nil,
+            fuel: self.limits.fuel,
+        })
+    }
+
+    /// Expands one form read in code mode.
+    pub fn expand(
+        &mut self,
+        form: &Value,
+        sources: &SourceMap,
+        file: Option<Rc<str>>,
+    ) -> Result<ExprRef, Value> {
+        Expander::new(self, sources, file).expand_toplevel(form)
+    }
+
+    /// Runs `source` to the end; any `perform` is answered by `effects`.
+    pub fn eval_with(
+        &mut self,
+        source: &str,
+        file: Option<&str>,
+        effects: &mut dyn FnMut(&Value) -> Result<Value, Value>,
+    ) -> Result<Value, Value> {
+        let mut run = self.start(source, file)?;
+        loop {
+            match run.step(self) {
+                Step::Done(v) => return Ok(v),
+                Step::Error(e) => return Err(e),
+                Step::Perform(request) => run.resume(effects(&request)),
+            }
+        }
+    }
+
+    /// Runs `source` with no effects available (every `perform` raises `unknown-effect`).
+    pub fn eval_source(&mut self, source: &str, file: Option<&str>) -> Result<Value, Value> {
+        self.eval_with(source, file, &mut |req| Err(unknown_effect(req)))
+    }
+
+    /// Calls an SX function to completion, answering `perform`s with `effects`.
+    pub fn call_with(
+        &mut self,
+        f: &Value,
+        args: Vec<Value>,
+        effects: &mut dyn FnMut(&Value) -> Result<Value, Value>,
+    ) -> Result<Value, Value> {
+        let mut machine = Machine::apply(f.clone(), args, self.limits.fuel, self.limits.max_depth);
+        loop {
+            match machine.run(self) {
+                Step::Done(v) => return Ok(v),
+                Step::Error(e) => return Err(e),
+                Step::Perform(request) => machine.resume(effects(&request)),
+            }
+        }
+    }
+
+    /// Runs every registered test; each result is the error a failing test raised.
+    pub fn run_tests(
+        &mut self,
+        effects: &mut dyn FnMut(&Value) -> Result<Value, Value>,
+    ) -> Vec<(Test, Result<(), Value>)> {
+        let tests = std::mem::take(&mut self.tests);
+        tests
+            .into_iter()
+            .map(|test| {
+                let result = self
+                    .call_with(&test.thunk, vec![], effects)
+                    .map(|_| ());
+                (test, result)
+            })
+            .collect()
+    }
+}
+
+pub fn unknown_effect(request: &Value) -> Value {
+    let op = match request {
+        Value::Dict(d) => d
+            .get(&crate::value::Key(Value::kw("op")))
+            .map(crate::printer::display)
+            .unwrap_or_default(),
+        _ => String::new(),
+    };
+    ErrorValue::value(
+        "unknown-effect",
+        format!("no handler for effect {op:?}"),
+        vec![request.clone()],
+    )
+}
+
+impl MacroHost for Engine {
+    fn globals(&mut self) -> &mut Globals {
+        &mut self.globals
+    }
+
+    fn call_macro(&mut self, mac: &Value, args: Vec<Value>) -> Result<Value, Value> {
+        let Value::Macro(closure) = mac else {
+            return Err(crate::error::type_error("not a macro", vec![mac.clone()]));
+        };
+        let f = Value::Fn(closure.clone());
+        self.call_with(&f, args, &mut |req| {
+            Err(ErrorValue::value(
+                "unknown-effect",
+                "perform is not available while expanding macros",
+                vec![req.clone()],
+            ))
+        })
+    }
+}
+
+/// A program being run form by form.
+pub struct Run {
+    forms: Vec<Value>,
+    sources: SourceMap,
+    file: Option<Rc<str>>,
+    next: usize,
+    machine: Option<Machine>,
+    last: Value,
+    fuel: Option<u64>,
+}
+
+impl Run {
+    /// Runs until the program ends, fails, or performs. Each top-level form is expanded just
+    /// before it runs, so a macro must be defined by an earlier form.
+    pub fn step(&mut self, engine: &mut Engine) -> Step {
+        loop {
+            if let Some(machine) = &mut self.machine {
+                match machine.run(engine) {
+                    Step::Done(v) => {
+                        self.fuel = machine.fuel();
+                        self.last = v;
+                        self.machine = None;
+                    }
+                    other => return other,
+                }
+            }
+            let Some(form) = self.forms.get(self.next) else {
+                return Step::Done(std::mem::replace(&mut self.last, Value::Nil));
+            };
+            self.next += 1;
+            match engine.expand(form, &self.sources, self.file.clone()) {
+                Ok(expr) => {
+                    self.machine = Some(Machine::new(expr, self.fuel, engine.limits.max_depth));
+                }
+                Err(e) => return Step::Error(e),
+            }
+        }
+    }
+
+    pub fn resume(&mut self, answer: Result<Value, Value>) {
+        if let Some(machine) = &mut self.machine {
+            machine.resume(answer);
+        }
+    }
+
+    /// Where the form being run was read.
+    pub fn current_pos(&self) -> Option<Pos> {
+        match self.forms.get(self.next.checked_sub(1)?) {
+            Some(Value::List(l)) => self.sources.pos(l),
+            _ => None,
+        }
+    }
+}

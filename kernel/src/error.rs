@@ -1,0 +1,100 @@
+//! Error values (SX.md §4): a type, a message, irritants, and the SX call stack captured
+//! where the error was raised. Constructors for every kernel-raised error type live here so
+//! that the type names are spelled once.
+
+use std::cell::RefCell;
+use std::fmt;
+use std::rc::Rc;
+
+use crate::value::{Pos, Value};
+
+/// One entry of an SX call stack: the function entered and the call site, when known.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StackEntry {
+    pub name: Rc<str>,
+    pub file: Option<Rc<str>>,
+    pub pos: Option<Pos>,
+}
+
+impl fmt::Display for StackEntry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.name)?;
+        match (&self.file, self.pos) {
+            (Some(file), Some(pos)) => write!(f, " at {file}:{pos}"),
+            (None, Some(pos)) => write!(f, " at {pos}"),
+            _ => Ok(()),
+        }
+    }
+}
+
+pub struct ErrorValue {
+    pub error_type: Rc<str>,
+    pub message: Rc<str>,
+    pub irritants: Vec<Value>,
+    /// Innermost call first. Filled once, when the error is first raised.
+    pub stack: RefCell<Vec<StackEntry>>,
+}
+
+impl ErrorValue {
+    pub fn value(error_type: &str, message: impl Into<String>, irritants: Vec<Value>) -> Value {
+        Value::Error(Rc::new(ErrorValue {
+            error_type: Rc::from(error_type),
+            message: Rc::from(message.into().as_str()),
+            irritants,
+            stack: RefCell::new(Vec::new()),
+        }))
+    }
+}
+
+pub fn type_error(message: impl Into<String>, irritants: Vec<Value>) -> Value {
+    ErrorValue::value("type-error", message, irritants)
+}
+
+pub fn arity_error(message: impl Into<String>, irritants: Vec<Value>) -> Value {
+    ErrorValue::value("arity-error", message, irritants)
+}
+
+pub fn syntax_error(message: impl Into<String>, irritants: Vec<Value>) -> Value {
+    ErrorValue::value("syntax-error", message, irritants)
+}
+
+pub fn index_error(message: impl Into<String>, irritants: Vec<Value>) -> Value {
+    ErrorValue::value("index-error", message, irritants)
+}
+
+pub fn overflow() -> Value {
+    ErrorValue::value("integer-overflow", "integer overflow", vec![])
+}
+
+pub fn division_by_zero() -> Value {
+    ErrorValue::value("division-by-zero", "division by zero", vec![])
+}
+
+/// The error type of any raised value: an error's own type, else `"raise"`... but a raised
+/// non-error value keeps its identity; callers that need a type name use this.
+pub fn raised_type(v: &Value) -> Option<Rc<str>> {
+    match v {
+        Value::Error(e) => Some(e.error_type.clone()),
+        _ => None,
+    }
+}
+
+/// Renders an uncaught raised value the way the CLI and hosts report it:
+/// `TYPE: MESSAGE irritants...` followed by the SX stack, one entry per line.
+pub fn describe(v: &Value) -> String {
+    match v {
+        Value::Error(e) => {
+            let mut out = format!("{}: {}", e.error_type, e.message);
+            for irritant in &e.irritants {
+                out.push(' ');
+                out.push_str(&crate::printer::repr(irritant));
+            }
+            for entry in e.stack.borrow().iter() {
+                out.push_str("\n  in ");
+                out.push_str(&entry.to_string());
+            }
+            out
+        }
+        other => format!("uncaught raise: {}", crate::printer::repr(other)),
+    }
+}

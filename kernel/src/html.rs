@@ -1,0 +1,149 @@
+//! HTML as data (SX.md §6): the tag names the expander turns into elements, and
+//! `render-html`, which turns element trees into an HTML string.
+//!
+//! The SX wire form of a tree is just its `repr`; the browser renders that with the same
+//! rules as here (see `client/`).
+
+use crate::error::type_error;
+use crate::value::Value;
+
+const TAGS: &[&str] = &[
+    // HTML
+    "a", "abbr", "address", "area", "article", "aside", "audio", "b", "base", "bdi", "bdo",
+    "blockquote", "body", "br", "button", "canvas", "caption", "cite", "code", "col",
+    "colgroup", "data", "datalist", "dd", "del", "details", "dfn", "dialog", "div", "dl", "dt",
+    "em", "embed", "fieldset", "figcaption", "figure", "footer", "form", "h1", "h2", "h3", "h4",
+    "h5", "h6", "head", "header", "hgroup", "hr", "html", "i", "iframe", "img", "input", "ins",
+    "kbd", "label", "legend", "li", "link", "main", "map", "mark", "menu", "meta", "meter",
+    "nav", "noscript", "object", "ol", "optgroup", "option", "output", "p", "param", "picture",
+    "pre", "progress", "q", "rp", "rt", "ruby", "s", "samp", "script", "search", "section",
+    "select", "slot", "small", "source", "span", "strong", "style", "sub", "summary", "sup",
+    "table", "tbody", "td", "template", "textarea", "tfoot", "th", "thead", "time", "title",
+    "tr", "track", "u", "ul", "var", "video", "wbr",
+    // SVG
+    "svg", "g", "defs", "symbol", "use", "path", "rect", "circle", "ellipse", "line",
+    "polyline", "polygon", "text", "tspan", "textPath", "marker", "pattern", "mask", "clipPath",
+    "linearGradient", "radialGradient", "stop", "filter", "foreignObject", "image", "animate",
+    "animateTransform", "desc", "view",
+    // fragment
+    "<>",
+];
+
+const VOID: &[&str] = &[
+    "area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "param",
+    "source", "track", "wbr",
+];
+
+pub fn is_tag(name: &str) -> bool {
+    TAGS.contains(&name)
+}
+
+pub fn is_void(name: &str) -> bool {
+    VOID.contains(&name)
+}
+
+/// Element names `el` accepts: letters first, then letters, digits, `-`, `_`, `.`, `:`.
+pub fn valid_tag_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c))
+}
+
+pub fn escape_into(out: &mut String, text: &str) {
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+}
+
+/// `(render-html tree)`.
+pub fn render(tree: &Value) -> Result<String, Value> {
+    let mut out = String::new();
+    render_node(&mut out, tree)?;
+    Ok(out)
+}
+
+fn render_node(out: &mut String, v: &Value) -> Result<(), Value> {
+    match v {
+        Value::Nil | Value::Bool(_) => {}
+        Value::Str(s) => escape_into(out, s),
+        Value::Raw(s) => out.push_str(s),
+        Value::List(items) => match items.first() {
+            None => {}
+            Some(Value::Symbol(tag)) => {
+                let children: Vec<&Value> = items.iter().skip(1).collect();
+                if tag.name() == "<>" {
+                    for child in children {
+                        render_node(out, child)?;
+                    }
+                } else {
+                    render_element(out, tag.name(), &children, v)?;
+                }
+            }
+            Some(_) => {
+                for child in items.iter() {
+                    render_node(out, child)?;
+                }
+            }
+        },
+        other => escape_into(out, &crate::printer::display(other)),
+    }
+    Ok(())
+}
+
+fn render_element(out: &mut String, tag: &str, args: &[&Value], whole: &Value) -> Result<(), Value> {
+    if !valid_tag_name(tag) {
+        return Err(type_error(
+            format!("{tag:?} is not a valid element name"),
+            vec![whole.clone()],
+        ));
+    }
+    out.push('<');
+    out.push_str(tag);
+    let mut i = 0;
+    while i + 1 < args.len() {
+        let Value::Keyword(name) = args[i] else { break };
+        match args[i + 1] {
+            Value::Nil | Value::Bool(false) => {}
+            Value::Bool(true) => {
+                out.push(' ');
+                out.push_str(name.name());
+            }
+            value => {
+                out.push(' ');
+                out.push_str(name.name());
+                out.push_str("=\"");
+                match value {
+                    Value::Raw(s) => escape_into(out, s),
+                    other => escape_into(out, &crate::printer::display(other)),
+                }
+                out.push('"');
+            }
+        }
+        i += 2;
+    }
+    out.push('>');
+    let children = &args[i..];
+    if is_void(tag) {
+        if children.iter().any(|c| !matches!(c, Value::Nil)) {
+            return Err(type_error(
+                format!("<{tag}> is a void element and takes no children"),
+                vec![whole.clone()],
+            ));
+        }
+        return Ok(());
+    }
+    for child in children {
+        render_node(out, child)?;
+    }
+    out.push_str("</");
+    out.push_str(tag);
+    out.push('>');
+    Ok(())
+}

@@ -1,0 +1,19 @@
+//! The SX kernel: the language, with no IO. Reader → expander → engines (the reference
+//! interpreter; the bytecode VM shares the expander's output), values and printer, HTML,
+//! the core library. It compiles to wasm32-unknown-unknown; IO reaches SX only through
+//! `perform`, which hands a request to the host.
+
+pub mod builtins;
+pub mod engine;
+pub mod error;
+pub mod expander;
+pub mod html;
+pub mod interp;
+pub mod printer;
+pub mod reader;
+pub mod testing;
+pub mod value;
+
+pub use engine::{Engine, Limits, Run, KERNEL_VERSION};
+pub use interp::Step;
+pub use value::Value;

@@ -1,0 +1,205 @@
+//! `sx`: the one binary users run. Subcommands: `run`, `test`, `repl` (the server issue adds
+//! `serve`). Arguments are parsed with clap; SX work happens on a thread with a large stack
+//! so that deep (but legal) data never threatens the process.
+
+mod effects;
+mod repl;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use sx_kernel::engine::Limits;
+use sx_kernel::error::describe;
+use sx_kernel::{Engine, Step, Value};
+
+#[derive(Parser)]
+#[command(name = "sx", version, about = "Run, test and explore SX programs")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum EngineKind {
+    /// The reference tree-walking interpreter.
+    Interp,
+    /// The bytecode VM.
+    Vm,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Evaluate a file; standard output is what `print` wrote.
+    Run {
+        file: PathBuf,
+        /// Which engine runs the program.
+        #[arg(long, value_enum, default_value = "interp")]
+        engine: EngineKind,
+        /// Evaluation steps allowed before `out-of-fuel`.
+        #[arg(long)]
+        fuel: Option<u64>,
+    },
+    /// Run every `deftest` in the files (directories are searched recursively for .sx).
+    Test {
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        #[arg(long, value_enum, default_value = "interp")]
+        engine: EngineKind,
+    },
+    /// An interactive session: each result is printed as SX text.
+    Repl,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // SX work gets its own thread with a big stack: printing or comparing very deep data
+    // recurses in Rust, and the reader's depth limit only bounds what text can build.
+    let worker = std::thread::Builder::new()
+        .name("sx".into())
+        .stack_size(1 << 30)
+        .spawn(move || match cli.command {
+            Command::Run { file, engine, fuel } => run(&file, engine, fuel),
+            Command::Test { paths, engine } => test(&paths, engine),
+            Command::Repl => repl::run(),
+        });
+    match worker.map(|w| w.join()) {
+        Ok(Ok(code)) => ExitCode::from(code),
+        _ => ExitCode::from(101),
+    }
+}
+
+fn require_interp(engine: EngineKind) -> Result<(), u8> {
+    if engine == EngineKind::Vm {
+        eprintln!("sx: the bytecode VM is not built yet; use --engine interp");
+        return Err(2);
+    }
+    Ok(())
+}
+
+fn read_source(path: &Path) -> Result<String, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    String::from_utf8(bytes).map_err(|e| {
+        format!(
+            "{}: read-error: not valid UTF-8 (at byte {})",
+            path.display(),
+            e.utf8_error().valid_up_to()
+        )
+    })
+}
+
+/// `file:line:col: ` of where an error was raised, when known.
+fn location_prefix(err: &Value) -> String {
+    if let Value::Error(e) = err {
+        if let Some(entry) = e.stack.borrow().iter().find(|s| s.pos.is_some()) {
+            if let (Some(file), Some(pos)) = (&entry.file, entry.pos) {
+                return format!("{file}:{pos}: ");
+            }
+        }
+    }
+    String::new()
+}
+
+pub fn report_error(err: &Value) {
+    eprintln!("{}{}", location_prefix(err), describe(err));
+}
+
+fn run(path: &Path, engine_kind: EngineKind, fuel: Option<u64>) -> u8 {
+    if let Err(code) = require_interp(engine_kind) {
+        return code;
+    }
+    let source = match read_source(path) {
+        Ok(s) => s,
+        Err(message) => {
+            eprintln!("{message}");
+            return 1;
+        }
+    };
+    let mut engine = Engine::new();
+    engine.limits = Limits {
+        fuel,
+        ..Limits::default()
+    };
+    engine.set_output(Box::new(effects::write_stdout));
+    let name = path.display().to_string();
+    let mut run = match engine.start(&source, Some(&name)) {
+        Ok(run) => run,
+        Err(e) => {
+            report_error(&e);
+            return 1;
+        }
+    };
+    let result = loop {
+        match run.step(&mut engine) {
+            Step::Done(_) => break 0,
+            Step::Error(e) => {
+                effects::flush_stdout();
+                report_error(&e);
+                break 1;
+            }
+            Step::Perform(request) => run.resume(effects::serve(&request)),
+        }
+    };
+    effects::flush_stdout();
+    result
+}
+
+fn collect_sx_files(path: &Path, out: &mut Vec<PathBuf>) -> Result<(), String> {
+    let meta = std::fs::metadata(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    if meta.is_dir() {
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
+            .map_err(|e| format!("cannot list {}: {e}", path.display()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .collect();
+        entries.sort();
+        for entry in entries {
+            if entry.is_dir() || entry.extension().is_some_and(|x| x == "sx") {
+                collect_sx_files(&entry, out)?;
+            }
+        }
+    } else {
+        out.push(path.to_path_buf());
+    }
+    Ok(())
+}
+
+fn test(paths: &[PathBuf], engine_kind: EngineKind) -> u8 {
+    if let Err(code) = require_interp(engine_kind) {
+        return code;
+    }
+    let mut files = Vec::new();
+    for p in paths {
+        if let Err(message) = collect_sx_files(p, &mut files) {
+            eprintln!("{message}");
+            return 1;
+        }
+    }
+    let (mut passed, mut failed) = (0, 0);
+    for file in &files {
+        let name = file.display().to_string();
+        let source = match read_source(file) {
+            Ok(s) => s,
+            Err(message) => {
+                println!("FAIL {name}\n  {message}");
+                failed += 1;
+                continue;
+            }
+        };
+        let report = sx_kernel::testing::run_file(&source, &name, &mut effects::serve);
+        if let Some(err) = &report.load_error {
+            println!("FAIL {name} (while loading)");
+            for line in format!("{}{}", location_prefix(err), describe(err)).lines() {
+                println!("  {line}");
+            }
+        }
+        for outcome in report.tests.iter().filter(|t| t.failure.is_some()) {
+            print!("{}", sx_kernel::testing::describe_failure(&name, outcome));
+        }
+        println!("{name}: {} passed, {} failed", report.passed(), report.failed());
+        passed += report.passed();
+        failed += report.failed();
+    }
+    println!("{passed} passed, {failed} failed");
+    effects::flush_stdout();
+    u8::from(failed > 0)
+}
