@@ -70,15 +70,6 @@ pub fn division_by_zero() -> Value {
     ErrorValue::value("division-by-zero", "division by zero", vec![])
 }
 
-/// The error type of any raised value: an error's own type, else `"raise"`... but a raised
-/// non-error value keeps its identity; callers that need a type name use this.
-pub fn raised_type(v: &Value) -> Option<Rc<str>> {
-    match v {
-        Value::Error(e) => Some(e.error_type.clone()),
-        _ => None,
-    }
-}
-
 /// Renders an uncaught raised value the way the CLI and hosts report it:
 /// `TYPE: MESSAGE irritants...` followed by the SX stack, one entry per line.
 pub fn describe(v: &Value) -> String {
@@ -86,8 +77,12 @@ pub fn describe(v: &Value) -> String {
         Value::Error(e) => {
             let mut out = format!("{}: {}", e.error_type, e.message);
             for irritant in &e.irritants {
-                out.push(' ');
-                out.push_str(&crate::printer::repr(irritant));
+                let text = crate::printer::repr(irritant);
+                // Kernel messages often name their irritant already ("unbound variable x").
+                if !e.message.contains(&text) {
+                    out.push(' ');
+                    out.push_str(&text);
+                }
             }
             for entry in e.stack.borrow().iter() {
                 out.push_str("\n  in ");

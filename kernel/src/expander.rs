@@ -38,7 +38,17 @@ pub enum Expr {
         depth: usize,
         index: usize,
     },
-    Global(Rc<Global>),
+    Global {
+        global: Rc<Global>,
+        loc: Option<Rc<SrcLoc>>,
+    },
+    /// A head that names an HTML tag but was unbound when expanded: a call if the global is
+    /// bound when this runs (a function defined later), else the element.
+    CallOrElement {
+        global: Rc<Global>,
+        call: ExprRef,
+        element: ExprRef,
+    },
     SetLocal {
         depth: usize,
         index: usize,
@@ -327,7 +337,10 @@ impl<'a> Expander<'a> {
     fn variable(&mut self, s: Symbol) -> ExprRef {
         match self.resolve_local(s) {
             Some((depth, index)) => Rc::new(Expr::Local { depth, index }),
-            None => Rc::new(Expr::Global(self.global(s))),
+            None => Rc::new(Expr::Global {
+                global: self.global(s),
+                loc: self.loc(self.here),
+            }),
         }
     }
 
@@ -364,7 +377,18 @@ impl<'a> Expander<'a> {
                     Some(_) => {}
                     None if html::is_tag(s.name()) => {
                         let exprs = self.expand_all(args.iter())?;
-                        return Ok(Rc::new(Expr::MakeElement { tag: s, items: exprs }));
+                        let global = self.global(s);
+                        let mut items = vec![Rc::new(Expr::Global {
+                            global: global.clone(),
+                            loc: self.loc(self.here),
+                        })];
+                        items.extend(exprs.iter().cloned());
+                        let call = Rc::new(Expr::Call {
+                            items,
+                            loc: self.loc(self.here),
+                        });
+                        let element = Rc::new(Expr::MakeElement { tag: s, items: exprs });
+                        return Ok(Rc::new(Expr::CallOrElement { global, call, element }));
                     }
                     None => {}
                 }

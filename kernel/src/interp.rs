@@ -204,17 +204,21 @@ impl Machine {
             Expr::Local { depth, index } => {
                 Ctl::Return(frame_at(&env, *depth).slots.borrow()[*index].clone())
             }
-            Expr::Global(g) => match &*g.value.borrow() {
+            Expr::Global { global, loc } => match &*global.value.borrow() {
                 Some(v) => Ctl::Return(v.clone()),
                 None => {
                     let err = ErrorValue::value(
                         "unbound-variable",
-                        format!("unbound variable {}", g.name.name()),
-                        vec![Value::Symbol(g.name)],
+                        format!("unbound variable {}", global.name.name()),
+                        vec![Value::Symbol(global.name)],
                     );
-                    self.raise(err, None)
+                    self.raise(err, Some((global.name.name(), loc)))
                 }
             },
+            Expr::CallOrElement { global, call, element } => {
+                let chosen = if global.value.borrow().is_some() { call } else { element };
+                Ctl::Eval(chosen.clone(), env)
+            }
             Expr::SetLocal { value, .. } => {
                 let value = value.clone();
                 self.konts.push(Kont::SetLocal(expr, env.clone()));
