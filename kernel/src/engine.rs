@@ -119,7 +119,7 @@ impl Engine {
     pub fn expand(
         &mut self,
         form: &Value,
-        sources: &SourceMap,
+        sources: &mut SourceMap,
         file: Option<Rc<str>>,
     ) -> Result<ExprRef, Value> {
         Expander::new(self, sources, file).expand_toplevel(form)
@@ -247,7 +247,7 @@ impl Run {
                 return Step::Done(std::mem::replace(&mut self.last, Value::Nil));
             };
             self.next += 1;
-            match engine.expand(form, &self.sources, self.file.clone()) {
+            match engine.expand(form, &mut self.sources, self.file.clone()) {
                 Ok(expr) => {
                     self.machine = Some(Machine::new(expr, self.fuel, engine.limits.max_depth));
                 }

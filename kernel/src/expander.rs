@@ -183,7 +183,7 @@ struct Scope {
 
 pub struct Expander<'a> {
     host: &'a mut dyn MacroHost,
-    sources: &'a SourceMap,
+    sources: &'a mut SourceMap,
     file: Option<Rc<str>>,
     scopes: Vec<Scope>,
     depth: usize,
@@ -245,7 +245,11 @@ fn needs_datum_conversion(v: &Value) -> bool {
 }
 
 impl<'a> Expander<'a> {
-    pub fn new(host: &'a mut dyn MacroHost, sources: &'a SourceMap, file: Option<Rc<str>>) -> Self {
+    pub fn new(
+        host: &'a mut dyn MacroHost,
+        sources: &'a mut SourceMap,
+        file: Option<Rc<str>>,
+    ) -> Self {
         Expander {
             host,
             sources,
@@ -280,6 +284,15 @@ impl<'a> Expander<'a> {
             });
         }
         Err(err)
+    }
+
+    /// Code a macro made has no source position: give it the macro call's.
+    fn locate_expansion(&mut self, expansion: &Value) {
+        if let (Value::List(list), Some(pos)) = (expansion, self.here) {
+            if self.sources.pos(list).is_none() {
+                self.sources.record(list, pos);
+            }
+        }
     }
 
     fn resolve_local(&self, name: Symbol) -> Option<(usize, usize)> {
@@ -372,6 +385,7 @@ impl<'a> Expander<'a> {
                             }
                             e
                         })?;
+                        self.locate_expansion(&expansion);
                         return self.expand(&expansion);
                     }
                     Some(_) => {}
@@ -694,8 +708,14 @@ impl<'a> Expander<'a> {
                             return self.syntax("macro expansion does not terminate", form);
                         }
                         self.depth += 1;
+                        if let Some(pos) = self.sources.pos(items) {
+                            self.here = Some(pos);
+                        }
                         let expansion = self.host.call_macro(&mac, items.rest().to_vec());
-                        let result = expansion.and_then(|e| self.flatten_body_form(&e, out));
+                        let result = expansion.and_then(|e| {
+                            self.locate_expansion(&e);
+                            self.flatten_body_form(&e, out)
+                        });
                         self.depth -= 1;
                         return result;
                     }

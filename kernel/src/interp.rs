@@ -546,6 +546,14 @@ impl Machine {
                         engine.write_output(&line);
                         Ctl::Return(Value::Nil)
                     }
+                    NativeKind::Eval => {
+                        let form = args.into_iter().next().unwrap_or(Value::Nil);
+                        let mut sources = crate::reader::SourceMap::default();
+                        match engine.expand(&form, &mut sources, None) {
+                            Ok(expr) => Ctl::Eval(expr, None),
+                            Err(err) => self.raise(err, Some(("eval", &loc))),
+                        }
+                    }
                     NativeKind::Apply => match builtins::spread_apply_args(args) {
                         Ok((f, args)) => Ctl::Apply(f, args, loc),
                         Err(err) => self.raise(err, Some(("apply", &loc))),

@@ -46,6 +46,9 @@ impl fmt::Display for ReadError {
 #[derive(Default)]
 pub struct SourceMap {
     lists: HashMap<usize, (Pos, bool)>,
+    /// Lists recorded after reading (macro expansions) are kept alive here, so no other
+    /// list can take their address and inherit their entry.
+    kept: Vec<List>,
 }
 
 impl SourceMap {
@@ -61,9 +64,17 @@ impl SourceMap {
             .is_some_and(|(_, b)| *b)
     }
 
-    fn record(&mut self, list: &List, pos: Pos, bracket: bool) {
+    fn record_read(&mut self, list: &List, pos: Pos, bracket: bool) {
         if let Some(id) = list.node_id() {
             self.lists.insert(id, (pos, bracket));
+        }
+    }
+
+    /// Gives a list made by a macro the position of the call that made it.
+    pub fn record(&mut self, list: &List, pos: Pos) {
+        if let Some(id) = list.node_id() {
+            self.lists.insert(id, (pos, false));
+            self.kept.push(list.clone());
         }
     }
 }
@@ -336,7 +347,7 @@ impl Reader<'_> {
                         let (head, pos) = (*head, *pos);
                         stack.pop();
                         let list = List::from(vec![Value::sym(head), datum]);
-                        self.sources.record(&list, pos, false);
+                        self.sources.record_read(&list, pos, false);
                         datum = Value::List(list);
                     }
                 }
@@ -373,12 +384,12 @@ impl Reader<'_> {
             }
             let list = List::from_iter_with_tail(items, List::empty());
             let list = List::cons(Value::Symbol(dict_literal_head()), list);
-            self.sources.record(&list, open, false);
+            self.sources.record_read(&list, open, false);
             return Ok(Value::List(list));
         }
         let list = List::from(items);
         if self.mode == Mode::Code {
-            self.sources.record(&list, open, delim == Delim::Bracket);
+            self.sources.record_read(&list, open, delim == Delim::Bracket);
         }
         Ok(Value::List(list))
     }

@@ -246,6 +246,8 @@ pub enum NativeKind {
     WithFuel,
     /// `(raise v)`
     Raise,
+    /// `(eval datum)`: expands and runs a datum in the global environment.
+    Eval,
 }
 
 /// A closure: expanded code plus the environment it was created in.

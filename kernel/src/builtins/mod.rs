@@ -61,6 +61,12 @@ fn table() -> Vec<Entry> {
             max: Some(1),
             kind: NativeKind::Raise,
         },
+        Entry {
+            name: "eval",
+            min: 1,
+            max: Some(1),
+            kind: NativeKind::Eval,
+        },
         pure("error", 1, None, error),
         pure("error-type", 1, Some(1), error_type),
         pure("error-message", 1, Some(1), error_message),
