@@ -27,7 +27,10 @@ pub fn serve(request: &Value) -> Result<Value, Value> {
                 std::thread::sleep(Duration::from_millis(ms as u64));
                 Ok(Value::Nil)
             }
-            _ => Err(type_error("sleep needs :ms between 0 and 3600000", vec![request.clone()])),
+            _ => Err(type_error(
+                "sleep needs :ms between 0 and 3600000",
+                vec![request.clone()],
+            )),
         },
         _ => Err(unknown_effect(request)),
     }

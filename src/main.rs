@@ -145,7 +145,8 @@ fn run(path: &Path, engine_kind: EngineKind, fuel: Option<u64>) -> u8 {
 }
 
 fn collect_sx_files(path: &Path, out: &mut Vec<PathBuf>) -> Result<(), String> {
-    let meta = std::fs::metadata(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let meta =
+        std::fs::metadata(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     if meta.is_dir() {
         let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
             .map_err(|e| format!("cannot list {}: {e}", path.display()))?
@@ -195,7 +196,11 @@ fn test(paths: &[PathBuf], engine_kind: EngineKind) -> u8 {
         for outcome in report.tests.iter().filter(|t| t.failure.is_some()) {
             print!("{}", sx_kernel::testing::describe_failure(&name, outcome));
         }
-        println!("{name}: {} passed, {} failed", report.passed(), report.failed());
+        println!(
+            "{name}: {} passed, {} failed",
+            report.passed(),
+            report.failed()
+        );
         passed += report.passed();
         failed += report.failed();
     }

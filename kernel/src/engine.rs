@@ -79,7 +79,10 @@ impl Engine {
         };
         builtins::install(&mut engine.globals);
         if let Err(err) = engine.eval_source(builtins::PRELUDE, Some("prelude.sx")) {
-            panic!("the SX prelude failed to load: {}", crate::error::describe(&err));
+            panic!(
+                "the SX prelude failed to load: {}",
+                crate::error::describe(&err)
+            );
         }
         engine
     }
@@ -173,9 +176,7 @@ impl Engine {
         tests
             .into_iter()
             .map(|test| {
-                let result = self
-                    .call_with(&test.thunk, vec![], effects)
-                    .map(|_| ());
+                let result = self.call_with(&test.thunk, vec![], effects).map(|_| ());
                 (test, result)
             })
             .collect()

@@ -357,7 +357,10 @@ impl<'a> Expander<'a> {
         }
     }
 
-    fn expand_all<'v>(&mut self, forms: impl Iterator<Item = &'v Value>) -> Result<Vec<ExprRef>, Value> {
+    fn expand_all<'v>(
+        &mut self,
+        forms: impl Iterator<Item = &'v Value>,
+    ) -> Result<Vec<ExprRef>, Value> {
         forms.map(|f| self.expand(f)).collect()
     }
 
@@ -375,15 +378,14 @@ impl<'a> Expander<'a> {
                 }
                 match self.global_value(s) {
                     Some(mac @ Value::Macro(_)) => {
-                        let expansion = self.host.call_macro(&mac, args).map_err(|e| {
-                            if let Value::Error(err) = &e {
+                        let expansion = self.host.call_macro(&mac, args).inspect_err(|e| {
+                            if let Value::Error(err) = e {
                                 err.stack.borrow_mut().push(StackEntry {
                                     name: Rc::from(format!("macro {}", s.name())),
                                     file: self.file.clone(),
                                     pos: self.here,
                                 });
                             }
-                            e
                         })?;
                         self.locate_expansion(&expansion);
                         return self.expand(&expansion);
@@ -401,8 +403,15 @@ impl<'a> Expander<'a> {
                             items,
                             loc: self.loc(self.here),
                         });
-                        let element = Rc::new(Expr::MakeElement { tag: s, items: exprs });
-                        return Ok(Rc::new(Expr::CallOrElement { global, call, element }));
+                        let element = Rc::new(Expr::MakeElement {
+                            tag: s,
+                            items: exprs,
+                        });
+                        return Ok(Rc::new(Expr::CallOrElement {
+                            global,
+                            call,
+                            element,
+                        }));
                     }
                     None => {}
                 }
@@ -440,7 +449,10 @@ impl<'a> Expander<'a> {
                     self.expand(t)?,
                     self.expand(e)?,
                 ))),
-                _ => self.syntax("if takes a test, a consequent and an optional alternative", form),
+                _ => self.syntax(
+                    "if takes a test, a consequent and an optional alternative",
+                    form,
+                ),
             },
             "when" | "unless" => {
                 let Some((test, body)) = args.split_first() else {
@@ -458,20 +470,32 @@ impl<'a> Expander<'a> {
             "case" => self.case(form, args),
             "and" | "or" => {
                 if args.is_empty() {
-                    return Ok(konst(if name == "and" { Value::Bool(true) } else { Value::Nil }));
+                    return Ok(konst(if name == "and" {
+                        Value::Bool(true)
+                    } else {
+                        Value::Nil
+                    }));
                 }
                 let exprs = self.expand_all(args.iter())?;
                 if exprs.len() == 1 {
                     return Ok(exprs[0].clone());
                 }
-                Ok(Rc::new(if name == "and" { Expr::And(exprs) } else { Expr::Or(exprs) }))
+                Ok(Rc::new(if name == "and" {
+                    Expr::And(exprs)
+                } else {
+                    Expr::Or(exprs)
+                }))
             }
             "begin" => Ok(seq(self.expand_all(args.iter())?)),
             "set!" => match args {
                 [Value::Symbol(s), e] => {
                     let value = self.expand(e)?;
                     Ok(Rc::new(match self.resolve_local(*s) {
-                        Some((depth, index)) => Expr::SetLocal { depth, index, value },
+                        Some((depth, index)) => Expr::SetLocal {
+                            depth,
+                            index,
+                            value,
+                        },
                         None => Expr::SetGlobal {
                             global: self.global(*s),
                             value,
@@ -588,7 +612,10 @@ impl<'a> Expander<'a> {
                 }
                 _ => self.syntax("define needs a name", form),
             },
-            _ => self.syntax("define takes a name and a value, or (name params...) and a body", form),
+            _ => self.syntax(
+                "define takes a name and a value, or (name params...) and a body",
+                form,
+            ),
         }
     }
 
@@ -665,7 +692,11 @@ impl<'a> Expander<'a> {
                 Some((name, args)) => {
                     let (_, value) = self.definition(f, &args)?;
                     let (depth, index) = self.resolve_local(name).unwrap_or((0, 0));
-                    exprs.push(Rc::new(Expr::SetLocal { depth, index, value }));
+                    exprs.push(Rc::new(Expr::SetLocal {
+                        depth,
+                        index,
+                        value,
+                    }));
                 }
                 None => exprs.push(self.expand(f)?),
             }
@@ -674,7 +705,9 @@ impl<'a> Expander<'a> {
     }
 
     fn as_define(form: &Value) -> Option<(Symbol, Vec<Value>)> {
-        let Value::List(items) = form else { return None };
+        let Value::List(items) = form else {
+            return None;
+        };
         if items.first() != Some(&Value::sym("define")) {
             return None;
         }
@@ -734,7 +767,9 @@ impl<'a> Expander<'a> {
         for b in list.iter() {
             match b {
                 Value::List(pair) if pair.len() == 2 => match pair.first() {
-                    Some(Value::Symbol(s)) => out.push((*s, pair.nth(1).cloned().unwrap_or(Value::Nil))),
+                    Some(Value::Symbol(s)) => {
+                        out.push((*s, pair.nth(1).cloned().unwrap_or(Value::Nil)))
+                    }
                     _ => return self.syntax("a let binding must start with a name", form),
                 },
                 _ => return self.syntax("each let binding must be a (name value) list", form),
@@ -783,13 +818,22 @@ impl<'a> Expander<'a> {
             [bindings, body @ ..] => {
                 let bindings = self.bindings(bindings, form)?;
                 let inits = self.expand_all(bindings.iter().map(|(_, v)| v))?;
-                self.scoped_body(bindings.iter().map(|(n, _)| Some(*n)).collect(), inits, body)
+                self.scoped_body(
+                    bindings.iter().map(|(n, _)| Some(*n)).collect(),
+                    inits,
+                    body,
+                )
             }
             _ => self.syntax("let needs a binding list", form),
         }
     }
 
-    fn scoped_body(&mut self, names: Vec<Option<Symbol>>, inits: Vec<ExprRef>, body: &[Value]) -> Expanded {
+    fn scoped_body(
+        &mut self,
+        names: Vec<Option<Symbol>>,
+        inits: Vec<ExprRef>,
+        body: &[Value],
+    ) -> Expanded {
         self.scopes.push(Scope { names });
         let body = self.body(body);
         let scope = self.scopes.pop();
@@ -812,7 +856,11 @@ impl<'a> Expander<'a> {
             let mut exprs = Vec::new();
             for (i, (name, v)) in bindings.iter().enumerate() {
                 let value = self.definition(form, &[Value::Symbol(*name), v.clone()])?.1;
-                exprs.push(Rc::new(Expr::SetLocal { depth: 0, index: i, value }));
+                exprs.push(Rc::new(Expr::SetLocal {
+                    depth: 0,
+                    index: i,
+                    value,
+                }));
             }
             exprs.push(self.body(body)?);
             Ok(seq(exprs))
@@ -910,7 +958,10 @@ impl<'a> Expander<'a> {
             return self.syntax("defcomp is allowed only at the top level", form);
         }
         let [Value::Symbol(name), Value::List(params), body @ ..] = args else {
-            return self.syntax("defcomp takes a ~name, a (&key ...) parameter list and a body", form);
+            return self.syntax(
+                "defcomp takes a ~name, a (&key ...) parameter list and a body",
+                form,
+            );
         };
         if !name.name().starts_with('~') {
             return self.syntax("component names start with ~", form);
@@ -941,7 +992,10 @@ impl<'a> Expander<'a> {
             return self.syntax("guard takes (var clause...) and a body", form);
         };
         let Some(Value::Symbol(var)) = spec.first() else {
-            return self.syntax("guard needs a variable: (guard (e clause...) body...)", form);
+            return self.syntax(
+                "guard needs a variable: (guard (e clause...) body...)",
+                form,
+            );
         };
         let var = *var;
         let body = seq(self.expand_all(body.iter())?);
@@ -954,13 +1008,21 @@ impl<'a> Expander<'a> {
             // No clause matched: re-raise the same value.
             clauses.push(Value::list(vec![
                 Value::sym("else"),
-                Value::list(vec![Value::Native(builtins::native_rc("raise")), Value::Symbol(var)]),
+                Value::list(vec![
+                    Value::Native(builtins::native_rc("raise")),
+                    Value::Symbol(var),
+                ]),
             ]));
         }
-        self.scopes.push(Scope { names: vec![Some(var)] });
+        self.scopes.push(Scope {
+            names: vec![Some(var)],
+        });
         let handler = self.cond(form, &clauses);
         self.scopes.pop();
-        Ok(Rc::new(Expr::Guard { body, handler: handler? }))
+        Ok(Rc::new(Expr::Guard {
+            body,
+            handler: handler?,
+        }))
     }
 
     fn quasi(&mut self, x: &Value, level: usize) -> Expanded {
@@ -975,12 +1037,18 @@ impl<'a> Expander<'a> {
                     return self.expand(&arg);
                 }
                 let inner = self.quasi(&arg, level - 1)?;
-                return Ok(native_call("list", vec![konst(Value::sym("unquote")), inner]));
+                return Ok(native_call(
+                    "list",
+                    vec![konst(Value::sym("unquote")), inner],
+                ));
             }
             Some("quasiquote") if items.len() == 2 => {
                 let arg = items.nth(1).cloned().unwrap_or(Value::Nil);
                 let inner = self.quasi(&arg, level + 1)?;
-                return Ok(native_call("list", vec![konst(Value::sym("quasiquote")), inner]));
+                return Ok(native_call(
+                    "list",
+                    vec![konst(Value::sym("quasiquote")), inner],
+                ));
             }
             _ => {}
         }
@@ -997,9 +1065,7 @@ impl<'a> Expander<'a> {
         let mut pending: Vec<ExprRef> = Vec::new();
         for item in items.iter() {
             if let Value::List(inner) = item {
-                if inner.len() == 2
-                    && inner.first() == Some(&Value::sym("unquote-splicing"))
-                {
+                if inner.len() == 2 && inner.first() == Some(&Value::sym("unquote-splicing")) {
                     let arg = inner.nth(1).cloned().unwrap_or(Value::Nil);
                     if level == 1 {
                         if !pending.is_empty() {

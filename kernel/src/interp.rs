@@ -24,9 +24,14 @@ pub struct Frame {
 pub type Env = Option<Rc<Frame>>;
 
 fn frame_at(env: &Env, depth: usize) -> &Rc<Frame> {
-    let mut f = env.as_ref().expect("the expander resolved a local outside any frame");
+    let mut f = env
+        .as_ref()
+        .expect("the expander resolved a local outside any frame");
     for _ in 0..depth {
-        f = f.parent.as_ref().expect("the expander resolved a local too deep");
+        f = f
+            .parent
+            .as_ref()
+            .expect("the expander resolved a local too deep");
     }
     f
 }
@@ -51,7 +56,7 @@ enum Kont {
     Guard(ExprRef, Env),
     /// A function body is running: the unit of stack depth and of stack traces.
     Call {
-        name: Rc<str>,
+        name: &'static str,
         loc: Option<Rc<SrcLoc>>,
     },
     Perform,
@@ -129,7 +134,7 @@ impl Machine {
             .rev()
             .filter_map(|k| match k {
                 Kont::Call { name, loc } => Some(StackEntry {
-                    name: name.clone(),
+                    name: Rc::from(*name),
                     file: loc.as_ref().and_then(|l| l.file.clone()),
                     pos: loc.as_ref().map(|l| l.pos),
                 }),
@@ -159,16 +164,16 @@ impl Machine {
 
     /// Runs until the machine finishes, fails, or performs.
     pub fn run(&mut self, engine: &mut Engine) -> Step {
+        let Some(mut ctl) = self.ctl.take() else {
+            return Step::Error(type_error("the machine already finished", vec![]));
+        };
         loop {
-            let Some(ctl) = self.ctl.take() else {
-                return Step::Error(type_error("the machine already finished", vec![]));
-            };
             let next = match ctl {
                 Ctl::Eval(expr, env) => {
                     if let Some(fuel) = &mut self.fuel {
                         if *fuel == 0 {
                             let err = ErrorValue::value("out-of-fuel", "out of fuel", vec![]);
-                            self.ctl = Some(self.raise(err, None));
+                            ctl = self.raise(err, None);
                             continue;
                         }
                         *fuel -= 1;
@@ -181,12 +186,12 @@ impl Machine {
                 },
                 Ctl::Apply(f, args, loc) => self.apply_value(f, args, loc, engine),
                 Ctl::Raise(v) => match self.unwind(v) {
-                    Ok(ctl) => Some(ctl),
+                    Ok(next) => Some(next),
                     Err(v) => return Step::Error(v),
                 },
             };
             match next {
-                Some(ctl) => self.ctl = Some(ctl),
+                Some(next) => ctl = next,
                 None => {
                     // Only a perform stops the loop without a value.
                     let request = self.pending_request.take().unwrap_or(Value::Nil);
@@ -215,8 +220,16 @@ impl Machine {
                     self.raise(err, Some((global.name.name(), loc)))
                 }
             },
-            Expr::CallOrElement { global, call, element } => {
-                let chosen = if global.value.borrow().is_some() { call } else { element };
+            Expr::CallOrElement {
+                global,
+                call,
+                element,
+            } => {
+                let chosen = if global.value.borrow().is_some() {
+                    call
+                } else {
+                    element
+                };
                 Ctl::Eval(chosen.clone(), env)
             }
             Expr::SetLocal { value, .. } => {
@@ -261,8 +274,11 @@ impl Machine {
                 Some(first) => {
                     let first = first.clone();
                     let capacity = items.len();
-                    self.konts
-                        .push(Kont::Collect(expr.clone(), Vec::with_capacity(capacity), env.clone()));
+                    self.konts.push(Kont::Collect(
+                        expr.clone(),
+                        Vec::with_capacity(capacity),
+                        env.clone(),
+                    ));
                     Ctl::Eval(first, env)
                 }
                 None => return self.collected(expr, Vec::new(), env),
@@ -320,12 +336,10 @@ impl Machine {
                 Ctl::Apply(f, vals, loc.clone())
             }
             Expr::MakeList(_) => Ctl::Return(Value::List(List::from(vals))),
-            Expr::MakeElement { tag, .. } => {
-                Ctl::Return(Value::List(List::from_iter_with_tail(
-                    std::iter::once(Value::Symbol(*tag)).chain(vals),
-                    List::empty(),
-                )))
-            }
+            Expr::MakeElement { tag, .. } => Ctl::Return(Value::List(List::from_iter_with_tail(
+                std::iter::once(Value::Symbol(*tag)).chain(vals),
+                List::empty(),
+            ))),
             Expr::MakeDict(_) => {
                 let mut dict = Dict::new();
                 let mut it = vals.into_iter();
@@ -349,11 +363,15 @@ impl Machine {
     fn continue_with(&mut self, k: Kont, v: Value) -> Option<Ctl> {
         Some(match k {
             Kont::If(node, env) => {
-                let Expr::If(_, then, otherwise) = &*node else { unreachable!() };
+                let Expr::If(_, then, otherwise) = &*node else {
+                    unreachable!()
+                };
                 Ctl::Eval(if v.is_truthy() { then } else { otherwise }.clone(), env)
             }
             Kont::Seq(node, i, env) => {
-                let Expr::Seq(items) = &*node else { unreachable!() };
+                let Expr::Seq(items) = &*node else {
+                    unreachable!()
+                };
                 let next = items[i].clone();
                 if i + 1 < items.len() {
                     self.konts.push(Kont::Seq(node.clone(), i + 1, env.clone()));
@@ -371,7 +389,8 @@ impl Machine {
                 }
                 let next = items[i].clone();
                 if i + 1 < items.len() {
-                    self.konts.push(Kont::AndOr(node.clone(), i + 1, env.clone()));
+                    self.konts
+                        .push(Kont::AndOr(node.clone(), i + 1, env.clone()));
                 }
                 Ctl::Eval(next, env)
             }
@@ -394,12 +413,16 @@ impl Machine {
                 }
             }
             Kont::SetLocal(node, env) => {
-                let Expr::SetLocal { depth, index, .. } = &*node else { unreachable!() };
+                let Expr::SetLocal { depth, index, .. } = &*node else {
+                    unreachable!()
+                };
                 frame_at(&env, *depth).slots.borrow_mut()[*index] = v;
                 Ctl::Return(Value::Nil)
             }
             Kont::SetGlobal(node) => {
-                let Expr::SetGlobal { global, .. } = &*node else { unreachable!() };
+                let Expr::SetGlobal { global, .. } = &*node else {
+                    unreachable!()
+                };
                 let mut slot = global.value.borrow_mut();
                 if slot.is_none() {
                     drop(slot);
@@ -414,7 +437,9 @@ impl Machine {
                 Ctl::Return(Value::Nil)
             }
             Kont::Define(node) => {
-                let Expr::Define { global, .. } = &*node else { unreachable!() };
+                let Expr::Define { global, .. } = &*node else {
+                    unreachable!()
+                };
                 *global.value.borrow_mut() = Some(v);
                 Ctl::Return(Value::Nil)
             }
@@ -446,7 +471,9 @@ impl Machine {
                 Kont::Call { .. } => self.depth -= 1,
                 Kont::Fuel { outer, granted } => self.restore_fuel(outer, granted),
                 Kont::Guard(node, env) => {
-                    let Expr::Guard { handler, .. } = &*node else { unreachable!() };
+                    let Expr::Guard { handler, .. } = &*node else {
+                        unreachable!()
+                    };
                     return Ok(Ctl::Eval(handler.clone(), new_frame(vec![v], 1, env)));
                 }
                 _ => {}
@@ -457,7 +484,7 @@ impl Machine {
 
     /// Enters a function body: a tail call replaces the caller's frame, any other call
     /// pushes one (and may overflow the configured depth).
-    fn enter(&mut self, name: Rc<str>, loc: Option<Rc<SrcLoc>>) -> Result<(), Value> {
+    fn enter(&mut self, name: &'static str, loc: Option<Rc<SrcLoc>>) -> Result<(), Value> {
         if let Some(Kont::Call { .. }) = self.konts.last() {
             self.konts.pop();
             self.depth -= 1;
@@ -481,7 +508,7 @@ impl Machine {
         loc: Option<Rc<SrcLoc>>,
     ) -> Ctl {
         let code: &LambdaCode = &closure.code;
-        let name: Rc<str> = Rc::from(code.name.map_or("fn", |n| n.name()));
+        let name = code.name.map_or("fn", |n| n.name());
         let n = args.len();
         if n < code.params || (!code.rest && n > code.params) {
             let expected = if code.rest {
@@ -493,7 +520,7 @@ impl Machine {
                 format!("{name} takes {expected} argument(s), got {n}"),
                 vec![Value::Int(n as i64)],
             );
-            return self.raise(err, Some((&name, &loc)));
+            return self.raise(err, Some((name, &loc)));
         }
         let mut slots = args;
         if code.rest {
@@ -503,7 +530,10 @@ impl Machine {
         if let Err(err) = self.enter(name, loc) {
             return self.raise(err, None);
         }
-        Ctl::Eval(code.body.clone(), new_frame(slots, code.slots, closure.env.clone()))
+        Ctl::Eval(
+            code.body.clone(),
+            new_frame(slots, code.slots, closure.env.clone()),
+        )
     }
 
     fn apply_value(
@@ -561,8 +591,13 @@ impl Machine {
                     NativeKind::WithFuel => {
                         let mut it = args.into_iter();
                         let (budget, thunk) = (it.next(), it.next().unwrap_or(Value::Nil));
-                        let Some(Value::Int(budget)) = budget.filter(|b| matches!(b, Value::Int(n) if *n >= 0)) else {
-                            let err = type_error("call-with-fuel needs a non-negative integer budget", vec![]);
+                        let Some(Value::Int(budget)) =
+                            budget.filter(|b| matches!(b, Value::Int(n) if *n >= 0))
+                        else {
+                            let err = type_error(
+                                "call-with-fuel needs a non-negative integer budget",
+                                vec![],
+                            );
                             return Some(self.raise(err, Some(("call-with-fuel", &loc))));
                         };
                         let outer = self.fuel;

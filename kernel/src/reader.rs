@@ -389,7 +389,8 @@ impl Reader<'_> {
         }
         let list = List::from(items);
         if self.mode == Mode::Code {
-            self.sources.record_read(&list, open, delim == Delim::Bracket);
+            self.sources
+                .record_read(&list, open, delim == Delim::Bracket);
         }
         Ok(Value::List(list))
     }
@@ -435,7 +436,10 @@ impl Reader<'_> {
         u32::from_str_radix(&hex, 16)
             .ok()
             .and_then(char::from_u32)
-            .map_or_else(|| self.err(at, format!("\\u{{{hex}}} is not a character")), Ok)
+            .map_or_else(
+                || self.err(at, format!("\\u{{{hex}}} is not a character")),
+                Ok,
+            )
     }
 
     fn read_atom(&mut self) -> Result<Value, ReadError> {
@@ -559,7 +563,10 @@ mod tests {
         assert_eq!(err("(a]"), "1:3: ']' does not close '(' opened at 1:1");
         assert_eq!(err(")"), "1:1: unexpected ')'");
         assert_eq!(err("\"a\\q\""), "1:3: unknown escape '\\q' in string");
-        assert_eq!(err("{1}"), "1:1: dict literal needs an even number of forms, found 1");
+        assert_eq!(
+            err("{1}"),
+            "1:1: dict literal needs an even number of forms, found 1"
+        );
         assert_eq!(
             err("99999999999999999999"),
             "1:1: integer literal 99999999999999999999 is outside the 64-bit range"

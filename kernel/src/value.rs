@@ -30,7 +30,9 @@ fn interner() -> &'static Mutex<HashSet<&'static str>> {
 impl Symbol {
     /// Interns `name`. Interned names live for the whole process (like Lisp symbols).
     pub fn new(name: &str) -> Symbol {
-        let mut table = interner().lock().unwrap_or_else(|poison| poison.into_inner());
+        let mut table = interner()
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
         if let Some(existing) = table.get(name) {
             return Symbol(existing);
         }
@@ -395,15 +397,18 @@ fn type_rank(v: &Value) -> u8 {
     }
 }
 
+/// 2^63 as a float: the first float above every i64.
+pub const TWO_POW_63: f64 = 9_223_372_036_854_775_808.0;
+
 /// Compares an integer with a float exactly (no rounding of large integers).
 fn cmp_int_float(i: i64, f: f64) -> Ordering {
     if f.is_nan() {
         return Ordering::Less; // NaN sorts after every number
     }
-    if f >= 9.223_372_036_854_775_807e18 {
+    if f >= TWO_POW_63 {
         return Ordering::Less;
     }
-    if f < -9.223_372_036_854_775_808e18 {
+    if f < -TWO_POW_63 {
         return Ordering::Greater;
     }
     let t = f.trunc();
@@ -501,7 +506,10 @@ mod tests {
     #[test]
     fn int_and_float_keys_are_the_same_key() {
         assert_eq!(compare(&Value::Int(1), &Value::Float(1.0)), Ordering::Equal);
-        assert_eq!(compare(&Value::Int(2), &Value::Float(1.5)), Ordering::Greater);
+        assert_eq!(
+            compare(&Value::Int(2), &Value::Float(1.5)),
+            Ordering::Greater
+        );
         assert_eq!(
             compare(&Value::Int(i64::MAX), &Value::Float(9.3e18)),
             Ordering::Less

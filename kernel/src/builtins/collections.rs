@@ -9,17 +9,29 @@ pub(super) fn table() -> Vec<Entry> {
     vec![
         pure("list", 0, None, |a| Ok(Value::list(a.to_vec()))),
         pure("cons", 2, Some(2), |a| {
-            Ok(Value::List(List::cons(a[0].clone(), as_list(&a[1], "cons")?)))
+            Ok(Value::List(List::cons(
+                a[0].clone(),
+                as_list(&a[1], "cons")?,
+            )))
         }),
         pure("first", 1, Some(1), |a| match &a[0] {
-            Value::Str(s) => Ok(s.chars().next().map_or(Value::Nil, |c| Value::str(c.encode_utf8(&mut [0; 4])))),
+            Value::Str(s) => Ok(s
+                .chars()
+                .next()
+                .map_or(Value::Nil, |c| Value::str(c.encode_utf8(&mut [0; 4])))),
             v => Ok(as_list(v, "first")?.first().cloned().unwrap_or(Value::Nil)),
         }),
-        pure("rest", 1, Some(1), |a| Ok(Value::List(as_list(&a[0], "rest")?.rest()))),
+        pure("rest", 1, Some(1), |a| {
+            Ok(Value::List(as_list(&a[0], "rest")?.rest()))
+        }),
         pure("nth", 2, Some(2), nth),
         pure("len", 1, Some(1), len),
         pure("last", 1, Some(1), |a| {
-            Ok(as_list(&a[0], "last")?.iter().last().cloned().unwrap_or(Value::Nil))
+            Ok(as_list(&a[0], "last")?
+                .iter()
+                .last()
+                .cloned()
+                .unwrap_or(Value::Nil))
         }),
         pure("append", 0, None, append),
         pure("reverse", 1, Some(1), |a| {
@@ -38,7 +50,9 @@ pub(super) fn table() -> Vec<Entry> {
         pure("%sort-by-keys", 2, Some(2), sort_by_keys),
         pure("take", 2, Some(2), |a| {
             let n = as_int(&a[0], "take")?.max(0) as usize;
-            Ok(Value::List(as_list(&a[1], "take")?.iter().take(n).cloned().collect()))
+            Ok(Value::List(
+                as_list(&a[1], "take")?.iter().take(n).cloned().collect(),
+            ))
         }),
         pure("drop", 2, Some(2), |a| {
             let n = as_int(&a[0], "drop")?.max(0) as usize;
@@ -51,7 +65,9 @@ pub(super) fn table() -> Vec<Entry> {
             }
             Ok(Value::List(l))
         }),
-        pure("empty?", 1, Some(1), |a| Ok(Value::Bool(length(&a[0], "empty?")? == 0))),
+        pure("empty?", 1, Some(1), |a| {
+            Ok(Value::Bool(length(&a[0], "empty?")? == 0))
+        }),
         pure("index-of", 2, Some(2), index_of),
         pure("dict", 0, None, |a| {
             if a.len() % 2 != 0 {
@@ -78,13 +94,19 @@ pub(super) fn table() -> Vec<Entry> {
             Ok(Value::Dict(d))
         }),
         pure("keys", 1, Some(1), |a| {
-            Ok(Value::list(dict(&a[0], "keys")?.keys().map(|k| k.0.clone()).collect()))
+            Ok(Value::list(
+                dict(&a[0], "keys")?.keys().map(|k| k.0.clone()).collect(),
+            ))
         }),
         pure("vals", 1, Some(1), |a| {
-            Ok(Value::list(dict(&a[0], "vals")?.values().cloned().collect()))
+            Ok(Value::list(
+                dict(&a[0], "vals")?.values().cloned().collect(),
+            ))
         }),
         pure("has?", 2, Some(2), |a| {
-            Ok(Value::Bool(dict(&a[0], "has?")?.contains_key(&Key(a[1].clone()))))
+            Ok(Value::Bool(
+                dict(&a[0], "has?")?.contains_key(&Key(a[1].clone())),
+            ))
         }),
         pure("merge", 0, None, |a| {
             let mut out = Dict::new();
@@ -112,7 +134,10 @@ fn dict(v: &Value, who: &str) -> Result<Dict, Value> {
 fn put_pairs(mut d: Dict, pairs: &[Value]) -> NResult {
     for pair in pairs.chunks(2) {
         if pair[0].is_function() {
-            return Err(type_error("a function cannot be a dict key", vec![pair[0].clone()]));
+            return Err(type_error(
+                "a function cannot be a dict key",
+                vec![pair[0].clone()],
+            ));
         }
         d.insert(Key(pair[0].clone()), pair[1].clone());
     }
@@ -126,7 +151,10 @@ fn length(v: &Value, who: &str) -> Result<usize, Value> {
         Value::Dict(d) => Ok(d.len()),
         Value::Nil => Ok(0),
         other => Err(type_error(
-            format!("{who} expects a list, string or dict, got {}", other.type_name()),
+            format!(
+                "{who} expects a list, string or dict, got {}",
+                other.type_name()
+            ),
             vec![other.clone()],
         )),
     }
@@ -150,7 +178,10 @@ fn nth(a: &[Value]) -> NResult {
     };
     found.ok_or_else(|| {
         index_error(
-            format!("index {i} out of range for length {}", length(&a[0], "nth").unwrap_or(0)),
+            format!(
+                "index {i} out of range for length {}",
+                length(&a[0], "nth").unwrap_or(0)
+            ),
             vec![a[1].clone()],
         )
     })
@@ -172,7 +203,11 @@ fn range(a: &[Value]) -> NResult {
     let (start, end, step) = match a {
         [n] => (0, as_int(n, "range")?, 1),
         [s, e] => (as_int(s, "range")?, as_int(e, "range")?, 1),
-        [s, e, st] => (as_int(s, "range")?, as_int(e, "range")?, as_int(st, "range")?),
+        [s, e, st] => (
+            as_int(s, "range")?,
+            as_int(e, "range")?,
+            as_int(st, "range")?,
+        ),
         _ => unreachable!("arity checked"),
     };
     if step == 0 {
@@ -200,9 +235,9 @@ fn sort_by_keys(a: &[Value]) -> NResult {
 
 fn index_of(a: &[Value]) -> NResult {
     if let (Value::Str(s), Value::Str(needle)) = (&a[0], &a[1]) {
-        return Ok(s
-            .find(&**needle)
-            .map_or(Value::Nil, |byte| Value::Int(s[..byte].chars().count() as i64)));
+        return Ok(s.find(&**needle).map_or(Value::Nil, |byte| {
+            Value::Int(s[..byte].chars().count() as i64)
+        }));
     }
     let l = as_list(&a[0], "index-of")?;
     Ok(l.iter()

@@ -73,28 +73,56 @@ fn table() -> Vec<Entry> {
         pure("error-irritants", 1, Some(1), error_irritants),
         pure("make-error", 2, None, make_error),
         pure("type-of", 1, Some(1), |a| Ok(Value::str(a[0].type_name()))),
-        pure("nil?", 1, Some(1), |a| Ok(Value::Bool(matches!(a[0], Value::Nil)))),
-        pure("bool?", 1, Some(1), |a| Ok(Value::Bool(matches!(a[0], Value::Bool(_))))),
+        pure("nil?", 1, Some(1), |a| {
+            Ok(Value::Bool(matches!(a[0], Value::Nil)))
+        }),
+        pure("bool?", 1, Some(1), |a| {
+            Ok(Value::Bool(matches!(a[0], Value::Bool(_))))
+        }),
         pure("number?", 1, Some(1), |a| Ok(Value::Bool(a[0].is_number()))),
-        pure("int?", 1, Some(1), |a| Ok(Value::Bool(matches!(a[0], Value::Int(_))))),
-        pure("float?", 1, Some(1), |a| Ok(Value::Bool(matches!(a[0], Value::Float(_))))),
-        pure("string?", 1, Some(1), |a| Ok(Value::Bool(matches!(a[0], Value::Str(_))))),
-        pure("keyword?", 1, Some(1), |a| Ok(Value::Bool(matches!(a[0], Value::Keyword(_))))),
-        pure("symbol?", 1, Some(1), |a| Ok(Value::Bool(matches!(a[0], Value::Symbol(_))))),
-        pure("list?", 1, Some(1), |a| Ok(Value::Bool(matches!(a[0], Value::List(_))))),
-        pure("dict?", 1, Some(1), |a| Ok(Value::Bool(matches!(a[0], Value::Dict(_))))),
+        pure("int?", 1, Some(1), |a| {
+            Ok(Value::Bool(matches!(a[0], Value::Int(_))))
+        }),
+        pure("float?", 1, Some(1), |a| {
+            Ok(Value::Bool(matches!(a[0], Value::Float(_))))
+        }),
+        pure("string?", 1, Some(1), |a| {
+            Ok(Value::Bool(matches!(a[0], Value::Str(_))))
+        }),
+        pure("keyword?", 1, Some(1), |a| {
+            Ok(Value::Bool(matches!(a[0], Value::Keyword(_))))
+        }),
+        pure("symbol?", 1, Some(1), |a| {
+            Ok(Value::Bool(matches!(a[0], Value::Symbol(_))))
+        }),
+        pure("list?", 1, Some(1), |a| {
+            Ok(Value::Bool(matches!(a[0], Value::List(_))))
+        }),
+        pure("dict?", 1, Some(1), |a| {
+            Ok(Value::Bool(matches!(a[0], Value::Dict(_))))
+        }),
         pure("fn?", 1, Some(1), |a| Ok(Value::Bool(a[0].is_function()))),
-        pure("error?", 1, Some(1), |a| Ok(Value::Bool(matches!(a[0], Value::Error(_))))),
-        pure("component?", 1, Some(1), |a| Ok(Value::Bool(matches!(a[0], Value::Component(_))))),
-        pure("raw?", 1, Some(1), |a| Ok(Value::Bool(matches!(a[0], Value::Raw(_))))),
+        pure("error?", 1, Some(1), |a| {
+            Ok(Value::Bool(matches!(a[0], Value::Error(_))))
+        }),
+        pure("component?", 1, Some(1), |a| {
+            Ok(Value::Bool(matches!(a[0], Value::Component(_))))
+        }),
+        pure("raw?", 1, Some(1), |a| {
+            Ok(Value::Bool(matches!(a[0], Value::Raw(_))))
+        }),
         pure("not", 1, Some(1), |a| Ok(Value::Bool(!a[0].is_truthy()))),
         pure("identity", 1, Some(1), |a| Ok(a[0].clone())),
-        pure("repr", 1, Some(1), |a| Ok(Value::str(&crate::printer::repr(&a[0])))),
+        pure("repr", 1, Some(1), |a| {
+            Ok(Value::str(&crate::printer::repr(&a[0])))
+        }),
         pure("read-string", 1, Some(1), read_string),
         pure("gensym", 0, Some(1), gensym_native),
         pure("el", 1, None, el),
         pure("raw!", 1, None, raw),
-        pure("render-html", 1, Some(1), |a| Ok(Value::str(&crate::html::render(&a[0])?))),
+        pure("render-html", 1, Some(1), |a| {
+            Ok(Value::str(&crate::html::render(&a[0])?))
+        }),
         pure("assert", 1, Some(2), assert),
         pure("assert=", 2, Some(3), assert_eq),
         pure("%splice", 0, None, splice),
@@ -224,24 +252,29 @@ fn the_error<'a>(v: &'a Value, who: &str) -> Result<&'a crate::error::ErrorValue
 }
 
 fn error_type(a: &[Value]) -> NResult {
-    Ok(Value::Str(the_error(&a[0], "error-type")?.error_type.clone()))
+    Ok(Value::Str(
+        the_error(&a[0], "error-type")?.error_type.clone(),
+    ))
 }
 
 fn error_message(a: &[Value]) -> NResult {
-    Ok(Value::Str(the_error(&a[0], "error-message")?.message.clone()))
+    Ok(Value::Str(
+        the_error(&a[0], "error-message")?.message.clone(),
+    ))
 }
 
 fn error_irritants(a: &[Value]) -> NResult {
-    Ok(Value::list(the_error(&a[0], "error-irritants")?.irritants.clone()))
+    Ok(Value::list(
+        the_error(&a[0], "error-irritants")?.irritants.clone(),
+    ))
 }
 
 // ---- data and misc ----
 
 fn read_string(a: &[Value]) -> NResult {
     let text = as_str(&a[0], "read-string")?;
-    crate::reader::read_one(text).map_err(|e| {
-        ErrorValue::value("read-error", format!("{}: {}", e.pos, e.message), vec![])
-    })
+    crate::reader::read_one(text)
+        .map_err(|e| ErrorValue::value("read-error", format!("{}: {}", e.pos, e.message), vec![]))
 }
 
 fn gensym_native(a: &[Value]) -> NResult {
@@ -257,7 +290,10 @@ fn el(a: &[Value]) -> NResult {
         Value::Str(s) => s.to_string(),
         Value::Symbol(s) | Value::Keyword(s) => s.name().to_string(),
         other => {
-            return Err(type_error("el expects an element name", vec![other.clone()]));
+            return Err(type_error(
+                "el expects an element name",
+                vec![other.clone()],
+            ));
         }
     };
     if !crate::html::valid_tag_name(&name) {
@@ -287,7 +323,11 @@ fn assert(a: &[Value]) -> NResult {
         Some(m) => crate::printer::display(m),
         None => "assertion failed".into(),
     };
-    Err(ErrorValue::value("assertion-failed", message, vec![a[0].clone()]))
+    Err(ErrorValue::value(
+        "assertion-failed",
+        message,
+        vec![a[0].clone()],
+    ))
 }
 
 fn assert_eq(a: &[Value]) -> NResult {

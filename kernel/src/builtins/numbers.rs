@@ -2,7 +2,7 @@
 
 use super::{as_str, pure, Entry, NResult};
 use crate::error::{division_by_zero, overflow, type_error};
-use crate::value::{compare, Value};
+use crate::value::{compare, Value, TWO_POW_63};
 
 pub(super) fn table() -> Vec<Entry> {
     vec![
@@ -15,22 +15,34 @@ pub(super) fn table() -> Vec<Entry> {
         pure("mod", 2, Some(2), modulo),
         pure("abs", 1, Some(1), abs),
         pure("min", 1, None, |a| pick(a, "min", std::cmp::Ordering::Less)),
-        pure("max", 1, None, |a| pick(a, "max", std::cmp::Ordering::Greater)),
+        pure("max", 1, None, |a| {
+            pick(a, "max", std::cmp::Ordering::Greater)
+        }),
         pure("floor", 1, Some(1), |a| round_with(a, "floor", f64::floor)),
         pure("ceil", 1, Some(1), |a| round_with(a, "ceil", f64::ceil)),
         pure("round", 1, Some(1), |a| round_with(a, "round", f64::round)),
-        pure("sqrt", 1, Some(1), |a| Ok(Value::Float(float(&a[0], "sqrt")?.sqrt()))),
+        pure("sqrt", 1, Some(1), |a| {
+            Ok(Value::Float(float(&a[0], "sqrt")?.sqrt()))
+        }),
         pure("expt", 2, Some(2), expt),
         pure("inc", 1, Some(1), |a| add(&[a[0].clone(), Value::Int(1)])),
         pure("dec", 1, Some(1), |a| sub(&[a[0].clone(), Value::Int(1)])),
-        pure("=", 1, None, |a| Ok(Value::Bool(a.windows(2).all(|w| w[0] == w[1])))),
+        pure("=", 1, None, |a| {
+            Ok(Value::Bool(a.windows(2).all(|w| w[0] == w[1])))
+        }),
         pure("<", 1, None, |a| chain(a, "<", |o| o.is_lt())),
         pure(">", 1, None, |a| chain(a, ">", |o| o.is_gt())),
         pure("<=", 1, None, |a| chain(a, "<=", |o| o.is_le())),
         pure(">=", 1, None, |a| chain(a, ">=", |o| o.is_ge())),
-        pure("zero?", 1, Some(1), |a| Ok(Value::Bool(float(&a[0], "zero?")? == 0.0))),
-        pure("even?", 1, Some(1), |a| Ok(Value::Bool(int(&a[0], "even?")? % 2 == 0))),
-        pure("odd?", 1, Some(1), |a| Ok(Value::Bool(int(&a[0], "odd?")? % 2 != 0))),
+        pure("zero?", 1, Some(1), |a| {
+            Ok(Value::Bool(float(&a[0], "zero?")? == 0.0))
+        }),
+        pure("even?", 1, Some(1), |a| {
+            Ok(Value::Bool(int(&a[0], "even?")? % 2 == 0))
+        }),
+        pure("odd?", 1, Some(1), |a| {
+            Ok(Value::Bool(int(&a[0], "odd?")? % 2 != 0))
+        }),
         pure("number->string", 1, Some(1), |a| {
             float(&a[0], "number->string")?;
             Ok(Value::str(&crate::printer::repr(&a[0])))
@@ -129,7 +141,12 @@ fn div(a: &[Value]) -> NResult {
 
 /// Integer division family: `quot` truncates, `rem` takes the dividend's sign, `mod` the
 /// divisor's. Floats are accepted and give floats.
-fn int_division(a: &[Value], who: &str, op: fn(i64, i64) -> Option<i64>, fop: fn(f64, f64) -> f64) -> NResult {
+fn int_division(
+    a: &[Value],
+    who: &str,
+    op: fn(i64, i64) -> Option<i64>,
+    fop: fn(f64, f64) -> f64,
+) -> NResult {
     match (&a[0], &a[1]) {
         (_, Value::Int(0)) => {
             float(&a[0], who)?;
@@ -154,7 +171,11 @@ fn modulo(a: &[Value]) -> NResult {
         "mod",
         |x, y| {
             let r = x.checked_rem(y)?;
-            Some(if r != 0 && ((r < 0) != (y < 0)) { r + y } else { r })
+            Some(if r != 0 && ((r < 0) != (y < 0)) {
+                r + y
+            } else {
+                r
+            })
         },
         |x, y| {
             let r = x % y;
@@ -195,7 +216,7 @@ fn round_with(a: &[Value], who: &str, f: fn(f64) -> f64) -> NResult {
             if r.is_nan() {
                 return Err(type_error(format!("{who} of NaN"), vec![a[0].clone()]));
             }
-            if !(-9.223_372_036_854_775_808e18..9.223_372_036_854_775_808e18).contains(&r) {
+            if !(-TWO_POW_63..TWO_POW_63).contains(&r) {
                 return Err(overflow());
             }
             Ok(Value::Int(r as i64))

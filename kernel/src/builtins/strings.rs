@@ -15,22 +15,36 @@ pub(super) fn table() -> Vec<Entry> {
             Ok(Value::str(&out))
         }),
         pure("string-length", 1, Some(1), |a| {
-            Ok(Value::Int(as_str(&a[0], "string-length")?.chars().count() as i64))
+            Ok(Value::Int(
+                as_str(&a[0], "string-length")?.chars().count() as i64
+            ))
         }),
         pure("substring", 2, Some(3), substring),
         pure("string-split", 2, Some(2), split),
         pure("string-join", 1, Some(2), join),
-        pure("upper", 1, Some(1), |a| Ok(Value::str(&as_str(&a[0], "upper")?.to_uppercase()))),
-        pure("lower", 1, Some(1), |a| Ok(Value::str(&as_str(&a[0], "lower")?.to_lowercase()))),
-        pure("trim", 1, Some(1), |a| Ok(Value::str(as_str(&a[0], "trim")?.trim()))),
+        pure("upper", 1, Some(1), |a| {
+            Ok(Value::str(&as_str(&a[0], "upper")?.to_uppercase()))
+        }),
+        pure("lower", 1, Some(1), |a| {
+            Ok(Value::str(&as_str(&a[0], "lower")?.to_lowercase()))
+        }),
+        pure("trim", 1, Some(1), |a| {
+            Ok(Value::str(as_str(&a[0], "trim")?.trim()))
+        }),
         pure("starts-with?", 2, Some(2), |a| {
-            Ok(Value::Bool(as_str(&a[0], "starts-with?")?.starts_with(as_str(&a[1], "starts-with?")?)))
+            Ok(Value::Bool(
+                as_str(&a[0], "starts-with?")?.starts_with(as_str(&a[1], "starts-with?")?),
+            ))
         }),
         pure("ends-with?", 2, Some(2), |a| {
-            Ok(Value::Bool(as_str(&a[0], "ends-with?")?.ends_with(as_str(&a[1], "ends-with?")?)))
+            Ok(Value::Bool(
+                as_str(&a[0], "ends-with?")?.ends_with(as_str(&a[1], "ends-with?")?),
+            ))
         }),
         pure("string-contains?", 2, Some(2), |a| {
-            Ok(Value::Bool(as_str(&a[0], "string-contains?")?.contains(as_str(&a[1], "string-contains?")?)))
+            Ok(Value::Bool(
+                as_str(&a[0], "string-contains?")?.contains(as_str(&a[1], "string-contains?")?),
+            ))
         }),
         pure("replace", 3, Some(3), replace),
         pure("string->symbol", 1, Some(1), |a| {
@@ -42,11 +56,17 @@ pub(super) fn table() -> Vec<Entry> {
         }),
         pure("symbol->string", 1, Some(1), |a| match &a[0] {
             Value::Symbol(s) => Ok(Value::str(s.name())),
-            other => Err(type_error("symbol->string expects a symbol", vec![other.clone()])),
+            other => Err(type_error(
+                "symbol->string expects a symbol",
+                vec![other.clone()],
+            )),
         }),
         pure("keyword->string", 1, Some(1), |a| match &a[0] {
             Value::Keyword(k) => Ok(Value::str(k.name())),
-            other => Err(type_error("keyword->string expects a keyword", vec![other.clone()])),
+            other => Err(type_error(
+                "keyword->string expects a keyword",
+                vec![other.clone()],
+            )),
         }),
         pure("string->keyword", 1, Some(1), |a| {
             let s = as_str(&a[0], "string->keyword")?;
@@ -93,7 +113,9 @@ fn split(a: &[Value]) -> NResult {
     let s = as_str(&a[0], "string-split")?;
     let sep = as_str(&a[1], "string-split")?;
     let parts: List = if sep.is_empty() {
-        s.chars().map(|c| Value::str(c.encode_utf8(&mut [0; 4]))).collect()
+        s.chars()
+            .map(|c| Value::str(c.encode_utf8(&mut [0; 4])))
+            .collect()
     } else {
         s.split(sep).map(Value::str).collect()
     };

@@ -1,0 +1,153 @@
+//! The `sx` command as users run it: exit codes, stdout/stderr contracts, hostile input.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn sx(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_sx"))
+        .args(args)
+        .output()
+        .expect("the sx binary runs")
+}
+
+fn temp_file(name: &str, contents: &[u8]) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("sx-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::File::create(&path)
+        .unwrap()
+        .write_all(contents)
+        .unwrap();
+    path
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn run_prints_exactly_what_print_wrote() {
+    let f = temp_file(
+        "hello.sx",
+        b"(print \"a\" 1 (list \"b\" 2))\n(define x 5)\n(print (* x x))",
+    );
+    let out = sx(&["run", f.to_str().unwrap()]);
+    assert_eq!(text(&out.stdout), "a 1 (\"b\" 2)\n25\n");
+    assert_eq!(text(&out.stderr), "");
+    assert_eq!(out.status.code(), Some(0));
+}
+
+#[test]
+fn uncaught_error_reports_type_message_and_location() {
+    let f = temp_file(
+        "err.sx",
+        b"(print \"before\")\n(define (f x) (+ x \"a\"))\n(f 1)\n(print \"after\")",
+    );
+    let out = sx(&["run", f.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(text(&out.stdout), "before\n");
+    let err = text(&out.stderr);
+    assert!(err.contains("type-error"), "{err}");
+    assert!(err.contains("err.sx:2:15"), "{err}");
+    assert!(err.contains("in f at"), "{err}");
+}
+
+#[test]
+fn read_errors_name_line_and_column_and_run_nothing() {
+    let f = temp_file("unclosed.sx", b"(print \"ran\")\n(let ((a 1)\n  (b 2)");
+    let out = sx(&["run", f.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(text(&out.stdout), "");
+    let err = text(&out.stderr);
+    assert!(err.contains("unclosed.sx:2:6"), "{err}");
+    assert!(err.contains("read-error"), "{err}");
+}
+
+#[test]
+fn garbage_never_panics() {
+    let mut seed: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut random = Vec::new();
+    for _ in 0..4096 {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        random.push((seed >> 24) as u8);
+    }
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("random.sx", random),
+        ("unbalanced.sx", b"(((]]) )))".to_vec()),
+        ("deep.sx", "(".repeat(100_000).into_bytes()),
+        (
+            "deep-closed.sx",
+            format!("{}{}", "(".repeat(100_000), ")".repeat(100_000)).into_bytes(),
+        ),
+        ("quotes.sx", "'".repeat(100_000).into_bytes()),
+        (
+            "deep-code.sx",
+            format!("{}1{}", "(list ".repeat(5000), ")".repeat(5000)).into_bytes(),
+        ),
+    ];
+    for (name, bytes) in cases {
+        let f = temp_file(name, &bytes);
+        let out = sx(&["run", f.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(1), "{name}: {}", text(&out.stderr));
+        assert!(!text(&out.stderr).is_empty(), "{name} gave no message");
+    }
+}
+
+#[test]
+fn a_test_file_reports_passes_and_failures() {
+    let f = temp_file(
+        "mixed.sx",
+        b"(deftest \"passes\" (assert= 2 (+ 1 1)))\n(deftest \"fails\" (assert= 3 (+ 1 1)))\n",
+    );
+    let out = sx(&["test", f.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = text(&out.stdout);
+    assert_eq!(
+        stdout.lines().last(),
+        Some("1 passed, 1 failed"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("expected: 3"), "{stdout}");
+    assert!(stdout.contains("actual:   2"), "{stdout}");
+    assert!(stdout.contains("mixed.sx:2:1"), "{stdout}");
+}
+
+#[test]
+fn passing_tests_exit_zero() {
+    let f = temp_file("ok.sx", b"(deftest \"ok\" (assert true))");
+    let out = sx(&["test", f.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(text(&out.stdout).lines().last(), Some("1 passed, 0 failed"));
+}
+
+#[test]
+fn fuel_limits_a_run() {
+    let f = temp_file("spin.sx", b"(define (spin) (spin))\n(spin)");
+    let out = sx(&["run", "--fuel", "10000", f.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("out-of-fuel"));
+}
+
+#[test]
+fn missing_file_is_a_clear_error() {
+    let out = sx(&["run", "/definitely/not/here.sx"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("cannot read /definitely/not/here.sx"));
+}
+
+#[test]
+fn help_is_available_for_every_subcommand() {
+    for args in [
+        &["--help"][..],
+        &["run", "--help"],
+        &["test", "--help"],
+        &["repl", "--help"],
+    ] {
+        let out = sx(args);
+        assert_eq!(out.status.code(), Some(0), "{args:?}");
+        assert!(text(&out.stdout).contains("Usage"), "{args:?}");
+    }
+}
