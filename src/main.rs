@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 use sx_kernel::engine::Limits;
 use sx_kernel::error::describe;
-use sx_kernel::{Engine, Step, Value};
+use sx_kernel::{Backend, Engine, Step, Value};
 
 #[derive(Parser)]
 #[command(name = "sx", version, about = "Run, test and explore SX programs")]
@@ -34,7 +34,7 @@ enum Command {
     Run {
         file: PathBuf,
         /// Which engine runs the program.
-        #[arg(long, value_enum, default_value = "interp")]
+        #[arg(long, value_enum, default_value = "vm")]
         engine: EngineKind,
         /// Evaluation steps allowed before `out-of-fuel`.
         #[arg(long)]
@@ -44,7 +44,7 @@ enum Command {
     Test {
         #[arg(required = true)]
         paths: Vec<PathBuf>,
-        #[arg(long, value_enum, default_value = "interp")]
+        #[arg(long, value_enum, default_value = "vm")]
         engine: EngineKind,
     },
     /// An interactive session: each result is printed as SX text.
@@ -69,12 +69,13 @@ fn main() -> ExitCode {
     }
 }
 
-fn require_interp(engine: EngineKind) -> Result<(), u8> {
-    if engine == EngineKind::Vm {
-        eprintln!("sx: the bytecode VM is not built yet; use --engine interp");
-        return Err(2);
+impl From<EngineKind> for Backend {
+    fn from(kind: EngineKind) -> Backend {
+        match kind {
+            EngineKind::Interp => Backend::Interp,
+            EngineKind::Vm => Backend::Vm,
+        }
     }
-    Ok(())
 }
 
 fn read_source(path: &Path) -> Result<String, String> {
@@ -105,9 +106,6 @@ pub fn report_error(err: &Value) {
 }
 
 fn run(path: &Path, engine_kind: EngineKind, fuel: Option<u64>) -> u8 {
-    if let Err(code) = require_interp(engine_kind) {
-        return code;
-    }
     let source = match read_source(path) {
         Ok(s) => s,
         Err(message) => {
@@ -115,7 +113,7 @@ fn run(path: &Path, engine_kind: EngineKind, fuel: Option<u64>) -> u8 {
             return 1;
         }
     };
-    let mut engine = Engine::new();
+    let mut engine = Engine::with_backend(engine_kind.into());
     engine.limits = Limits {
         fuel,
         ..Limits::default()
@@ -165,9 +163,6 @@ fn collect_sx_files(path: &Path, out: &mut Vec<PathBuf>) -> Result<(), String> {
 }
 
 fn test(paths: &[PathBuf], engine_kind: EngineKind) -> u8 {
-    if let Err(code) = require_interp(engine_kind) {
-        return code;
-    }
     let mut files = Vec::new();
     for p in paths {
         if let Err(message) = collect_sx_files(p, &mut files) {
@@ -186,7 +181,8 @@ fn test(paths: &[PathBuf], engine_kind: EngineKind) -> u8 {
                 continue;
             }
         };
-        let report = sx_kernel::testing::run_file(&source, &name, &mut effects::serve);
+        let report =
+            sx_kernel::testing::run_file(&source, &name, engine_kind.into(), &mut effects::serve);
         if let Some(err) = &report.load_error {
             println!("FAIL {name} (while loading)");
             for line in format!("{}{}", location_prefix(err), describe(err)).lines() {

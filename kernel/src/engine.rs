@@ -9,7 +9,7 @@ use std::rc::Rc;
 use crate::builtins;
 use crate::error::{ErrorValue, StackEntry};
 use crate::expander::{Expander, ExprRef, Globals, MacroHost, SrcLoc};
-use crate::interp::{Machine, Step};
+use crate::interp::Step;
 use crate::reader::{self, Mode, SourceMap};
 use crate::value::{Pos, Value};
 
@@ -17,6 +17,43 @@ pub const DEFAULT_MAX_DEPTH: usize = 100_000;
 
 /// The kernel version, stamped into bytecode and reported by hosts.
 pub const KERNEL_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Which engine runs expanded code. Both give the same results (the conformance suite
+/// checks that); the interpreter is the reference, the VM the fast path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Interp,
+    Vm,
+}
+
+/// A suspended or running machine of either engine.
+pub enum Machine {
+    Interp(crate::interp::Machine),
+    Vm(crate::vm::Machine),
+}
+
+impl Machine {
+    pub fn run(&mut self, engine: &mut Engine) -> Step {
+        match self {
+            Machine::Interp(m) => m.run(engine),
+            Machine::Vm(m) => m.run(engine),
+        }
+    }
+
+    pub fn resume(&mut self, answer: Result<Value, Value>) {
+        match self {
+            Machine::Interp(m) => m.resume(answer),
+            Machine::Vm(m) => m.resume(answer),
+        }
+    }
+
+    pub fn fuel(&self) -> Option<u64> {
+        match self {
+            Machine::Interp(m) => m.fuel(),
+            Machine::Vm(m) => m.fuel(),
+        }
+    }
+}
 
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
@@ -43,6 +80,7 @@ pub struct Test {
 }
 
 pub struct Engine {
+    pub backend: Backend,
     pub globals: Globals,
     pub tests: Vec<Test>,
     pub limits: Limits,
@@ -69,9 +107,15 @@ pub fn read_error_value(err: &reader::ReadError, file: Option<&Rc<str>>) -> Valu
 }
 
 impl Engine {
-    /// A fresh kernel image: the core library and the SX prelude, output discarded.
+    /// A fresh kernel image on the interpreter.
     pub fn new() -> Engine {
+        Engine::with_backend(Backend::Interp)
+    }
+
+    /// A fresh kernel image: the core library and the SX prelude, output discarded.
+    pub fn with_backend(backend: Backend) -> Engine {
         let mut engine = Engine {
+            backend,
             globals: Globals::new(),
             tests: Vec::new(),
             limits: Limits::default(),
@@ -157,13 +201,51 @@ impl Engine {
         args: Vec<Value>,
         effects: &mut dyn FnMut(&Value) -> Result<Value, Value>,
     ) -> Result<Value, Value> {
-        let mut machine = Machine::apply(f.clone(), args, self.limits.fuel, self.limits.max_depth);
+        let mut machine = self.apply_machine(f.clone(), args);
         loop {
             match machine.run(self) {
                 Step::Done(v) => return Ok(v),
                 Step::Error(e) => return Err(e),
                 Step::Perform(request) => machine.resume(effects(&request)),
             }
+        }
+    }
+
+    /// A machine that will run one expanded top-level form.
+    pub fn machine_for(
+        &self,
+        expr: &ExprRef,
+        file: Option<Rc<str>>,
+        fuel: Option<u64>,
+    ) -> Result<Machine, Value> {
+        Ok(match self.backend {
+            Backend::Interp => Machine::Interp(crate::interp::Machine::new(
+                expr.clone(),
+                fuel,
+                self.limits.max_depth,
+            )),
+            Backend::Vm => {
+                let proto = crate::compiler::compile_toplevel(expr, file)?;
+                Machine::Vm(crate::vm::Machine::new(proto, fuel, self.limits.max_depth))
+            }
+        })
+    }
+
+    /// A machine that will apply `f` to `args`.
+    pub fn apply_machine(&self, f: Value, args: Vec<Value>) -> Machine {
+        match self.backend {
+            Backend::Interp => Machine::Interp(crate::interp::Machine::apply(
+                f,
+                args,
+                self.limits.fuel,
+                self.limits.max_depth,
+            )),
+            Backend::Vm => Machine::Vm(crate::vm::Machine::apply(
+                f,
+                args,
+                self.limits.fuel,
+                self.limits.max_depth,
+            )),
         }
     }
 
@@ -248,10 +330,11 @@ impl Run {
                 return Step::Done(std::mem::replace(&mut self.last, Value::Nil));
             };
             self.next += 1;
-            match engine.expand(form, &mut self.sources, self.file.clone()) {
-                Ok(expr) => {
-                    self.machine = Some(Machine::new(expr, self.fuel, engine.limits.max_depth));
-                }
+            let machine = engine
+                .expand(form, &mut self.sources, self.file.clone())
+                .and_then(|expr| engine.machine_for(&expr, self.file.clone(), self.fuel));
+            match machine {
+                Ok(machine) => self.machine = Some(machine),
                 Err(e) => return Step::Error(e),
             }
         }

@@ -262,7 +262,7 @@ impl Machine {
                 self.konts.push(k);
                 Ctl::Eval(first, env)
             }
-            Expr::Lambda(code) => Ctl::Return(Value::Fn(Rc::new(Closure {
+            Expr::Lambda(code) => Ctl::Return(Value::Fn(Rc::new(Closure::Interp {
                 code: code.clone(),
                 env,
             }))),
@@ -294,7 +294,7 @@ impl Machine {
                 Ctl::Eval(request, env)
             }
             Expr::DefMacro { global, code } => {
-                let closure = Rc::new(Closure {
+                let closure = Rc::new(Closure::Interp {
                     code: code.clone(),
                     env,
                 });
@@ -302,7 +302,7 @@ impl Machine {
                 Ctl::Return(Value::Nil)
             }
             Expr::DefComp { global, keys, code } => {
-                let closure = Rc::new(Closure {
+                let closure = Rc::new(Closure::Interp {
                     code: code.clone(),
                     env,
                 });
@@ -316,7 +316,7 @@ impl Machine {
             Expr::DefTest { name, code, loc } => {
                 engine.tests.push(Test {
                     name: name.clone(),
-                    thunk: Value::Fn(Rc::new(Closure {
+                    thunk: Value::Fn(Rc::new(Closure::Interp {
                         code: code.clone(),
                         env,
                     })),
@@ -507,7 +507,11 @@ impl Machine {
         args: Vec<Value>,
         loc: Option<Rc<SrcLoc>>,
     ) -> Ctl {
-        let code: &LambdaCode = &closure.code;
+        let Closure::Interp { code, env } = closure else {
+            let err = type_error("a bytecode function cannot run on the interpreter", vec![]);
+            return self.raise(err, None);
+        };
+        let code: &LambdaCode = code;
         let name = code.name.map_or("fn", |n| n.name());
         let n = args.len();
         if n < code.params || (!code.rest && n > code.params) {
@@ -530,10 +534,7 @@ impl Machine {
         if let Err(err) = self.enter(name, loc) {
             return self.raise(err, None);
         }
-        Ctl::Eval(
-            code.body.clone(),
-            new_frame(slots, code.slots, closure.env.clone()),
-        )
+        Ctl::Eval(code.body.clone(), new_frame(slots, code.slots, env.clone()))
     }
 
     fn apply_value(
@@ -621,7 +622,7 @@ impl Machine {
 }
 
 /// Sorts a component call's arguments into slots: each key's value (or nil), then children.
-fn component_args(comp: &Component, args: Vec<Value>) -> Result<Vec<Value>, Value> {
+pub(crate) fn component_args(comp: &Component, args: Vec<Value>) -> Result<Vec<Value>, Value> {
     let mut slots = vec![Value::Nil; comp.keys.len()];
     let mut it = args.into_iter().peekable();
     while let Some(Value::Keyword(k)) = it.peek() {

@@ -4,6 +4,8 @@
 //! `perform`, which hands a request to the host.
 
 pub mod builtins;
+pub mod bytecode;
+pub mod compiler;
 pub mod engine;
 pub mod error;
 pub mod expander;
@@ -13,7 +15,8 @@ pub mod printer;
 pub mod reader;
 pub mod testing;
 pub mod value;
+pub mod vm;
 
-pub use engine::{Engine, Limits, Run, KERNEL_VERSION};
+pub use engine::{Backend, Engine, Limits, Run, KERNEL_VERSION};
 pub use interp::Step;
 pub use value::Value;

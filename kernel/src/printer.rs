@@ -91,7 +91,7 @@ pub fn write_repr(out: &mut String, v: &Value) {
             }
             out.push('}');
         }
-        Value::Fn(c) => match c.code.name {
+        Value::Fn(c) => match c.name() {
             Some(name) => {
                 let _ = write!(out, "#<fn {}>", name.name());
             }
@@ -101,7 +101,7 @@ pub fn write_repr(out: &mut String, v: &Value) {
             let _ = write!(out, "#<fn {}>", n.name);
         }
         Value::Macro(c) => {
-            let name = c.code.name.map_or("", |n| n.name());
+            let name = c.name().map_or("", |n| n.name());
             let _ = write!(out, "#<macro {name}>");
         }
         Value::Component(c) => {
@@ -110,6 +110,7 @@ pub fn write_repr(out: &mut String, v: &Value) {
         Value::Error(e) => {
             let _ = write!(out, "#<error {}: {}>", e.error_type, e.message);
         }
+        Value::Boxed(b) => write_repr(out, &b.borrow()),
         Value::Raw(s) => {
             out.push_str("(raw! ");
             write_string_literal(out, s);

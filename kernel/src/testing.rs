@@ -3,7 +3,7 @@
 
 use std::rc::Rc;
 
-use crate::engine::Engine;
+use crate::engine::{Backend, Engine};
 use crate::error::describe;
 use crate::expander::SrcLoc;
 use crate::interp::Step;
@@ -37,8 +37,8 @@ impl FileReport {
 }
 
 /// Loads `source` into a fresh engine, then runs every test it registered.
-pub fn run_file(source: &str, file: &str, effects: Effects<'_>) -> FileReport {
-    let mut engine = Engine::new();
+pub fn run_file(source: &str, file: &str, backend: Backend, effects: Effects<'_>) -> FileReport {
+    let mut engine = Engine::with_backend(backend);
     let load_error = match engine.start(source, Some(file)) {
         Err(e) => Some(e),
         Ok(mut run) => loop {

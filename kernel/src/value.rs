@@ -13,6 +13,7 @@ use std::hash::{Hash, Hasher};
 use std::rc::Rc;
 use std::sync::{Mutex, OnceLock};
 
+use crate::bytecode::Proto;
 use crate::error::ErrorValue;
 use crate::expander::LambdaCode;
 use crate::interp::Env;
@@ -252,10 +253,26 @@ pub enum NativeKind {
     Eval,
 }
 
-/// A closure: expanded code plus the environment it was created in.
-pub struct Closure {
-    pub code: Rc<LambdaCode>,
-    pub env: Env,
+/// A closure of either engine: the interpreter's (expanded code and the environment chain
+/// it was created in) or the VM's (a bytecode prototype and its captured values).
+pub enum Closure {
+    Interp {
+        code: Rc<LambdaCode>,
+        env: Env,
+    },
+    Vm {
+        proto: Rc<Proto>,
+        captures: Box<[Value]>,
+    },
+}
+
+impl Closure {
+    pub fn name(&self) -> Option<Symbol> {
+        match self {
+            Closure::Interp { code, .. } => code.name,
+            Closure::Vm { proto, .. } => proto.name,
+        }
+    }
 }
 
 /// `(defcomp ~name (&key a b children) body...)`: a closure whose parameters are the keys
@@ -284,6 +301,9 @@ pub enum Value {
     Error(Rc<ErrorValue>),
     /// Trusted HTML text, inserted unescaped by the renderers.
     Raw(Rc<str>),
+    /// The VM's box for a local that closures capture and `set!` assigns. It lives only in
+    /// VM frames and closure captures; SX code never sees one.
+    Boxed(Rc<RefCell<Value>>),
 }
 
 impl Value {
@@ -323,6 +343,7 @@ impl Value {
             Value::Component(_) => "component",
             Value::Error(_) => "error",
             Value::Raw(_) => "raw",
+            Value::Boxed(_) => "box",
         }
     }
 
@@ -394,6 +415,7 @@ fn type_rank(v: &Value) -> u8 {
         Value::Component(_) => 10,
         Value::Macro(_) => 11,
         Value::Fn(_) | Value::Native(_) => 12,
+        Value::Boxed(_) => 13,
     }
 }
 

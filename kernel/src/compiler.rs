@@ -1,0 +1,601 @@
+//! The compiler: the expander's [`Expr`] to bytecode [`Proto`]s for the VM.
+//!
+//! The expander gives every variable a frame (lambda, `let`, guard handler) and a slot. Here
+//! a frame becomes a range of local slots in its function, so `let` costs no allocation.
+//! Variables of an enclosing function become captures, copied into the closure when it is
+//! made. A variable that is both captured and assigned (`set!`, internal `define`, named
+//! `let`) lives in a box so every closure sees assignments; a pre-pass finds those.
+
+use std::collections::{HashMap, HashSet};
+use std::rc::Rc;
+
+use crate::bytecode::{CaptureFrom, Op, Prim, Proto};
+use crate::error::syntax_error;
+use crate::expander::{Expr, ExprRef, Global, LambdaCode, SrcLoc};
+use crate::value::{Pos, Value};
+
+/// A variable: the identity of the node that made its frame, and its slot in that frame.
+type Var = (usize, usize);
+
+fn key_of<T>(rc: &Rc<T>) -> usize {
+    Rc::as_ptr(rc) as *const () as usize
+}
+
+#[derive(Default)]
+struct Analysis {
+    captured: HashSet<Var>,
+    assigned: HashSet<Var>,
+}
+
+impl Analysis {
+    fn boxed(&self, var: Var) -> bool {
+        self.captured.contains(&var) && self.assigned.contains(&var)
+    }
+
+    /// `frames`: (frame key, function level) from the outermost.
+    fn walk(&mut self, expr: &ExprRef, frames: &mut Vec<(usize, usize)>, level: usize) {
+        match &**expr {
+            Expr::Const(_) | Expr::Global { .. } => {}
+            Expr::Local { depth, index } => self.note(frames, *depth, *index, level, false),
+            Expr::SetLocal {
+                depth,
+                index,
+                value,
+            } => {
+                self.note(frames, *depth, *index, level, true);
+                self.walk(value, frames, level);
+            }
+            Expr::CallOrElement { call, element, .. } => {
+                self.walk(call, frames, level);
+                self.walk(element, frames, level);
+            }
+            Expr::SetGlobal { value, .. } | Expr::Define { value, .. } => {
+                self.walk(value, frames, level)
+            }
+            Expr::If(c, t, e) => {
+                self.walk(c, frames, level);
+                self.walk(t, frames, level);
+                self.walk(e, frames, level);
+            }
+            Expr::Seq(items)
+            | Expr::And(items)
+            | Expr::Or(items)
+            | Expr::Call { items, .. }
+            | Expr::MakeList(items)
+            | Expr::MakeDict(items)
+            | Expr::MakeElement { items, .. } => {
+                for item in items {
+                    self.walk(item, frames, level);
+                }
+            }
+            Expr::Lambda(code)
+            | Expr::DefMacro { code, .. }
+            | Expr::DefComp { code, .. }
+            | Expr::DefTest { code, .. } => {
+                frames.push((key_of(code), level + 1));
+                self.walk(&code.body, frames, level + 1);
+                frames.pop();
+            }
+            Expr::Let { inits, body, .. } => {
+                for init in inits {
+                    self.walk(init, frames, level);
+                }
+                frames.push((key_of(expr), level));
+                self.walk(body, frames, level);
+                frames.pop();
+            }
+            Expr::Guard { body, handler } => {
+                self.walk(body, frames, level);
+                frames.push((key_of(expr), level));
+                self.walk(handler, frames, level);
+                frames.pop();
+            }
+            Expr::Perform { request, .. } => self.walk(request, frames, level),
+        }
+    }
+
+    fn note(
+        &mut self,
+        frames: &[(usize, usize)],
+        depth: usize,
+        index: usize,
+        level: usize,
+        set: bool,
+    ) {
+        let Some(&(key, home)) = frames
+            .len()
+            .checked_sub(depth + 1)
+            .and_then(|i| frames.get(i))
+        else {
+            return;
+        };
+        if home != level {
+            self.captured.insert((key, index));
+        }
+        if set {
+            self.assigned.insert((key, index));
+        }
+    }
+}
+
+struct FrameInfo {
+    key: usize,
+    level: usize,
+    base: u16,
+}
+
+struct FnState {
+    name: Option<crate::value::Symbol>,
+    params: u16,
+    rest: bool,
+    code: Vec<Op>,
+    consts: Vec<Value>,
+    globals: Vec<Rc<Global>>,
+    global_index: HashMap<usize, u16>,
+    protos: Vec<Rc<Proto>>,
+    lines: Vec<(u32, Pos)>,
+    captures: Vec<(CaptureFrom, Var)>,
+    next_slot: u16,
+    max_slots: u16,
+}
+
+impl FnState {
+    fn new(name: Option<crate::value::Symbol>, params: u16, rest: bool, slots: u16) -> FnState {
+        FnState {
+            name,
+            params,
+            rest,
+            code: Vec::new(),
+            consts: Vec::new(),
+            globals: Vec::new(),
+            global_index: HashMap::new(),
+            protos: Vec::new(),
+            lines: Vec::new(),
+            captures: Vec::new(),
+            next_slot: slots,
+            max_slots: slots,
+        }
+    }
+}
+
+pub struct Compiler {
+    analysis: Analysis,
+    fns: Vec<FnState>,
+    frames: Vec<FrameInfo>,
+    file: Option<Rc<str>>,
+}
+
+type Compiled = Result<(), Value>;
+
+fn too_big(what: &str) -> Value {
+    syntax_error(
+        format!("too many {what} in one function for the bytecode format"),
+        vec![],
+    )
+}
+
+/// Compiles one expanded top-level form into a zero-parameter prototype.
+pub fn compile_toplevel(expr: &ExprRef, file: Option<Rc<str>>) -> Result<Rc<Proto>, Value> {
+    let mut analysis = Analysis::default();
+    analysis.walk(expr, &mut Vec::new(), 0);
+    let mut c = Compiler {
+        analysis,
+        fns: vec![FnState::new(None, 0, false, 0)],
+        frames: Vec::new(),
+        file,
+    };
+    c.expr(expr, true)?;
+    c.emit(Op::Return);
+    let state = c.fns.pop().ok_or_else(|| too_big("functions"))?;
+    Ok(Rc::new(c.finish(state)))
+}
+
+impl Compiler {
+    fn level(&self) -> usize {
+        self.fns.len() - 1
+    }
+
+    fn state(&mut self) -> &mut FnState {
+        let last = self.fns.len() - 1;
+        &mut self.fns[last]
+    }
+
+    fn emit(&mut self, op: Op) -> usize {
+        let code = &mut self.state().code;
+        code.push(op);
+        code.len() - 1
+    }
+
+    fn here(&mut self) -> u32 {
+        self.state().code.len() as u32
+    }
+
+    fn patch(&mut self, at: usize, target: u32) {
+        let op = &mut self.state().code[at];
+        *op = match *op {
+            Op::Jump(_) => Op::Jump(target),
+            Op::JumpIfFalse(_) => Op::JumpIfFalse(target),
+            Op::JumpIfFalseKeep(_) => Op::JumpIfFalseKeep(target),
+            Op::JumpIfTrueKeep(_) => Op::JumpIfTrueKeep(target),
+            Op::JumpIfUnbound(g, _) => Op::JumpIfUnbound(g, target),
+            Op::PushGuard(_) => Op::PushGuard(target),
+            other => other,
+        };
+    }
+
+    fn mark(&mut self, loc: &Option<Rc<SrcLoc>>) {
+        if let Some(loc) = loc {
+            let at = self.here();
+            let lines = &mut self.state().lines;
+            match lines.last_mut() {
+                Some((last, pos)) if *last == at => *pos = loc.pos,
+                Some((_, pos)) if *pos == loc.pos => {}
+                _ => lines.push((at, loc.pos)),
+            }
+        }
+    }
+
+    fn constant(&mut self, v: Value) -> Result<u32, Value> {
+        let consts = &mut self.state().consts;
+        consts.push(v);
+        u32::try_from(consts.len() - 1).map_err(|_| too_big("constants"))
+    }
+
+    fn global(&mut self, g: &Rc<Global>) -> Result<u16, Value> {
+        let key = key_of(g);
+        let state = self.state();
+        if let Some(i) = state.global_index.get(&key) {
+            return Ok(*i);
+        }
+        let i = u16::try_from(state.globals.len()).map_err(|_| too_big("globals"))?;
+        state.globals.push(g.clone());
+        state.global_index.insert(key, i);
+        Ok(i)
+    }
+
+    fn finish(&self, s: FnState) -> Proto {
+        Proto {
+            name: s.name,
+            params: s.params,
+            rest: s.rest,
+            slots: s.max_slots,
+            captures: s.captures.into_iter().map(|(from, _)| from).collect(),
+            code: s.code,
+            consts: s.consts,
+            globals: s.globals,
+            protos: s.protos,
+            lines: s.lines,
+            file: self.file.clone(),
+        }
+    }
+
+    /// The capture index of `var` (living in slot `slot` of function `home`) in function
+    /// `level`, threading it through every function in between.
+    fn capture(&mut self, level: usize, var: Var, home: usize, slot: u16) -> Result<u16, Value> {
+        if let Some(i) = self.fns[level].captures.iter().position(|(_, v)| *v == var) {
+            return Ok(i as u16);
+        }
+        let from = if level - 1 == home {
+            CaptureFrom::Local(slot)
+        } else {
+            CaptureFrom::Capture(self.capture(level - 1, var, home, slot)?)
+        };
+        let captures = &mut self.fns[level].captures;
+        captures.push((from, var));
+        u16::try_from(captures.len() - 1).map_err(|_| too_big("captured variables"))
+    }
+
+    /// Where a `Local{depth,index}` lives now: (is it a capture, index, is it boxed).
+    fn resolve(&mut self, depth: usize, index: usize) -> Result<(bool, u16, bool), Value> {
+        let Some(frame) = self
+            .frames
+            .len()
+            .checked_sub(depth + 1)
+            .and_then(|i| self.frames.get(i))
+        else {
+            return Err(syntax_error(
+                "internal: a local outside every frame",
+                vec![],
+            ));
+        };
+        let (key, home, base) = (frame.key, frame.level, frame.base);
+        let slot = u16::try_from(base as usize + index).map_err(|_| too_big("locals"))?;
+        let boxed = self.analysis.boxed((key, index));
+        let level = self.level();
+        if home == level {
+            Ok((false, slot, boxed))
+        } else {
+            Ok((true, self.capture(level, (key, index), home, slot)?, boxed))
+        }
+    }
+
+    /// Reserves `n` slots for a new frame; returns its base.
+    fn open_frame(&mut self, key: usize, n: usize) -> Result<u16, Value> {
+        let level = self.level();
+        let state = self.state();
+        let base = state.next_slot;
+        let top = u16::try_from(base as usize + n).map_err(|_| too_big("locals"))?;
+        state.next_slot = top;
+        state.max_slots = state.max_slots.max(top);
+        self.frames.push(FrameInfo { key, level, base });
+        Ok(base)
+    }
+
+    fn close_frame(&mut self, base: u16) {
+        self.frames.pop();
+        self.state().next_slot = base;
+    }
+
+    /// Boxes the slots of the frame `key` that need it.
+    fn box_slots(&mut self, key: usize, base: u16, range: std::ops::Range<usize>) {
+        for i in range {
+            if self.analysis.boxed((key, i)) {
+                self.emit(Op::MakeBox(base + i as u16));
+            }
+        }
+    }
+
+    fn expr(&mut self, expr: &ExprRef, tail: bool) -> Compiled {
+        match &**expr {
+            Expr::Const(v) => {
+                match v {
+                    Value::Nil => self.emit(Op::Nil),
+                    Value::Bool(true) => self.emit(Op::True),
+                    Value::Bool(false) => self.emit(Op::False),
+                    Value::Int(n) if i32::try_from(*n).is_ok() => self.emit(Op::Int(*n as i32)),
+                    other => {
+                        let c = self.constant(other.clone())?;
+                        self.emit(Op::Const(c))
+                    }
+                };
+            }
+            Expr::Local { depth, index } => {
+                let (captured, i, boxed) = self.resolve(*depth, *index)?;
+                self.emit(match (captured, boxed) {
+                    (false, false) => Op::Local(i),
+                    (false, true) => Op::LocalBoxed(i),
+                    (true, false) => Op::Capture(i),
+                    (true, true) => Op::CaptureBoxed(i),
+                });
+            }
+            Expr::Global { global, loc } => {
+                let g = self.global(global)?;
+                self.mark(loc);
+                self.emit(Op::Global(g));
+            }
+            Expr::CallOrElement {
+                global,
+                call,
+                element,
+            } => {
+                let g = self.global(global)?;
+                let branch = self.emit(Op::JumpIfUnbound(g, 0));
+                self.expr(call, tail)?;
+                let done = self.emit(Op::Jump(0));
+                let here = self.here();
+                self.patch(branch, here);
+                self.expr(element, tail)?;
+                let here = self.here();
+                self.patch(done, here);
+            }
+            Expr::SetLocal {
+                depth,
+                index,
+                value,
+            } => {
+                self.expr(value, false)?;
+                let (captured, i, boxed) = self.resolve(*depth, *index)?;
+                self.emit(match (captured, boxed) {
+                    (false, false) => Op::SetLocal(i),
+                    (false, true) => Op::SetLocalBoxed(i),
+                    (true, true) => Op::SetCaptureBoxed(i),
+                    // The analysis boxes every captured variable that is assigned.
+                    (true, false) => {
+                        return Err(syntax_error(
+                            "internal: assignment to an unboxed capture",
+                            vec![],
+                        ))
+                    }
+                });
+                self.emit(Op::Nil);
+            }
+            Expr::SetGlobal { global, value } => {
+                self.expr(value, false)?;
+                let g = self.global(global)?;
+                self.emit(Op::SetGlobal(g));
+                self.emit(Op::Nil);
+            }
+            Expr::Define { global, value } => {
+                self.expr(value, false)?;
+                let g = self.global(global)?;
+                self.emit(Op::DefineGlobal(g));
+                self.emit(Op::Nil);
+            }
+            Expr::If(c, t, e) => {
+                self.expr(c, false)?;
+                let to_else = self.emit(Op::JumpIfFalse(0));
+                self.expr(t, tail)?;
+                let to_end = self.emit(Op::Jump(0));
+                let here = self.here();
+                self.patch(to_else, here);
+                self.expr(e, tail)?;
+                let here = self.here();
+                self.patch(to_end, here);
+            }
+            Expr::Seq(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    let last = i + 1 == items.len();
+                    self.expr(item, tail && last)?;
+                    if !last {
+                        self.emit(Op::Pop);
+                    }
+                }
+            }
+            Expr::And(items) | Expr::Or(items) => {
+                let is_and = matches!(&**expr, Expr::And(_));
+                let mut exits = Vec::new();
+                for (i, item) in items.iter().enumerate() {
+                    let last = i + 1 == items.len();
+                    self.expr(item, tail && last)?;
+                    if !last {
+                        exits.push(self.emit(if is_and {
+                            Op::JumpIfFalseKeep(0)
+                        } else {
+                            Op::JumpIfTrueKeep(0)
+                        }));
+                    }
+                }
+                let here = self.here();
+                for at in exits {
+                    self.patch(at, here);
+                }
+            }
+            Expr::Lambda(code) => self.lambda(code)?,
+            Expr::Call { items, loc } => self.call(items, loc, tail)?,
+            Expr::Let { inits, slots, body } => {
+                for init in inits {
+                    self.expr(init, false)?;
+                }
+                let key = key_of(expr);
+                let base = self.open_frame(key, *slots)?;
+                for i in (0..inits.len()).rev() {
+                    self.emit(Op::SetLocal(base + i as u16));
+                }
+                // Slots are reused between frames: definitions start out nil.
+                for i in inits.len()..*slots {
+                    self.emit(Op::Nil);
+                    self.emit(Op::SetLocal(base + i as u16));
+                }
+                self.box_slots(key, base, 0..*slots);
+                let result = self.expr(body, tail);
+                self.close_frame(base);
+                result?;
+            }
+            Expr::MakeList(items) => {
+                for item in items {
+                    self.expr(item, false)?;
+                }
+                self.emit(Op::List(count(items.len())?));
+            }
+            Expr::MakeDict(items) => {
+                for item in items {
+                    self.expr(item, false)?;
+                }
+                self.emit(Op::Dict(count(items.len())?));
+            }
+            Expr::MakeElement { tag, items } => {
+                for item in items {
+                    self.expr(item, false)?;
+                }
+                let c = self.constant(Value::Symbol(*tag))?;
+                self.emit(Op::Element(c, count(items.len())?));
+            }
+            Expr::Guard { body, handler } => {
+                let install = self.emit(Op::PushGuard(0));
+                self.expr(body, false)?;
+                self.emit(Op::PopGuard);
+                let to_end = self.emit(Op::Jump(0));
+                let here = self.here();
+                self.patch(install, here);
+                let key = key_of(expr);
+                let base = self.open_frame(key, 1)?;
+                self.emit(Op::SetLocal(base));
+                self.box_slots(key, base, 0..1);
+                let result = self.expr(handler, tail);
+                self.close_frame(base);
+                result?;
+                let here = self.here();
+                self.patch(to_end, here);
+            }
+            Expr::Perform { request, loc } => {
+                self.expr(request, false)?;
+                self.mark(loc);
+                self.emit(Op::Perform);
+            }
+            Expr::DefMacro { global, code } => {
+                self.lambda(code)?;
+                let g = self.global(global)?;
+                self.emit(Op::DefMacro(g));
+                self.emit(Op::Nil);
+            }
+            Expr::DefComp { global, keys, code } => {
+                self.lambda(code)?;
+                let g = self.global(global)?;
+                let keys = Value::list(keys.iter().map(|k| Value::Symbol(*k)).collect());
+                let c = self.constant(keys)?;
+                self.emit(Op::DefComp(g, c));
+                self.emit(Op::Nil);
+            }
+            Expr::DefTest { name, code, loc } => {
+                self.lambda(code)?;
+                let c = self.constant(Value::Str(name.clone()))?;
+                self.mark(loc);
+                self.emit(Op::DefTest(c));
+                self.emit(Op::Nil);
+            }
+        }
+        Ok(())
+    }
+
+    fn call(&mut self, items: &[ExprRef], loc: &Option<Rc<SrcLoc>>, tail: bool) -> Compiled {
+        let argc = count(items.len() - 1)?;
+        if let Expr::Global { global, .. } = &*items[0] {
+            let prim = match &*global.value.borrow() {
+                Some(Value::Native(n)) => Prim::lookup(n.name, argc as usize),
+                _ => None,
+            };
+            if let Some(prim) = prim {
+                for arg in &items[1..] {
+                    self.expr(arg, false)?;
+                }
+                let g = self.global(global)?;
+                self.mark(loc);
+                self.emit(Op::Prim(prim, g));
+                return Ok(());
+            }
+        }
+        for item in items {
+            self.expr(item, false)?;
+        }
+        self.mark(loc);
+        self.emit(if tail {
+            Op::TailCall(argc)
+        } else {
+            Op::Call(argc)
+        });
+        Ok(())
+    }
+
+    fn lambda(&mut self, code: &Rc<LambdaCode>) -> Compiled {
+        let params = count(code.params)?;
+        let slots = count(code.slots)?;
+        self.fns
+            .push(FnState::new(code.name, params, code.rest, slots));
+        let key = key_of(code);
+        let level = self.level();
+        self.frames.push(FrameInfo {
+            key,
+            level,
+            base: 0,
+        });
+        self.box_slots(key, 0, 0..code.slots);
+        if let Some(loc) = &code.loc {
+            self.state().lines.push((0, loc.pos));
+        }
+        let body = self.expr(&code.body, true);
+        self.emit(Op::Return);
+        self.frames.pop();
+        let state = self.fns.pop().ok_or_else(|| too_big("functions"))?;
+        body?;
+        let proto = Rc::new(self.finish(state));
+        let protos = &mut self.state().protos;
+        protos.push(proto);
+        let index = u32::try_from(protos.len() - 1).map_err(|_| too_big("functions"))?;
+        self.emit(Op::Closure(index));
+        Ok(())
+    }
+}
+
+fn count(n: usize) -> Result<u16, Value> {
+    u16::try_from(n).map_err(|_| too_big("arguments or items"))
+}

@@ -1,0 +1,887 @@
+//! The bytecode VM: the fast engine. Same semantics as the interpreter (the conformance
+//! suite runs on both and compares), same `Step` protocol for hosts.
+//!
+//! One value stack holds every frame's locals and operands; `frames` records where each
+//! function's slots start and where to resume. A tail call reuses the caller's frame.
+//! Guards are entries in `handlers` (frame count, stack height, handler address). Nothing
+//! here recurses in Rust per SX call, and no input — not even a damaged program — makes it
+//! index out of bounds: every access that the loader cannot prove is checked.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use crate::bytecode::{Op, Prim, Proto};
+use crate::engine::{Engine, Test};
+use crate::error::{arity_error, type_error, ErrorValue, StackEntry};
+use crate::expander::SrcLoc;
+use crate::interp::{component_args, Step};
+use crate::value::{Closure, Component, Dict, Key, List, Native, NativeKind, Value};
+
+struct Frame {
+    proto: Rc<Proto>,
+    /// `None` for a top-level form (no captures, not shown in stack traces).
+    closure: Option<Rc<Closure>>,
+    ip: usize,
+    /// Index of slot 0; the callee value sits just below it.
+    base: usize,
+    /// `call-with-fuel`: the outer budget and what was granted, restored on exit.
+    fuel_restore: Option<(Option<u64>, u64)>,
+}
+
+struct Handler {
+    frames: usize,
+    stack: usize,
+    target: usize,
+}
+
+pub struct Machine {
+    stack: Vec<Value>,
+    frames: Vec<Frame>,
+    handlers: Vec<Handler>,
+    fuel: Option<u64>,
+    max_depth: usize,
+    /// The host's answer to a `perform`, applied when the machine runs again.
+    resume_with: Option<Result<Value, Value>>,
+    /// A machine made by `apply` must make its first call when it first runs.
+    pending_call: Option<usize>,
+    done: bool,
+}
+
+fn corrupt(what: &str) -> Value {
+    ErrorValue::value("type-error", format!("damaged bytecode: {what}"), vec![])
+}
+
+enum Flow {
+    /// Keep running the current frame (reload it if `true`).
+    Next(bool),
+    Stop(Step),
+}
+
+impl Machine {
+    /// A machine that runs a compiled top-level form.
+    pub fn new(proto: Rc<Proto>, fuel: Option<u64>, max_depth: usize) -> Machine {
+        let mut stack = vec![Value::Nil];
+        stack.resize(1 + proto.slots as usize, Value::Nil);
+        Machine {
+            stack,
+            frames: vec![Frame {
+                proto,
+                closure: None,
+                ip: 0,
+                base: 1,
+                fuel_restore: None,
+            }],
+            handlers: Vec::new(),
+            fuel,
+            max_depth,
+            resume_with: None,
+            pending_call: None,
+            done: false,
+        }
+    }
+
+    /// A machine that applies `f` to `args`.
+    pub fn apply(f: Value, args: Vec<Value>, fuel: Option<u64>, max_depth: usize) -> Machine {
+        let argc = args.len();
+        let mut stack = Vec::with_capacity(argc + 16);
+        stack.push(f);
+        stack.extend(args);
+        Machine {
+            stack,
+            frames: Vec::new(),
+            handlers: Vec::new(),
+            fuel,
+            max_depth,
+            resume_with: None,
+            pending_call: Some(argc),
+            done: false,
+        }
+    }
+
+    pub fn fuel(&self) -> Option<u64> {
+        self.fuel
+    }
+
+    pub fn resume(&mut self, answer: Result<Value, Value>) {
+        self.resume_with = Some(answer);
+    }
+
+    fn pop(&mut self) -> Value {
+        self.stack.pop().unwrap_or(Value::Nil)
+    }
+
+    /// The SX stack, innermost first: each function and the place it was called from.
+    fn stack_trace(&self) -> Vec<StackEntry> {
+        let mut out = Vec::new();
+        for (i, frame) in self.frames.iter().enumerate().rev() {
+            if frame.closure.is_none() {
+                continue;
+            }
+            let (file, pos) = match i.checked_sub(1).and_then(|c| self.frames.get(c)) {
+                Some(caller) => (
+                    caller.proto.file.clone(),
+                    caller.proto.pos_at(caller.ip.saturating_sub(1)),
+                ),
+                None => (None, None),
+            };
+            out.push(StackEntry {
+                name: Rc::from(frame.proto.display_name()),
+                file,
+                pos,
+            });
+        }
+        out
+    }
+
+    fn here_loc(&self) -> (Option<Rc<str>>, Option<crate::value::Pos>) {
+        match self.frames.last() {
+            Some(f) => (f.proto.file.clone(), f.proto.pos_at(f.ip.saturating_sub(1))),
+            None => (None, None),
+        }
+    }
+
+    /// Raises `v`: records the SX stack on a fresh error, then unwinds to the nearest guard.
+    fn throw(&mut self, v: Value, site: Option<&str>) -> Flow {
+        if let Value::Error(e) = &v {
+            let mut stack = e.stack.borrow_mut();
+            if stack.is_empty() {
+                if let Some(name) = site {
+                    let (file, pos) = self.here_loc();
+                    stack.push(StackEntry {
+                        name: Rc::from(name),
+                        file,
+                        pos,
+                    });
+                }
+                stack.extend(self.stack_trace());
+            }
+        }
+        let Some(handler) = self.handlers.pop() else {
+            while let Some(frame) = self.frames.pop() {
+                if let Some((outer, granted)) = frame.fuel_restore {
+                    self.restore_fuel(outer, granted);
+                }
+            }
+            self.done = true;
+            return Flow::Stop(Step::Error(v));
+        };
+        while self.frames.len() > handler.frames {
+            if let Some(frame) = self.frames.pop() {
+                if let Some((outer, granted)) = frame.fuel_restore {
+                    self.restore_fuel(outer, granted);
+                }
+            }
+        }
+        self.stack.truncate(handler.stack);
+        self.stack.push(v);
+        if let Some(frame) = self.frames.last_mut() {
+            frame.ip = handler.target;
+        }
+        Flow::Next(true)
+    }
+
+    fn restore_fuel(&mut self, outer: Option<u64>, granted: u64) {
+        let used = granted.saturating_sub(self.fuel.unwrap_or(0));
+        self.fuel = outer.map(|o| o.saturating_sub(used));
+    }
+
+    fn spend_fuel(&mut self) -> bool {
+        match &mut self.fuel {
+            Some(0) => false,
+            Some(f) => {
+                *f -= 1;
+                true
+            }
+            None => true,
+        }
+    }
+
+    /// Returns from the current frame with `result`.
+    fn do_return(&mut self, result: Value) -> Flow {
+        let Some(frame) = self.frames.pop() else {
+            self.done = true;
+            return Flow::Stop(Step::Done(result));
+        };
+        if let Some((outer, granted)) = frame.fuel_restore {
+            self.restore_fuel(outer, granted);
+        }
+        self.stack.truncate(frame.base.saturating_sub(1));
+        if self.frames.is_empty() {
+            self.done = true;
+            return Flow::Stop(Step::Done(result));
+        }
+        self.stack.push(result);
+        Flow::Next(true)
+    }
+
+    /// Calls the value `argc + 1` slots from the top with the `argc` values above it.
+    fn call(&mut self, argc: usize, tail: bool, engine: &mut Engine) -> Flow {
+        let Some(at) = self.stack.len().checked_sub(argc + 1) else {
+            return self.throw(corrupt("call without a function"), None);
+        };
+        let f = self.stack[at].clone();
+        match &f {
+            Value::Fn(closure) => self.enter(closure.clone(), at, argc, tail),
+            Value::Component(comp) => self.call_component(comp, at, argc, tail),
+            Value::Native(native) => self.call_native(native, at, argc, tail, engine),
+            other => {
+                let err = ErrorValue::value(
+                    "not-callable",
+                    format!("{} is not callable", crate::printer::repr(other)),
+                    vec![other.clone()],
+                );
+                self.throw(err, None)
+            }
+        }
+    }
+
+    fn enter(&mut self, closure: Rc<Closure>, at: usize, argc: usize, tail: bool) -> Flow {
+        let Closure::Vm { proto, .. } = &*closure else {
+            let err = type_error("an interpreter function cannot run on the VM", vec![]);
+            return self.throw(err, None);
+        };
+        let proto = proto.clone();
+        let params = proto.params as usize;
+        if argc < params || (!proto.rest && argc > params) {
+            let expected = if proto.rest {
+                format!("at least {params}")
+            } else {
+                params.to_string()
+            };
+            let err = arity_error(
+                format!(
+                    "{} takes {expected} argument(s), got {argc}",
+                    proto.display_name()
+                ),
+                vec![Value::Int(argc as i64)],
+            );
+            return self.throw(err, Some(proto.display_name()));
+        }
+        if !self.spend_fuel() {
+            let err = ErrorValue::value("out-of-fuel", "out of fuel", vec![]);
+            return self.throw(err, None);
+        }
+        if proto.rest {
+            let rest: List = self.stack.drain(at + 1 + params..).collect();
+            self.stack.push(Value::List(rest));
+        }
+        let reuse = tail
+            && self
+                .frames
+                .last()
+                .is_some_and(|f| f.closure.is_some() && at >= f.base + f.proto.slots as usize);
+        if reuse {
+            // Move the callee and its arguments down over the current frame.
+            let Some(frame) = self.frames.last_mut() else {
+                return Flow::Next(false);
+            };
+            let dest = frame.base - 1;
+            self.stack.drain(dest..at);
+            frame.proto = proto.clone();
+            frame.closure = Some(closure);
+            frame.ip = 0;
+        } else {
+            if self.frames.len() >= self.max_depth {
+                let err = ErrorValue::value(
+                    "stack-overflow",
+                    format!("stack deeper than {} frames", self.max_depth),
+                    vec![],
+                );
+                return self.throw(err, None);
+            }
+            self.frames.push(Frame {
+                proto: proto.clone(),
+                closure: Some(closure),
+                ip: 0,
+                base: at + 1,
+                fuel_restore: None,
+            });
+        }
+        let base = self.frames.last().map_or(0, |f| f.base);
+        self.stack.resize(base + proto.slots as usize, Value::Nil);
+        Flow::Next(true)
+    }
+
+    fn call_component(&mut self, comp: &Rc<Component>, at: usize, argc: usize, tail: bool) -> Flow {
+        let args: Vec<Value> = self.stack.drain(at + 1..).collect();
+        debug_assert_eq!(args.len(), argc);
+        match component_args(comp, args) {
+            Ok(slots) => {
+                let n = slots.len();
+                self.stack.truncate(at);
+                self.stack.push(Value::Fn(comp.closure.clone()));
+                self.stack.extend(slots);
+                self.enter(comp.closure.clone(), at, n, tail)
+            }
+            Err(err) => self.throw(err, Some(comp.name.name())),
+        }
+    }
+
+    fn call_native(
+        &mut self,
+        native: &Rc<Native>,
+        at: usize,
+        argc: usize,
+        tail: bool,
+        engine: &mut Engine,
+    ) -> Flow {
+        if argc < native.min_args || native.max_args.is_some_and(|max| argc > max) {
+            let err = crate::builtins::arity_mismatch(native, argc);
+            return self.throw(err, Some(native.name));
+        }
+        match native.kind {
+            NativeKind::Pure(f) => {
+                let result = f(&self.stack[at + 1..]);
+                match result {
+                    Ok(v) => {
+                        self.stack.truncate(at);
+                        self.stack.push(v);
+                        Flow::Next(false)
+                    }
+                    Err(err) => self.throw(err, Some(native.name)),
+                }
+            }
+            NativeKind::Print => {
+                let mut line = String::new();
+                for (i, a) in self.stack[at + 1..].iter().enumerate() {
+                    if i > 0 {
+                        line.push(' ');
+                    }
+                    line.push_str(&crate::printer::display(a));
+                }
+                line.push('\n');
+                engine.write_output(&line);
+                self.stack.truncate(at);
+                self.stack.push(Value::Nil);
+                Flow::Next(false)
+            }
+            NativeKind::Raise => {
+                let v = self.pop();
+                self.stack.truncate(at);
+                self.throw(v, Some("raise"))
+            }
+            NativeKind::Apply => {
+                let args: Vec<Value> = self.stack.drain(at + 1..).collect();
+                match crate::builtins::spread_apply_args(args) {
+                    Ok((f, spread)) => {
+                        let n = spread.len();
+                        self.stack.truncate(at);
+                        self.stack.push(f);
+                        self.stack.extend(spread);
+                        self.call(n, tail, engine)
+                    }
+                    Err(err) => self.throw(err, Some("apply")),
+                }
+            }
+            NativeKind::WithFuel => {
+                let thunk = self.pop();
+                let budget = self.pop();
+                self.stack.truncate(at);
+                let Value::Int(budget) = budget else {
+                    let err = type_error(
+                        "call-with-fuel needs a non-negative integer budget",
+                        vec![budget],
+                    );
+                    return self.throw(err, Some("call-with-fuel"));
+                };
+                let Ok(budget) = u64::try_from(budget) else {
+                    let err =
+                        type_error("call-with-fuel needs a non-negative integer budget", vec![]);
+                    return self.throw(err, Some("call-with-fuel"));
+                };
+                let outer = self.fuel;
+                let granted = outer.map_or(budget, |o| o.min(budget));
+                self.fuel = Some(granted);
+                let depth = self.frames.len();
+                self.stack.push(thunk);
+                let flow = self.call(0, false, engine);
+                if self.frames.len() > depth {
+                    if let Some(frame) = self.frames.get_mut(depth) {
+                        frame.fuel_restore = Some((outer, granted));
+                    }
+                } else if matches!(flow, Flow::Next(_)) {
+                    // The thunk finished at once (a native): restore now.
+                    self.restore_fuel(outer, granted);
+                }
+                flow
+            }
+            NativeKind::Eval => {
+                let form = self.pop();
+                self.stack.truncate(at);
+                let mut sources = crate::reader::SourceMap::default();
+                let compiled = engine
+                    .expand(&form, &mut sources, None)
+                    .and_then(|expr| crate::compiler::compile_toplevel(&expr, None));
+                match compiled {
+                    Ok(proto) => {
+                        if self.frames.len() >= self.max_depth {
+                            let err = ErrorValue::value("stack-overflow", "stack too deep", vec![]);
+                            return self.throw(err, None);
+                        }
+                        self.stack.push(Value::Nil);
+                        let base = self.stack.len();
+                        self.stack.resize(base + proto.slots as usize, Value::Nil);
+                        self.frames.push(Frame {
+                            proto,
+                            closure: None,
+                            ip: 0,
+                            base,
+                            fuel_restore: None,
+                        });
+                        Flow::Next(true)
+                    }
+                    Err(err) => self.throw(err, Some("eval")),
+                }
+            }
+        }
+    }
+
+    fn local(&self, base: usize, slot: u16) -> Result<&Value, Value> {
+        self.stack
+            .get(base + slot as usize)
+            .ok_or_else(|| corrupt("local slot out of range"))
+    }
+
+    fn capture(&self, index: u16) -> Result<&Value, Value> {
+        match self.frames.last().and_then(|f| f.closure.as_deref()) {
+            Some(Closure::Vm { captures, .. }) => captures
+                .get(index as usize)
+                .ok_or_else(|| corrupt("capture out of range")),
+            _ => Err(corrupt("capture outside a closure")),
+        }
+    }
+
+    /// Makes the closure for child prototype `index` of the running function.
+    fn make_closure(&self, proto: &Proto, base: usize, index: u32) -> Result<Value, Value> {
+        let child = proto
+            .protos
+            .get(index as usize)
+            .ok_or_else(|| corrupt("function index out of range"))?;
+        let mut captures = Vec::with_capacity(child.captures.len());
+        for from in &child.captures {
+            captures.push(match from {
+                crate::bytecode::CaptureFrom::Local(slot) => self.local(base, *slot)?.clone(),
+                crate::bytecode::CaptureFrom::Capture(i) => self.capture(*i)?.clone(),
+            });
+        }
+        Ok(Value::Fn(Rc::new(Closure::Vm {
+            proto: child.clone(),
+            captures: captures.into_boxed_slice(),
+        })))
+    }
+
+    /// Runs until the machine finishes, fails, or performs.
+    pub fn run(&mut self, engine: &mut Engine) -> Step {
+        if self.done {
+            return Step::Error(type_error("the machine already finished", vec![]));
+        }
+        if let Some(argc) = self.pending_call.take() {
+            if let Flow::Stop(step) = self.call(argc, false, engine) {
+                return step;
+            }
+            if self.frames.is_empty() {
+                // A native answered at once.
+                self.done = true;
+                return Step::Done(self.pop());
+            }
+        }
+        if let Some(answer) = self.resume_with.take() {
+            match answer {
+                Ok(v) => self.stack.push(v),
+                Err(e) => {
+                    if let Flow::Stop(step) = self.throw(e, Some("perform")) {
+                        return step;
+                    }
+                }
+            }
+        }
+        let Some(frame) = self.frames.last() else {
+            self.done = true;
+            return Step::Done(self.pop());
+        };
+        let mut proto = frame.proto.clone();
+        let mut ip = frame.ip;
+        let mut base = frame.base;
+
+        macro_rules! reload {
+            () => {{
+                match self.frames.last() {
+                    Some(f) => {
+                        proto = f.proto.clone();
+                        ip = f.ip;
+                        base = f.base;
+                    }
+                    None => {
+                        self.done = true;
+                        return Step::Done(self.pop());
+                    }
+                }
+            }};
+        }
+        macro_rules! save_ip {
+            () => {
+                if let Some(f) = self.frames.last_mut() {
+                    f.ip = ip;
+                }
+            };
+        }
+        macro_rules! flow {
+            ($flow:expr) => {
+                match $flow {
+                    Flow::Next(true) => reload!(),
+                    Flow::Next(false) => {}
+                    Flow::Stop(step) => return step,
+                }
+            };
+        }
+        macro_rules! throw {
+            ($err:expr, $site:expr) => {{
+                save_ip!();
+                let flow = self.throw($err, $site);
+                flow!(flow);
+                continue;
+            }};
+        }
+        macro_rules! check {
+            ($result:expr) => {
+                match $result {
+                    Ok(v) => v,
+                    Err(e) => throw!(e, None),
+                }
+            };
+        }
+
+        loop {
+            let Some(&op) = proto.code.get(ip) else {
+                throw!(corrupt("ran past the end of the code"), None);
+            };
+            ip += 1;
+            match op {
+                Op::Const(i) => {
+                    let v = check!(proto
+                        .consts
+                        .get(i as usize)
+                        .ok_or_else(|| corrupt("constant out of range")))
+                    .clone();
+                    self.stack.push(v);
+                }
+                Op::Nil => self.stack.push(Value::Nil),
+                Op::True => self.stack.push(Value::Bool(true)),
+                Op::False => self.stack.push(Value::Bool(false)),
+                Op::Int(n) => self.stack.push(Value::Int(i64::from(n))),
+                Op::Local(slot) => {
+                    let v = check!(self.local(base, slot)).clone();
+                    self.stack.push(v);
+                }
+                Op::SetLocal(slot) => {
+                    let v = self.pop();
+                    match self.stack.get_mut(base + slot as usize) {
+                        Some(place) => *place = v,
+                        None => throw!(corrupt("local slot out of range"), None),
+                    }
+                }
+                Op::LocalBoxed(slot) => {
+                    let v = match check!(self.local(base, slot)) {
+                        Value::Boxed(b) => b.borrow().clone(),
+                        other => other.clone(),
+                    };
+                    self.stack.push(v);
+                }
+                Op::SetLocalBoxed(slot) => {
+                    let v = self.pop();
+                    match check!(self.local(base, slot)) {
+                        Value::Boxed(b) => *b.borrow_mut() = v,
+                        _ => throw!(corrupt("assignment through a slot without a box"), None),
+                    }
+                }
+                Op::MakeBox(slot) => match self.stack.get_mut(base + slot as usize) {
+                    Some(place) => {
+                        let v = std::mem::replace(place, Value::Nil);
+                        *place = Value::Boxed(Rc::new(RefCell::new(v)));
+                    }
+                    None => throw!(corrupt("local slot out of range"), None),
+                },
+                Op::Capture(i) => {
+                    let v = check!(self.capture(i)).clone();
+                    self.stack.push(v);
+                }
+                Op::CaptureBoxed(i) => {
+                    let v = match check!(self.capture(i)) {
+                        Value::Boxed(b) => b.borrow().clone(),
+                        other => other.clone(),
+                    };
+                    self.stack.push(v);
+                }
+                Op::SetCaptureBoxed(i) => {
+                    let v = self.pop();
+                    match check!(self.capture(i)) {
+                        Value::Boxed(b) => *b.borrow_mut() = v,
+                        _ => throw!(corrupt("assignment through a capture without a box"), None),
+                    }
+                }
+                Op::Global(g) => {
+                    let Some(global) = proto.globals.get(g as usize) else {
+                        throw!(corrupt("global out of range"), None);
+                    };
+                    let value = global.value.borrow().clone();
+                    match value {
+                        Some(v) => self.stack.push(v),
+                        None => {
+                            let err = ErrorValue::value(
+                                "unbound-variable",
+                                format!("unbound variable {}", global.name.name()),
+                                vec![Value::Symbol(global.name)],
+                            );
+                            throw!(err, Some(global.name.name()));
+                        }
+                    }
+                }
+                Op::SetGlobal(g) | Op::DefineGlobal(g) => {
+                    let v = self.pop();
+                    let Some(global) = proto.globals.get(g as usize) else {
+                        throw!(corrupt("global out of range"), None);
+                    };
+                    if matches!(op, Op::SetGlobal(_)) && global.value.borrow().is_none() {
+                        let err = ErrorValue::value(
+                            "unbound-variable",
+                            format!("set! of unbound variable {}", global.name.name()),
+                            vec![Value::Symbol(global.name)],
+                        );
+                        throw!(err, None);
+                    }
+                    *global.value.borrow_mut() = Some(v);
+                }
+                Op::Pop => {
+                    self.stack.pop();
+                }
+                Op::Jump(t) => ip = t as usize,
+                Op::JumpIfFalse(t) => {
+                    if !self.pop().is_truthy() {
+                        ip = t as usize;
+                    }
+                }
+                Op::JumpIfFalseKeep(t) => {
+                    if self.stack.last().is_some_and(|v| !v.is_truthy()) {
+                        ip = t as usize;
+                    } else {
+                        self.stack.pop();
+                    }
+                }
+                Op::JumpIfTrueKeep(t) => {
+                    if self.stack.last().is_some_and(Value::is_truthy) {
+                        ip = t as usize;
+                    } else {
+                        self.stack.pop();
+                    }
+                }
+                Op::JumpIfUnbound(g, t) => {
+                    let Some(global) = proto.globals.get(g as usize) else {
+                        throw!(corrupt("global out of range"), None);
+                    };
+                    if global.value.borrow().is_none() {
+                        ip = t as usize;
+                    }
+                }
+                Op::Call(n) | Op::TailCall(n) => {
+                    save_ip!();
+                    let flow = self.call(n as usize, matches!(op, Op::TailCall(_)), engine);
+                    flow!(flow);
+                }
+                Op::Return => {
+                    let result = self.pop();
+                    let flow = self.do_return(result);
+                    flow!(flow);
+                }
+                Op::Closure(i) => {
+                    let v = check!(self.make_closure(&proto, base, i));
+                    self.stack.push(v);
+                }
+                Op::List(n) => {
+                    let Some(from) = self.stack.len().checked_sub(n as usize) else {
+                        throw!(corrupt("stack underflow"), None);
+                    };
+                    let items: List = self.stack.drain(from..).collect();
+                    self.stack.push(Value::List(items));
+                }
+                Op::Dict(n) => {
+                    let Some(from) = self.stack.len().checked_sub(n as usize) else {
+                        throw!(corrupt("stack underflow"), None);
+                    };
+                    let items: Vec<Value> = self.stack.drain(from..).collect();
+                    let mut dict = Dict::new();
+                    let mut bad = None;
+                    for pair in items.chunks(2) {
+                        if let [k, v] = pair {
+                            if k.is_function() {
+                                bad = Some(k.clone());
+                                break;
+                            }
+                            dict.insert(Key(k.clone()), v.clone());
+                        }
+                    }
+                    if let Some(k) = bad {
+                        throw!(type_error("a function cannot be a dict key", vec![k]), None);
+                    }
+                    self.stack.push(Value::Dict(dict));
+                }
+                Op::Element(c, n) => {
+                    let tag = check!(proto
+                        .consts
+                        .get(c as usize)
+                        .ok_or_else(|| corrupt("constant out of range")))
+                    .clone();
+                    let Some(from) = self.stack.len().checked_sub(n as usize) else {
+                        throw!(corrupt("stack underflow"), None);
+                    };
+                    let items: Vec<Value> = self.stack.drain(from..).collect();
+                    let list =
+                        List::from_iter_with_tail(std::iter::once(tag).chain(items), List::empty());
+                    self.stack.push(Value::List(list));
+                }
+                Op::PushGuard(target) => self.handlers.push(Handler {
+                    frames: self.frames.len(),
+                    stack: self.stack.len(),
+                    target: target as usize,
+                }),
+                Op::PopGuard => {
+                    self.handlers.pop();
+                }
+                Op::Perform => {
+                    save_ip!();
+                    let request = self.pop();
+                    return Step::Perform(request);
+                }
+                Op::DefMacro(g) | Op::DefComp(g, _) => {
+                    let v = self.pop();
+                    let Some(global) = proto.globals.get(g as usize) else {
+                        throw!(corrupt("global out of range"), None);
+                    };
+                    let Value::Fn(closure) = v else {
+                        throw!(corrupt("definition of a non-function"), None);
+                    };
+                    let defined = if let Op::DefComp(_, keys) = op {
+                        let keys = match proto.consts.get(keys as usize) {
+                            Some(Value::List(keys)) => {
+                                keys.iter().filter_map(Value::as_symbol).collect()
+                            }
+                            _ => throw!(corrupt("component keys"), None),
+                        };
+                        Value::Component(Rc::new(Component {
+                            name: global.name,
+                            keys,
+                            closure,
+                        }))
+                    } else {
+                        Value::Macro(closure)
+                    };
+                    *global.value.borrow_mut() = Some(defined);
+                }
+                Op::DefTest(c) => {
+                    let thunk = self.pop();
+                    let Some(Value::Str(name)) = proto.consts.get(c as usize) else {
+                        throw!(corrupt("test name"), None);
+                    };
+                    let loc = proto.pos_at(ip - 1).map(|pos| {
+                        Rc::new(SrcLoc {
+                            file: proto.file.clone(),
+                            pos,
+                        })
+                    });
+                    engine.tests.push(Test {
+                        name: name.clone(),
+                        thunk,
+                        loc,
+                    });
+                }
+                Op::Prim(prim, g) => {
+                    save_ip!();
+                    let flow = self.prim(prim, &proto, g, engine);
+                    flow!(flow);
+                }
+            }
+        }
+    }
+
+    /// A primitive with an integer fast path; anything else goes through the native (or
+    /// whatever the global holds now).
+    fn prim(&mut self, prim: Prim, proto: &Proto, g: u16, engine: &mut Engine) -> Flow {
+        let argc = prim.arity() as usize;
+        let Some(global) = proto.globals.get(g as usize) else {
+            return self.throw(corrupt("global out of range"), None);
+        };
+        let current = global.value.borrow().clone();
+        let native = match &current {
+            Some(Value::Native(n)) if n.name == prim.name() => n.clone(),
+            Some(other) => {
+                // Rebound: call what the global holds now.
+                let Some(at) = self.stack.len().checked_sub(argc) else {
+                    return self.throw(corrupt("stack underflow"), None);
+                };
+                self.stack.insert(at, other.clone());
+                return self.call(argc, false, engine);
+            }
+            None => {
+                let err = ErrorValue::value(
+                    "unbound-variable",
+                    format!("unbound variable {}", global.name.name()),
+                    vec![Value::Symbol(global.name)],
+                );
+                return self.throw(err, Some(global.name.name()));
+            }
+        };
+        let len = self.stack.len();
+        if len < argc {
+            return self.throw(corrupt("stack underflow"), None);
+        }
+        let fast = if argc == 2 {
+            match (&self.stack[len - 2], &self.stack[len - 1]) {
+                (Value::Int(a), Value::Int(b)) => {
+                    let (a, b) = (*a, *b);
+                    match prim {
+                        Prim::Add => a.checked_add(b).map(Value::Int),
+                        Prim::Sub => a.checked_sub(b).map(Value::Int),
+                        Prim::Mul => a.checked_mul(b).map(Value::Int),
+                        Prim::Lt => Some(Value::Bool(a < b)),
+                        Prim::Gt => Some(Value::Bool(a > b)),
+                        Prim::Le => Some(Value::Bool(a <= b)),
+                        Prim::Ge => Some(Value::Bool(a >= b)),
+                        Prim::Eq => Some(Value::Bool(a == b)),
+                        Prim::Mod if b > 0 => Some(Value::Int(a.rem_euclid(b))),
+                        _ => None,
+                    }
+                }
+                (x, Value::List(tail)) if prim == Prim::Cons => {
+                    Some(Value::List(List::cons(x.clone(), tail.clone())))
+                }
+                _ => None,
+            }
+        } else {
+            match (&self.stack[len - 1], prim) {
+                (v, Prim::Not) => Some(Value::Bool(!v.is_truthy())),
+                (v, Prim::IsNil) => Some(Value::Bool(matches!(v, Value::Nil))),
+                (Value::List(l), Prim::First) => Some(l.first().cloned().unwrap_or(Value::Nil)),
+                (Value::List(l), Prim::Rest) => Some(Value::List(l.rest())),
+                (Value::List(l), Prim::IsEmpty) => Some(Value::Bool(l.is_empty())),
+                (Value::Int(n), Prim::Inc) => n.checked_add(1).map(Value::Int),
+                (Value::Int(n), Prim::Dec) => n.checked_sub(1).map(Value::Int),
+                _ => None,
+            }
+        };
+        if let Some(v) = fast {
+            self.stack.truncate(len - argc);
+            self.stack.push(v);
+            return Flow::Next(false);
+        }
+        let NativeKind::Pure(f) = native.kind else {
+            return self.throw(corrupt("primitive is not a plain native"), None);
+        };
+        match f(&self.stack[len - argc..]) {
+            Ok(v) => {
+                self.stack.truncate(len - argc);
+                self.stack.push(v);
+                Flow::Next(false)
+            }
+            Err(err) => self.throw(err, Some(native.name)),
+        }
+    }
+}
