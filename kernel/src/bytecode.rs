@@ -59,14 +59,26 @@ impl Prim {
     pub fn from_code(code: u8) -> Option<Prim> {
         PRIMS.get(code as usize).map(|p| p.0)
     }
+    /// The index in [`PRIMS`] (the declaration order).
+    #[inline]
     pub fn code(self) -> u8 {
-        PRIMS.iter().position(|p| p.0 == self).unwrap_or(0) as u8
+        self as u8
     }
     pub fn name(self) -> &'static str {
         PRIMS[self.code() as usize].1
     }
+    #[inline]
     pub fn arity(self) -> u16 {
-        PRIMS[self.code() as usize].2
+        match self {
+            Prim::Not
+            | Prim::First
+            | Prim::Rest
+            | Prim::IsEmpty
+            | Prim::IsNil
+            | Prim::Inc
+            | Prim::Dec => 1,
+            _ => 2,
+        }
     }
     pub fn lookup(name: &str, argc: usize) -> Option<Prim> {
         PRIMS
@@ -362,6 +374,15 @@ fn describe_op(op: &Op, proto: &Proto) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn prim_codes_and_arities_match_the_table() {
+        for (i, (prim, _, arity)) in PRIMS.iter().enumerate() {
+            assert_eq!(prim.code() as usize, i);
+            assert_eq!(prim.arity(), *arity);
+            assert_eq!(Prim::from_code(i as u8), Some(*prim));
+        }
+    }
 
     #[test]
     fn opcode_numbers_match_the_table() {

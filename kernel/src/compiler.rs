@@ -541,7 +541,9 @@ impl Compiler {
         let argc = count(items.len() - 1)?;
         if let Expr::Global { global, .. } = &*items[0] {
             let prim = match &*global.value.borrow() {
-                Some(Value::Native(n)) => Prim::lookup(n.name, argc as usize),
+                Some(Value::Native(n)) if global.builtin.get() => {
+                    Prim::lookup(n.name, argc as usize)
+                }
                 _ => None,
             };
             if let Some(prim) = prim {

@@ -19,6 +19,21 @@ use crate::value::{Dict, Key, List, Pos, Symbol, Value};
 pub struct Global {
     pub name: Symbol,
     pub value: std::cell::RefCell<Option<Value>>,
+    /// Still holds the core native it was installed with: the VM's fast paths for
+    /// primitives (`+`, `<`, `first`...) rely on this and fall back to a call when not.
+    pub builtin: std::cell::Cell<bool>,
+}
+
+impl Global {
+    /// Binds the global (`define`, `set!`, `defmacro`, `defcomp`).
+    pub fn set(&self, value: Value) {
+        self.builtin.set(false);
+        *self.value.borrow_mut() = Some(value);
+    }
+
+    pub fn is_bound(&self) -> bool {
+        self.value.borrow().is_some()
+    }
 }
 
 pub type Globals = HashMap<Symbol, Rc<Global>>;
@@ -138,6 +153,7 @@ pub fn global_cell(globals: &mut Globals, name: Symbol) -> Rc<Global> {
             Rc::new(Global {
                 name,
                 value: std::cell::RefCell::new(None),
+                builtin: std::cell::Cell::new(false),
             })
         })
         .clone()

@@ -298,7 +298,7 @@ impl Machine {
                     code: code.clone(),
                     env,
                 });
-                *global.value.borrow_mut() = Some(Value::Macro(closure));
+                global.set(Value::Macro(closure));
                 Ctl::Return(Value::Nil)
             }
             Expr::DefComp { global, keys, code } => {
@@ -306,7 +306,7 @@ impl Machine {
                     code: code.clone(),
                     env,
                 });
-                *global.value.borrow_mut() = Some(Value::Component(Rc::new(Component {
+                global.set(Value::Component(Rc::new(Component {
                     name: global.name,
                     keys: keys.clone(),
                     closure,
@@ -423,9 +423,7 @@ impl Machine {
                 let Expr::SetGlobal { global, .. } = &*node else {
                     unreachable!()
                 };
-                let mut slot = global.value.borrow_mut();
-                if slot.is_none() {
-                    drop(slot);
+                if !global.is_bound() {
                     let err = ErrorValue::value(
                         "unbound-variable",
                         format!("set! of unbound variable {}", global.name.name()),
@@ -433,14 +431,14 @@ impl Machine {
                     );
                     return Some(self.raise(err, None));
                 }
-                *slot = Some(v);
+                global.set(v);
                 Ctl::Return(Value::Nil)
             }
             Kont::Define(node) => {
                 let Expr::Define { global, .. } = &*node else {
                     unreachable!()
                 };
-                *global.value.borrow_mut() = Some(v);
+                global.set(v);
                 Ctl::Return(Value::Nil)
             }
             Kont::Guard(..) => Ctl::Return(v),

@@ -283,7 +283,6 @@ pub struct Component {
     pub closure: Rc<Closure>,
 }
 
-#[derive(Clone)]
 pub enum Value {
     Nil,
     Bool(bool),
@@ -306,7 +305,42 @@ pub enum Value {
     Boxed(Rc<RefCell<Value>>),
 }
 
+impl Clone for Value {
+    #[inline(always)]
+    fn clone(&self) -> Value {
+        match self {
+            // The hot cases, without a call.
+            Value::Int(n) => Value::Int(*n),
+            Value::Nil => Value::Nil,
+            Value::Bool(b) => Value::Bool(*b),
+            other => other.clone_slow(),
+        }
+    }
+}
+
 impl Value {
+    #[inline(never)]
+    fn clone_slow(&self) -> Value {
+        match self {
+            Value::Nil => Value::Nil,
+            Value::Bool(b) => Value::Bool(*b),
+            Value::Int(n) => Value::Int(*n),
+            Value::Float(f) => Value::Float(*f),
+            Value::Str(s) => Value::Str(s.clone()),
+            Value::Keyword(k) => Value::Keyword(*k),
+            Value::Symbol(s) => Value::Symbol(*s),
+            Value::List(l) => Value::List(l.clone()),
+            Value::Dict(d) => Value::Dict(d.clone()),
+            Value::Fn(f) => Value::Fn(f.clone()),
+            Value::Native(n) => Value::Native(n.clone()),
+            Value::Macro(m) => Value::Macro(m.clone()),
+            Value::Component(c) => Value::Component(c.clone()),
+            Value::Error(e) => Value::Error(e.clone()),
+            Value::Raw(r) => Value::Raw(r.clone()),
+            Value::Boxed(b) => Value::Boxed(b.clone()),
+        }
+    }
+
     pub fn str(s: &str) -> Value {
         Value::Str(Rc::from(s))
     }

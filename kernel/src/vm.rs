@@ -19,8 +19,9 @@ use crate::value::{Closure, Component, Dict, Key, List, Native, NativeKind, Valu
 
 struct Frame {
     proto: Rc<Proto>,
-    /// `None` for a top-level form (no captures, not shown in stack traces).
-    closure: Option<Rc<Closure>>,
+    /// A closure's frame (its closure sits at `base - 1`); false for a top-level form or an
+    /// `eval` (no captures, not shown in stack traces).
+    is_closure: bool,
     ip: usize,
     /// Index of slot 0; the callee value sits just below it.
     base: usize,
@@ -66,7 +67,7 @@ impl Machine {
             stack,
             frames: vec![Frame {
                 proto,
-                closure: None,
+                is_closure: false,
                 ip: 0,
                 base: 1,
                 fuel_restore: None,
@@ -114,7 +115,7 @@ impl Machine {
     fn stack_trace(&self) -> Vec<StackEntry> {
         let mut out = Vec::new();
         for (i, frame) in self.frames.iter().enumerate().rev() {
-            if frame.closure.is_none() {
+            if !frame.is_closure {
                 continue;
             }
             let (file, pos) = match i.checked_sub(1).and_then(|c| self.frames.get(c)) {
@@ -221,7 +222,7 @@ impl Machine {
         };
         let f = self.stack[at].clone();
         match &f {
-            Value::Fn(closure) => self.enter(closure.clone(), at, argc, tail),
+            Value::Fn(closure) => self.enter(closure, at, argc, tail),
             Value::Component(comp) => self.call_component(comp, at, argc, tail),
             Value::Native(native) => self.call_native(native, at, argc, tail, engine),
             other => {
@@ -235,51 +236,55 @@ impl Machine {
         }
     }
 
-    fn enter(&mut self, closure: Rc<Closure>, at: usize, argc: usize, tail: bool) -> Flow {
-        let Closure::Vm { proto, .. } = &*closure else {
+    fn enter(&mut self, closure: &Closure, at: usize, argc: usize, tail: bool) -> Flow {
+        let Closure::Vm { proto, .. } = closure else {
             let err = type_error("an interpreter function cannot run on the VM", vec![]);
             return self.throw(err, None);
         };
-        let proto = proto.clone();
         let params = proto.params as usize;
-        if argc < params || (!proto.rest && argc > params) {
-            let expected = if proto.rest {
-                format!("at least {params}")
-            } else {
-                params.to_string()
-            };
-            let err = arity_error(
-                format!(
-                    "{} takes {expected} argument(s), got {argc}",
-                    proto.display_name()
-                ),
-                vec![Value::Int(argc as i64)],
-            );
-            return self.throw(err, Some(proto.display_name()));
+        if argc != params || proto.rest {
+            if argc < params || (!proto.rest && argc > params) {
+                let expected = if proto.rest {
+                    format!("at least {params}")
+                } else {
+                    params.to_string()
+                };
+                let err = arity_error(
+                    format!(
+                        "{} takes {expected} argument(s), got {argc}",
+                        proto.display_name()
+                    ),
+                    vec![Value::Int(argc as i64)],
+                );
+                return self.throw(err, Some(proto.display_name()));
+            }
+            let rest: List = self.stack.drain(at + 1 + params..).collect();
+            self.stack.push(Value::List(rest));
         }
         if !self.spend_fuel() {
             let err = ErrorValue::value("out-of-fuel", "out of fuel", vec![]);
             return self.throw(err, None);
         }
-        if proto.rest {
-            let rest: List = self.stack.drain(at + 1 + params..).collect();
-            self.stack.push(Value::List(rest));
-        }
-        let reuse = tail
-            && self
-                .frames
-                .last()
-                .is_some_and(|f| f.closure.is_some() && at >= f.base + f.proto.slots as usize);
-        if reuse {
+        let proto = proto.clone();
+        let slots = proto.slots as usize;
+        let reuse = match self.frames.last() {
+            Some(f) => tail && f.is_closure && at >= f.base + f.proto.slots as usize,
+            None => false,
+        };
+        let base = if reuse {
             // Move the callee and its arguments down over the current frame.
             let Some(frame) = self.frames.last_mut() else {
                 return Flow::Next(false);
             };
-            let dest = frame.base - 1;
-            self.stack.drain(dest..at);
-            frame.proto = proto.clone();
-            frame.closure = Some(closure);
+            frame.proto = proto;
             frame.ip = 0;
+            let dest = frame.base - 1;
+            let moved = self.stack.len() - at;
+            for i in 0..moved {
+                self.stack.swap(dest + i, at + i);
+            }
+            self.stack.truncate(dest + moved);
+            frame.base
         } else {
             if self.frames.len() >= self.max_depth {
                 let err = ErrorValue::value(
@@ -290,15 +295,15 @@ impl Machine {
                 return self.throw(err, None);
             }
             self.frames.push(Frame {
-                proto: proto.clone(),
-                closure: Some(closure),
+                proto,
+                is_closure: true,
                 ip: 0,
                 base: at + 1,
                 fuel_restore: None,
             });
-        }
-        let base = self.frames.last().map_or(0, |f| f.base);
-        self.stack.resize(base + proto.slots as usize, Value::Nil);
+            at + 1
+        };
+        self.stack.resize(base + slots, Value::Nil);
         Flow::Next(true)
     }
 
@@ -311,7 +316,7 @@ impl Machine {
                 self.stack.truncate(at);
                 self.stack.push(Value::Fn(comp.closure.clone()));
                 self.stack.extend(slots);
-                self.enter(comp.closure.clone(), at, n, tail)
+                self.enter(&comp.closure, at, n, tail)
             }
             Err(err) => self.throw(err, Some(comp.name.name())),
         }
@@ -423,7 +428,7 @@ impl Machine {
                         self.stack.resize(base + proto.slots as usize, Value::Nil);
                         self.frames.push(Frame {
                             proto,
-                            closure: None,
+                            is_closure: false,
                             ip: 0,
                             base,
                             fuel_restore: None,
@@ -443,10 +448,18 @@ impl Machine {
     }
 
     fn capture(&self, index: u16) -> Result<&Value, Value> {
-        match self.frames.last().and_then(|f| f.closure.as_deref()) {
-            Some(Closure::Vm { captures, .. }) => captures
-                .get(index as usize)
-                .ok_or_else(|| corrupt("capture out of range")),
+        let closure = self
+            .frames
+            .last()
+            .filter(|f| f.is_closure)
+            .and_then(|f| self.stack.get(f.base - 1));
+        match closure {
+            Some(Value::Fn(c)) => match &**c {
+                Closure::Vm { captures, .. } => captures
+                    .get(index as usize)
+                    .ok_or_else(|| corrupt("capture out of range")),
+                Closure::Interp { .. } => Err(corrupt("capture outside a closure")),
+            },
             _ => Err(corrupt("capture outside a closure")),
         }
     }
@@ -641,7 +654,7 @@ impl Machine {
                     let Some(global) = proto.globals.get(g as usize) else {
                         throw!(corrupt("global out of range"), None);
                     };
-                    if matches!(op, Op::SetGlobal(_)) && global.value.borrow().is_none() {
+                    if matches!(op, Op::SetGlobal(_)) && !global.is_bound() {
                         let err = ErrorValue::value(
                             "unbound-variable",
                             format!("set! of unbound variable {}", global.name.name()),
@@ -649,7 +662,7 @@ impl Machine {
                         );
                         throw!(err, None);
                     }
-                    *global.value.borrow_mut() = Some(v);
+                    global.set(v);
                 }
                 Op::Pop => {
                     self.stack.pop();
@@ -678,9 +691,38 @@ impl Machine {
                     let Some(global) = proto.globals.get(g as usize) else {
                         throw!(corrupt("global out of range"), None);
                     };
-                    if global.value.borrow().is_none() {
+                    if !global.is_bound() {
                         ip = t as usize;
                     }
+                }
+                Op::TailCall(n) if self.fuel.is_none() => {
+                    // A closure calling itself (or another closure of the same code) in tail
+                    // position: reuse the frame in place — a loop.
+                    let n = n as usize;
+                    let len = self.stack.len();
+                    let same = len > n
+                        && base > 0
+                        && self.frames.last().is_some_and(|f| f.is_closure)
+                        && match &self.stack[len - n - 1] {
+                            Value::Fn(c) => {
+                                matches!(&**c, Closure::Vm { proto: p, .. } if Rc::ptr_eq(p, &proto) && !p.rest && p.params as usize == n)
+                            }
+                            _ => false,
+                        };
+                    if same {
+                        let at = len - n - 1;
+                        self.stack.swap(base - 1, at);
+                        for i in 0..n {
+                            self.stack.swap(base + i, at + 1 + i);
+                        }
+                        self.stack.truncate(base + n);
+                        self.stack.resize(base + proto.slots as usize, Value::Nil);
+                        ip = 0;
+                        continue;
+                    }
+                    save_ip!();
+                    let flow = self.call(n, true, engine);
+                    flow!(flow);
                 }
                 Op::Call(n) | Op::TailCall(n) => {
                     save_ip!();
@@ -774,7 +816,7 @@ impl Machine {
                     } else {
                         Value::Macro(closure)
                     };
-                    *global.value.borrow_mut() = Some(defined);
+                    global.set(defined);
                 }
                 Op::DefTest(c) => {
                     let thunk = self.pop();
@@ -794,6 +836,46 @@ impl Machine {
                     });
                 }
                 Op::Prim(prim, g) => {
+                    // Integer fast path, inline; a comparison feeding a branch branches at once.
+                    let len = self.stack.len();
+                    if len >= 2
+                        && prim.arity() == 2
+                        && proto
+                            .globals
+                            .get(g as usize)
+                            .is_some_and(|g| g.builtin.get())
+                    {
+                        if let (Value::Int(a), Value::Int(b)) =
+                            (&self.stack[len - 2], &self.stack[len - 1])
+                        {
+                            let (a, b) = (*a, *b);
+                            let result = match prim {
+                                Prim::Add => a.checked_add(b).map(Value::Int),
+                                Prim::Sub => a.checked_sub(b).map(Value::Int),
+                                Prim::Mul => a.checked_mul(b).map(Value::Int),
+                                Prim::Lt => Some(Value::Bool(a < b)),
+                                Prim::Gt => Some(Value::Bool(a > b)),
+                                Prim::Le => Some(Value::Bool(a <= b)),
+                                Prim::Ge => Some(Value::Bool(a >= b)),
+                                Prim::Eq => Some(Value::Bool(a == b)),
+                                Prim::Mod if b > 0 => Some(Value::Int(a.rem_euclid(b))),
+                                _ => None,
+                            };
+                            if let Some(result) = result {
+                                // Both operands are integers: nothing to drop.
+                                std::mem::forget(self.stack.pop());
+                                if let (Value::Bool(truth), Some(Op::JumpIfFalse(target))) =
+                                    (&result, proto.code.get(ip))
+                                {
+                                    std::mem::forget(self.stack.pop());
+                                    ip = if *truth { ip + 1 } else { *target as usize };
+                                } else if let Some(top) = self.stack.last_mut() {
+                                    std::mem::forget(std::mem::replace(top, result));
+                                }
+                                continue;
+                            }
+                        }
+                    }
                     save_ip!();
                     let flow = self.prim(prim, &proto, g, engine);
                     flow!(flow);
@@ -803,75 +885,80 @@ impl Machine {
     }
 
     /// A primitive with an integer fast path; anything else goes through the native (or
-    /// whatever the global holds now).
+    /// whatever the global holds now, when it was rebound).
     fn prim(&mut self, prim: Prim, proto: &Proto, g: u16, engine: &mut Engine) -> Flow {
         let argc = prim.arity() as usize;
         let Some(global) = proto.globals.get(g as usize) else {
             return self.throw(corrupt("global out of range"), None);
         };
-        let current = global.value.borrow().clone();
-        let native = match &current {
-            Some(Value::Native(n)) if n.name == prim.name() => n.clone(),
-            Some(other) => {
-                // Rebound: call what the global holds now.
-                let Some(at) = self.stack.len().checked_sub(argc) else {
-                    return self.throw(corrupt("stack underflow"), None);
-                };
-                self.stack.insert(at, other.clone());
-                return self.call(argc, false, engine);
-            }
-            None => {
+        if !global.builtin.get() {
+            let current = global.value.borrow().clone();
+            let Some(f) = current else {
                 let err = ErrorValue::value(
                     "unbound-variable",
                     format!("unbound variable {}", global.name.name()),
                     vec![Value::Symbol(global.name)],
                 );
                 return self.throw(err, Some(global.name.name()));
-            }
-        };
+            };
+            let Some(at) = self.stack.len().checked_sub(argc) else {
+                return self.throw(corrupt("stack underflow"), None);
+            };
+            self.stack.insert(at, f);
+            return self.call(argc, false, engine);
+        }
         let len = self.stack.len();
         if len < argc {
             return self.throw(corrupt("stack underflow"), None);
         }
-        let fast = if argc == 2 {
-            match (&self.stack[len - 2], &self.stack[len - 1]) {
-                (Value::Int(a), Value::Int(b)) => {
-                    let (a, b) = (*a, *b);
-                    match prim {
-                        Prim::Add => a.checked_add(b).map(Value::Int),
-                        Prim::Sub => a.checked_sub(b).map(Value::Int),
-                        Prim::Mul => a.checked_mul(b).map(Value::Int),
-                        Prim::Lt => Some(Value::Bool(a < b)),
-                        Prim::Gt => Some(Value::Bool(a > b)),
-                        Prim::Le => Some(Value::Bool(a <= b)),
-                        Prim::Ge => Some(Value::Bool(a >= b)),
-                        Prim::Eq => Some(Value::Bool(a == b)),
-                        Prim::Mod if b > 0 => Some(Value::Int(a.rem_euclid(b))),
-                        _ => None,
+        if argc == 2 {
+            if let (Value::Int(a), Value::Int(b)) = (&self.stack[len - 2], &self.stack[len - 1]) {
+                let (a, b) = (*a, *b);
+                let fast = match prim {
+                    Prim::Add => a.checked_add(b).map(Value::Int),
+                    Prim::Sub => a.checked_sub(b).map(Value::Int),
+                    Prim::Mul => a.checked_mul(b).map(Value::Int),
+                    Prim::Lt => Some(Value::Bool(a < b)),
+                    Prim::Gt => Some(Value::Bool(a > b)),
+                    Prim::Le => Some(Value::Bool(a <= b)),
+                    Prim::Ge => Some(Value::Bool(a >= b)),
+                    Prim::Eq => Some(Value::Bool(a == b)),
+                    Prim::Mod if b > 0 => Some(Value::Int(a.rem_euclid(b))),
+                    _ => None,
+                };
+                if let Some(v) = fast {
+                    // Both operands are integers: nothing to drop.
+                    std::mem::forget(self.stack.pop());
+                    if let Some(top) = self.stack.last_mut() {
+                        std::mem::forget(std::mem::replace(top, v));
                     }
+                    return Flow::Next(false);
                 }
-                (x, Value::List(tail)) if prim == Prim::Cons => {
-                    Some(Value::List(List::cons(x.clone(), tail.clone())))
-                }
-                _ => None,
             }
-        } else {
-            match (&self.stack[len - 1], prim) {
-                (v, Prim::Not) => Some(Value::Bool(!v.is_truthy())),
-                (v, Prim::IsNil) => Some(Value::Bool(matches!(v, Value::Nil))),
-                (Value::List(l), Prim::First) => Some(l.first().cloned().unwrap_or(Value::Nil)),
-                (Value::List(l), Prim::Rest) => Some(Value::List(l.rest())),
-                (Value::List(l), Prim::IsEmpty) => Some(Value::Bool(l.is_empty())),
-                (Value::Int(n), Prim::Inc) => n.checked_add(1).map(Value::Int),
-                (Value::Int(n), Prim::Dec) => n.checked_sub(1).map(Value::Int),
-                _ => None,
-            }
+        }
+        let fast = match (prim, &self.stack[len - 1]) {
+            (Prim::Not, v) => Some(Value::Bool(!v.is_truthy())),
+            (Prim::IsNil, v) => Some(Value::Bool(matches!(v, Value::Nil))),
+            (Prim::First, Value::List(l)) => Some(l.first().cloned().unwrap_or(Value::Nil)),
+            (Prim::Rest, Value::List(l)) => Some(Value::List(l.rest())),
+            (Prim::IsEmpty, Value::List(l)) => Some(Value::Bool(l.is_empty())),
+            (Prim::Inc, Value::Int(n)) => n.checked_add(1).map(Value::Int),
+            (Prim::Dec, Value::Int(n)) => n.checked_sub(1).map(Value::Int),
+            (Prim::Cons, Value::List(tail)) => Some(Value::List(List::cons(
+                self.stack[len - 2].clone(),
+                tail.clone(),
+            ))),
+            _ => None,
         };
         if let Some(v) = fast {
             self.stack.truncate(len - argc);
             self.stack.push(v);
             return Flow::Next(false);
         }
+        let native = match &*global.value.borrow() {
+            Some(Value::Native(n)) => n.clone(),
+            _ => return self.throw(corrupt("primitive global lost its native"), None),
+        };
         let NativeKind::Pure(f) = native.kind else {
             return self.throw(corrupt("primitive is not a plain native"), None);
         };

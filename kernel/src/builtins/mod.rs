@@ -167,6 +167,7 @@ pub fn install(globals: &mut Globals) {
         for (name, native) in n.borrow().iter() {
             let cell = global_cell(globals, Symbol::new(name));
             *cell.value.borrow_mut() = Some(Value::Native(native.clone()));
+            cell.builtin.set(true);
         }
     });
 }
