@@ -49,6 +49,15 @@ enum Command {
     },
     /// An interactive session: each result is printed as SX text.
     Repl,
+    /// Compile a file to bytecode (.sxbc); `sx run` runs the result.
+    Compile {
+        file: PathBuf,
+        /// Where to write the bytecode.
+        #[arg(short, long)]
+        output: PathBuf,
+    },
+    /// Show the instructions in a .sxbc file.
+    Disasm { file: PathBuf },
 }
 
 fn main() -> ExitCode {
@@ -62,6 +71,8 @@ fn main() -> ExitCode {
             Command::Run { file, engine, fuel } => run(&file, engine, fuel),
             Command::Test { paths, engine } => test(&paths, engine),
             Command::Repl => repl::run(),
+            Command::Compile { file, output } => compile(&file, &output),
+            Command::Disasm { file } => disasm(&file),
         });
     match worker.map(|w| w.join()) {
         Ok(Ok(code)) => ExitCode::from(code),
@@ -78,8 +89,12 @@ impl From<EngineKind> for Backend {
     }
 }
 
-fn read_source(path: &Path) -> Result<String, String> {
+fn read_file(path: &Path) -> Result<String, String> {
     let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    read_source(path, bytes)
+}
+
+fn read_source(path: &Path, bytes: Vec<u8>) -> Result<String, String> {
     String::from_utf8(bytes).map_err(|e| {
         format!(
             "{}: read-error: not valid UTF-8 (at byte {})",
@@ -105,11 +120,23 @@ pub fn report_error(err: &Value) {
     eprintln!("{}{}", location_prefix(err), describe(err));
 }
 
+/// Loads a `.sxbc` file into `engine`, or says why not.
+fn load_bytecode(
+    path: &Path,
+    bytes: &[u8],
+    engine: &mut Engine,
+) -> Result<sx_kernel::sxbc::Program, u8> {
+    sx_kernel::sxbc::read(bytes, &mut engine.globals).map_err(|e| {
+        eprintln!("{}: {e}", path.display());
+        1
+    })
+}
+
 fn run(path: &Path, engine_kind: EngineKind, fuel: Option<u64>) -> u8 {
-    let source = match read_source(path) {
-        Ok(s) => s,
-        Err(message) => {
-            eprintln!("{message}");
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("cannot read {}: {e}", path.display());
             return 1;
         }
     };
@@ -120,7 +147,25 @@ fn run(path: &Path, engine_kind: EngineKind, fuel: Option<u64>) -> u8 {
     };
     engine.set_output(Box::new(effects::write_stdout));
     let name = path.display().to_string();
-    let mut run = match engine.start(&source, Some(&name)) {
+    let started = if bytes.starts_with(sx_kernel::sxbc::MAGIC) {
+        if engine_kind == EngineKind::Interp {
+            eprintln!("{name}: bytecode runs on the VM; drop --engine interp or run the source");
+            return 2;
+        }
+        match load_bytecode(path, &bytes, &mut engine) {
+            Ok(program) => Ok(engine.start_compiled(program)),
+            Err(code) => return code,
+        }
+    } else {
+        match read_source(path, bytes) {
+            Ok(source) => engine.start(&source, Some(&name)),
+            Err(message) => {
+                eprintln!("{message}");
+                return 1;
+            }
+        }
+    };
+    let mut run = match started {
         Ok(run) => run,
         Err(e) => {
             report_error(&e);
@@ -173,7 +218,7 @@ fn test(paths: &[PathBuf], engine_kind: EngineKind) -> u8 {
     let (mut passed, mut failed) = (0, 0);
     for file in &files {
         let name = file.display().to_string();
-        let source = match read_source(file) {
+        let source = match read_file(file) {
             Ok(s) => s,
             Err(message) => {
                 println!("FAIL {name}\n  {message}");
@@ -203,4 +248,58 @@ fn test(paths: &[PathBuf], engine_kind: EngineKind) -> u8 {
     println!("{passed} passed, {failed} failed");
     effects::flush_stdout();
     u8::from(failed > 0)
+}
+
+fn compile(path: &Path, output: &Path) -> u8 {
+    let source = match read_file(path) {
+        Ok(s) => s,
+        Err(message) => {
+            eprintln!("{message}");
+            return 1;
+        }
+    };
+    let mut engine = Engine::with_backend(Backend::Vm);
+    let program = match engine.compile_program(&source, Some(&path.display().to_string())) {
+        Ok(p) => p,
+        Err(e) => {
+            report_error(&e);
+            return 1;
+        }
+    };
+    let bytes = match sx_kernel::sxbc::write(&program) {
+        Ok(b) => b,
+        Err(message) => {
+            eprintln!("{}: cannot write bytecode: {message}", path.display());
+            return 1;
+        }
+    };
+    // Write beside the target and rename, so a failed write never leaves half a file.
+    let partial = output.with_extension("sxbc.partial");
+    let written = std::fs::write(&partial, &bytes).and_then(|()| std::fs::rename(&partial, output));
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&partial);
+        eprintln!("cannot write {}: {e}", output.display());
+        return 1;
+    }
+    0
+}
+
+fn disasm(path: &Path) -> u8 {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("cannot read {}: {e}", path.display());
+            return 1;
+        }
+    };
+    let mut engine = Engine::with_backend(Backend::Vm);
+    let program = match load_bytecode(path, &bytes, &mut engine) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    for (i, form) in program.forms.iter().enumerate() {
+        println!(";; form {i}");
+        print!("{}", sx_kernel::bytecode::disassemble(form));
+    }
+    0
 }

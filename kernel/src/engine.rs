@@ -153,12 +153,67 @@ impl Engine {
             .map_err(|e| read_error_value(&e, file.as_ref()))?;
         Ok(Run {
             forms,
+            compiled: None,
             sources,
             file,
             next: 0,
             machine: None,
             last: Value::Nil,
             fuel: self.limits.fuel,
+        })
+    }
+
+    /// Prepares to run a program loaded from `.sxbc` (always on the VM).
+    pub fn start_compiled(&self, program: crate::sxbc::Program) -> Run {
+        Run {
+            forms: Vec::new(),
+            compiled: Some(program.forms),
+            sources: SourceMap::default(),
+            file: program.file,
+            next: 0,
+            machine: None,
+            last: Value::Nil,
+            fuel: self.limits.fuel,
+        }
+    }
+
+    /// Compiles a whole program to bytecode (`sx compile`). Forms are expanded in order, as
+    /// a run would; `defmacro`s and function `define`s also run so that later forms can use
+    /// them. Nothing else runs.
+    pub fn compile_program(
+        &mut self,
+        source: &str,
+        file: Option<&str>,
+    ) -> Result<crate::sxbc::Program, Value> {
+        let file: Option<Rc<str>> = file.map(Rc::from);
+        let (forms, mut sources) = reader::read_all(source, Mode::Code, reader::DEFAULT_MAX_DEPTH)
+            .map_err(|e| read_error_value(&e, file.as_ref()))?;
+        let mut compiled = Vec::with_capacity(forms.len());
+        for form in &forms {
+            let expr = self.expand(form, &mut sources, file.clone())?;
+            let proto = crate::compiler::compile_toplevel(&expr, file.clone())?;
+            let defines_code = match &*expr {
+                crate::expander::Expr::DefMacro { .. } => true,
+                crate::expander::Expr::Define { value, .. } => {
+                    matches!(&**value, crate::expander::Expr::Lambda(_))
+                }
+                _ => false,
+            };
+            if defines_code {
+                let mut machine = Machine::Vm(crate::vm::Machine::new(
+                    proto.clone(),
+                    None,
+                    self.limits.max_depth,
+                ));
+                if let Step::Error(e) = machine.run(self) {
+                    return Err(e);
+                }
+            }
+            compiled.push(proto);
+        }
+        Ok(crate::sxbc::Program {
+            file,
+            forms: compiled,
         })
     }
 
@@ -303,6 +358,8 @@ impl MacroHost for Engine {
 /// A program being run form by form.
 pub struct Run {
     forms: Vec<Value>,
+    /// Set when running a program loaded from bytecode.
+    compiled: Option<Vec<Rc<crate::bytecode::Proto>>>,
     sources: SourceMap,
     file: Option<Rc<str>>,
     next: usize,
@@ -325,6 +382,18 @@ impl Run {
                     }
                     other => return other,
                 }
+            }
+            if let Some(protos) = &self.compiled {
+                let Some(proto) = protos.get(self.next) else {
+                    return Step::Done(std::mem::replace(&mut self.last, Value::Nil));
+                };
+                self.next += 1;
+                self.machine = Some(Machine::Vm(crate::vm::Machine::new(
+                    proto.clone(),
+                    self.fuel,
+                    engine.limits.max_depth,
+                )));
+                continue;
             }
             let Some(form) = self.forms.get(self.next) else {
                 return Step::Done(std::mem::replace(&mut self.last, Value::Nil));

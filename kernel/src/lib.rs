@@ -13,6 +13,7 @@ pub mod html;
 pub mod interp;
 pub mod printer;
 pub mod reader;
+pub mod sxbc;
 pub mod testing;
 pub mod value;
 pub mod vm;

@@ -157,28 +157,43 @@ impl Machine {
                 stack.extend(self.stack_trace());
             }
         }
-        let Some(handler) = self.handlers.pop() else {
-            while let Some(frame) = self.frames.pop() {
-                if let Some((outer, granted)) = frame.fuel_restore {
-                    self.restore_fuel(outer, granted);
-                }
-            }
-            self.done = true;
-            return Flow::Stop(Step::Error(v));
+        // Raising costs fuel: damaged code could loop through a handler.
+        let exhausted =
+            !self.spend_fuel() && !matches!(&v, Value::Error(e) if &*e.error_type == "out-of-fuel");
+        let v = if exhausted {
+            ErrorValue::value("out-of-fuel", "out of fuel", vec![])
+        } else {
+            v
         };
-        while self.frames.len() > handler.frames {
-            if let Some(frame) = self.frames.pop() {
-                if let Some((outer, granted)) = frame.fuel_restore {
-                    self.restore_fuel(outer, granted);
+        // Find a handler that can run: with the budget exhausted, only a handler outside the
+        // `call-with-fuel` that ran out (whose budget is restored on the way) may catch.
+        loop {
+            let Some(handler) = self.handlers.pop() else {
+                while let Some(frame) = self.frames.pop() {
+                    if let Some((outer, granted)) = frame.fuel_restore {
+                        self.restore_fuel(outer, granted);
+                    }
+                }
+                self.done = true;
+                return Flow::Stop(Step::Error(v));
+            };
+            while self.frames.len() > handler.frames {
+                if let Some(frame) = self.frames.pop() {
+                    if let Some((outer, granted)) = frame.fuel_restore {
+                        self.restore_fuel(outer, granted);
+                    }
                 }
             }
+            if self.fuel == Some(0) {
+                continue;
+            }
+            self.stack.truncate(handler.stack);
+            self.stack.push(v);
+            if let Some(frame) = self.frames.last_mut() {
+                frame.ip = handler.target;
+            }
+            return Flow::Next(true);
         }
-        self.stack.truncate(handler.stack);
-        self.stack.push(v);
-        if let Some(frame) = self.frames.last_mut() {
-            frame.ip = handler.target;
-        }
-        Flow::Next(true)
     }
 
     fn restore_fuel(&mut self, outer: Option<u64>, granted: u64) {
@@ -667,14 +682,36 @@ impl Machine {
                 Op::Pop => {
                     self.stack.pop();
                 }
-                Op::Jump(t) => ip = t as usize,
+                Op::Jump(t) => {
+                    // The compiler only jumps forward; a backward jump (damaged or hostile
+                    // bytecode) is a loop and must pay fuel like a call.
+                    if (t as usize) < ip && !self.spend_fuel() {
+                        throw!(
+                            ErrorValue::value("out-of-fuel", "out of fuel", vec![]),
+                            None
+                        );
+                    }
+                    ip = t as usize;
+                }
                 Op::JumpIfFalse(t) => {
                     if !self.pop().is_truthy() {
+                        if (t as usize) < ip && !self.spend_fuel() {
+                            throw!(
+                                ErrorValue::value("out-of-fuel", "out of fuel", vec![]),
+                                None
+                            );
+                        }
                         ip = t as usize;
                     }
                 }
                 Op::JumpIfFalseKeep(t) => {
                     if self.stack.last().is_some_and(|v| !v.is_truthy()) {
+                        if (t as usize) < ip && !self.spend_fuel() {
+                            throw!(
+                                ErrorValue::value("out-of-fuel", "out of fuel", vec![]),
+                                None
+                            );
+                        }
                         ip = t as usize;
                     } else {
                         self.stack.pop();
@@ -682,6 +719,12 @@ impl Machine {
                 }
                 Op::JumpIfTrueKeep(t) => {
                     if self.stack.last().is_some_and(Value::is_truthy) {
+                        if (t as usize) < ip && !self.spend_fuel() {
+                            throw!(
+                                ErrorValue::value("out-of-fuel", "out of fuel", vec![]),
+                                None
+                            );
+                        }
                         ip = t as usize;
                     } else {
                         self.stack.pop();
@@ -692,6 +735,12 @@ impl Machine {
                         throw!(corrupt("global out of range"), None);
                     };
                     if !global.is_bound() {
+                        if (t as usize) < ip && !self.spend_fuel() {
+                            throw!(
+                                ErrorValue::value("out-of-fuel", "out of fuel", vec![]),
+                                None
+                            );
+                        }
                         ip = t as usize;
                     }
                 }
@@ -790,6 +839,12 @@ impl Machine {
                 }
                 Op::Perform => {
                     save_ip!();
+                    if !self.spend_fuel() {
+                        throw!(
+                            ErrorValue::value("out-of-fuel", "out of fuel", vec![]),
+                            None
+                        );
+                    }
                     let request = self.pop();
                     return Step::Perform(request);
                 }
@@ -868,7 +923,14 @@ impl Machine {
                                     (&result, proto.code.get(ip))
                                 {
                                     std::mem::forget(self.stack.pop());
-                                    ip = if *truth { ip + 1 } else { *target as usize };
+                                    let next = if *truth { ip + 1 } else { *target as usize };
+                                    if next < ip && !self.spend_fuel() {
+                                        throw!(
+                                            ErrorValue::value("out-of-fuel", "out of fuel", vec![]),
+                                            None
+                                        );
+                                    }
+                                    ip = next;
                                 } else if let Some(top) = self.stack.last_mut() {
                                     std::mem::forget(std::mem::replace(top, result));
                                 }

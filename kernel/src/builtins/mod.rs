@@ -157,6 +157,11 @@ pub fn native_rc(name: &str) -> Rc<Native> {
     })
 }
 
+/// The native called `name`, if there is one (for loading bytecode).
+pub fn try_native(name: &str) -> Option<Value> {
+    NATIVES.with(|n| n.borrow().get(name).cloned().map(Value::Native))
+}
+
 pub fn native(name: &str) -> Value {
     Value::Native(native_rc(name))
 }
