@@ -151,3 +151,80 @@ fn help_is_available_for_every_subcommand() {
         assert!(text(&out.stdout).contains("Usage"), "{args:?}");
     }
 }
+
+#[test]
+fn both_engines_print_the_same() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let mut programs: Vec<PathBuf> = std::fs::read_dir(root.join("bench"))
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "sx"))
+        .filter(|p| !p.ends_with("loop.sx")) // ten million iterations: too slow for the interpreter here
+        .collect();
+    programs.push(root.join("sx/examples/hello.sx"));
+    programs.push(temp_file(
+        "errors.sx",
+        b"(define (f x) (guard (e ((string? e) (str \"caught \" e))) (raise x)))\n(print (f \"s\"))\n(print (map (fn (x) (* x x)) (range 5)))\n(f 1)",
+    ));
+    for program in programs {
+        let path = program.to_str().unwrap();
+        let interp = sx(&["run", "--engine", "interp", path]);
+        let vm = sx(&["run", "--engine", "vm", path]);
+        assert_eq!(text(&interp.stdout), text(&vm.stdout), "{path}");
+        assert_eq!(interp.status.code(), vm.status.code(), "{path}");
+        let first_line = |o: &Output| text(&o.stderr).lines().next().unwrap_or("").to_string();
+        assert_eq!(first_line(&interp), first_line(&vm), "{path}");
+    }
+}
+
+#[test]
+fn compiled_bytecode_runs_and_disassembles() {
+    let src = temp_file("prog.sx", b"(define (sq x) (* x x))\n(print (map sq (range 4)))");
+    let out_path = src.with_extension("sxbc");
+    let out = sx(&["compile", src.to_str().unwrap(), "-o", out_path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let ran = sx(&["run", out_path.to_str().unwrap()]);
+    assert_eq!(text(&ran.stdout), "(0 1 4 9)\n");
+    let listing = sx(&["disasm", out_path.to_str().unwrap()]);
+    assert_eq!(listing.status.code(), Some(0));
+    assert!(text(&listing.stdout).contains("prim * (*)"), "{}", text(&listing.stdout));
+}
+
+#[test]
+fn damaged_and_stale_bytecode_exit_1_with_a_message() {
+    let src = temp_file("small.sx", b"(print \"hi\")");
+    let good = src.with_extension("sxbc");
+    let out = sx(&["compile", src.to_str().unwrap(), "-o", good.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0));
+    let bytes = std::fs::read(&good).unwrap();
+
+    let truncated = temp_file("truncated.sxbc", &bytes[..bytes.len() - 3]);
+    let out = sx(&["run", truncated.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("damaged bytecode"), "{}", text(&out.stderr));
+
+    let mut flipped = bytes.clone();
+    flipped[7] ^= 0x10; // inside the opcode-table hash
+    let stale = temp_file("stale.sxbc", &flipped);
+    let out = sx(&["run", stale.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(err.contains("stale bytecode"), "{err}");
+    assert!(err.contains("this is kernel"), "{err}");
+
+    for i in 0..bytes.len() {
+        let mut mutated = bytes.clone();
+        mutated[i] ^= 0x41;
+        let path = temp_file("mutated.sxbc", &mutated);
+        let out = sx(&["run", "--fuel", "10000", path.to_str().unwrap()]);
+        assert_ne!(out.status.code(), Some(101), "byte {i}: {}", text(&out.stderr));
+    }
+}
+
+#[test]
+fn compile_errors_are_reported() {
+    let src = temp_file("bad.sx", b"(define (f) (if))");
+    let out = sx(&["compile", src.to_str().unwrap(), "-o", "/tmp/never-written.sxbc"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("syntax-error"), "{}", text(&out.stderr));
+}

@@ -106,6 +106,16 @@ pub fn read_error_value(err: &reader::ReadError, file: Option<&Rc<str>>) -> Valu
     v
 }
 
+impl Drop for Engine {
+    // Globals and the code that names them point at each other (a function's code holds the
+    // cell the function is stored in): clear the cells so dropping an engine frees its image.
+    fn drop(&mut self) {
+        for global in self.globals.values() {
+            global.value.borrow_mut().take();
+        }
+    }
+}
+
 impl Engine {
     /// A fresh kernel image on the interpreter.
     pub fn new() -> Engine {

@@ -773,6 +773,54 @@ impl Machine {
                     let flow = self.call(n, true, engine);
                     flow!(flow);
                 }
+                Op::Call(n) if self.fuel.is_none() && self.frames.len() < self.max_depth => {
+                    // The common case inline: a bytecode closure with exactly its parameters.
+                    let n = n as usize;
+                    let len = self.stack.len();
+                    let callee = match len.checked_sub(n + 1).map(|at| &self.stack[at]) {
+                        Some(Value::Fn(c)) => match &**c {
+                            Closure::Vm { proto: p, .. } if !p.rest && p.params as usize == n => Some(p.clone()),
+                            _ => None,
+                        },
+                        _ => None,
+                    };
+                    save_ip!();
+                    match callee {
+                        Some(callee) => {
+                            let new_base = len - n;
+                            let slots = callee.slots as usize;
+                            if slots > n {
+                                self.stack.resize(new_base + slots, Value::Nil);
+                            }
+                            self.frames.push(Frame {
+                                proto: callee.clone(),
+                                is_closure: true,
+                                ip: 0,
+                                base: new_base,
+                                fuel_restore: None,
+                            });
+                            proto = callee;
+                            ip = 0;
+                            base = new_base;
+                        }
+                        None => {
+                            let flow = self.call(n, false, engine);
+                            flow!(flow);
+                        }
+                    }
+                }
+                Op::Return if self.frames.len() > 1 => {
+                    let result = self.pop();
+                    let Some(frame) = self.frames.pop() else {
+                        throw!(corrupt("return without a frame"), None);
+                    };
+                    if let Some((outer, granted)) = frame.fuel_restore {
+                        self.restore_fuel(outer, granted);
+                    }
+                    self.stack.truncate(frame.base.saturating_sub(1));
+                    self.stack.push(result);
+                    reload!();
+                }
                 Op::Call(n) | Op::TailCall(n) => {
                     save_ip!();
                     let flow = self.call(n as usize, matches!(op, Op::TailCall(_)), engine);
