@@ -179,29 +179,50 @@ fn both_engines_print_the_same() {
 
 #[test]
 fn compiled_bytecode_runs_and_disassembles() {
-    let src = temp_file("prog.sx", b"(define (sq x) (* x x))\n(print (map sq (range 4)))");
+    let src = temp_file(
+        "prog.sx",
+        b"(define (sq x) (* x x))\n(print (map sq (range 4)))",
+    );
     let out_path = src.with_extension("sxbc");
-    let out = sx(&["compile", src.to_str().unwrap(), "-o", out_path.to_str().unwrap()]);
+    let out = sx(&[
+        "compile",
+        src.to_str().unwrap(),
+        "-o",
+        out_path.to_str().unwrap(),
+    ]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let ran = sx(&["run", out_path.to_str().unwrap()]);
     assert_eq!(text(&ran.stdout), "(0 1 4 9)\n");
     let listing = sx(&["disasm", out_path.to_str().unwrap()]);
     assert_eq!(listing.status.code(), Some(0));
-    assert!(text(&listing.stdout).contains("prim * (*)"), "{}", text(&listing.stdout));
+    assert!(
+        text(&listing.stdout).contains("prim-locals * local 0, local 0"),
+        "{}",
+        text(&listing.stdout)
+    );
 }
 
 #[test]
 fn damaged_and_stale_bytecode_exit_1_with_a_message() {
     let src = temp_file("small.sx", b"(print \"hi\")");
     let good = src.with_extension("sxbc");
-    let out = sx(&["compile", src.to_str().unwrap(), "-o", good.to_str().unwrap()]);
+    let out = sx(&[
+        "compile",
+        src.to_str().unwrap(),
+        "-o",
+        good.to_str().unwrap(),
+    ]);
     assert_eq!(out.status.code(), Some(0));
     let bytes = std::fs::read(&good).unwrap();
 
     let truncated = temp_file("truncated.sxbc", &bytes[..bytes.len() - 3]);
     let out = sx(&["run", truncated.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out.stderr).contains("damaged bytecode"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("damaged bytecode"),
+        "{}",
+        text(&out.stderr)
+    );
 
     let mut flipped = bytes.clone();
     flipped[7] ^= 0x10; // inside the opcode-table hash
@@ -217,14 +238,28 @@ fn damaged_and_stale_bytecode_exit_1_with_a_message() {
         mutated[i] ^= 0x41;
         let path = temp_file("mutated.sxbc", &mutated);
         let out = sx(&["run", "--fuel", "10000", path.to_str().unwrap()]);
-        assert_ne!(out.status.code(), Some(101), "byte {i}: {}", text(&out.stderr));
+        assert_ne!(
+            out.status.code(),
+            Some(101),
+            "byte {i}: {}",
+            text(&out.stderr)
+        );
     }
 }
 
 #[test]
 fn compile_errors_are_reported() {
     let src = temp_file("bad.sx", b"(define (f) (if))");
-    let out = sx(&["compile", src.to_str().unwrap(), "-o", "/tmp/never-written.sxbc"]);
+    let out = sx(&[
+        "compile",
+        src.to_str().unwrap(),
+        "-o",
+        "/tmp/never-written.sxbc",
+    ]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out.stderr).contains("syntax-error"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("syntax-error"),
+        "{}",
+        text(&out.stderr)
+    );
 }

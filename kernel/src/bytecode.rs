@@ -138,6 +138,10 @@ pub enum Op {
     /// Constant index of the test name.
     DefTest(u32),
     Prim(Prim, u16),
+    /// `(prim local int)`: a local and a small integer, without pushing them.
+    PrimLocalInt(Prim, u16, i32),
+    /// `(prim local local)`.
+    PrimLocals(Prim, u16, u16),
 }
 
 /// The names and operand shapes of every opcode, in encoding order. `.sxbc` files carry a
@@ -179,6 +183,8 @@ pub const OPCODES: &[(&str, &str)] = &[
     ("def-comp", "u16 u32"),
     ("def-test", "u32"),
     ("prim", "u8 u16"),
+    ("prim-local-int", "u8 u16 i32"),
+    ("prim-locals", "u8 u16 u16"),
 ];
 
 impl Op {
@@ -221,6 +227,8 @@ impl Op {
             Op::DefComp(..) => 33,
             Op::DefTest(_) => 34,
             Op::Prim(..) => 35,
+            Op::PrimLocalInt(..) => 36,
+            Op::PrimLocals(..) => 37,
         }
     }
 }
@@ -266,6 +274,9 @@ pub struct Proto {
     pub consts: Vec<Value>,
     pub globals: Vec<Rc<Global>>,
     pub protos: Vec<Rc<Proto>>,
+    /// For each primitive (by code), the index of its global, or `u16::MAX`: the fused
+    /// `PrimLocal*` instructions find their global here.
+    pub prim_globals: Vec<u16>,
     /// `(instruction index, position)`, sorted by index: the source of the instructions from
     /// that index on.
     pub lines: Vec<(u32, Pos)>,
@@ -347,6 +358,8 @@ fn describe_op(op: &Op, proto: &Proto) -> String {
         Op::Element(c, n) => format!("{name} {} {n}", constant(c)),
         Op::DefTest(c) => format!("{name} {}", constant(c)),
         Op::Prim(p, g) => format!("{name} {} ({})", p.name(), global(g)),
+        Op::PrimLocalInt(p, a, k) => format!("{name} {} local {a}, {k}", p.name()),
+        Op::PrimLocals(p, a, b) => format!("{name} {} local {a}, local {b}", p.name()),
         Op::Local(n)
         | Op::SetLocal(n)
         | Op::LocalBoxed(n)
@@ -423,6 +436,8 @@ mod tests {
             Op::DefComp(0, 0),
             Op::DefTest(0),
             Op::Prim(Prim::Add, 0),
+            Op::PrimLocalInt(Prim::Add, 0, 0),
+            Op::PrimLocals(Prim::Add, 0, 0),
         ];
         assert_eq!(samples.len(), OPCODES.len());
         for (i, op) in samples.iter().enumerate() {

@@ -133,6 +133,7 @@ struct FnState {
     globals: Vec<Rc<Global>>,
     global_index: HashMap<usize, u16>,
     protos: Vec<Rc<Proto>>,
+    prim_globals: Vec<u16>,
     lines: Vec<(u32, Pos)>,
     captures: Vec<(CaptureFrom, Var)>,
     next_slot: u16,
@@ -150,6 +151,7 @@ impl FnState {
             globals: Vec::new(),
             global_index: HashMap::new(),
             protos: Vec::new(),
+            prim_globals: vec![u16::MAX; crate::bytecode::PRIMS.len()],
             lines: Vec::new(),
             captures: Vec::new(),
             next_slot: slots,
@@ -264,6 +266,7 @@ impl Compiler {
             consts: s.consts,
             globals: s.globals,
             protos: s.protos,
+            prim_globals: s.prim_globals,
             lines: s.lines,
             file: self.file.clone(),
         }
@@ -547,10 +550,26 @@ impl Compiler {
                 _ => None,
             };
             if let Some(prim) = prim {
+                let g = self.global(global)?;
+                self.state().prim_globals[prim.code() as usize] = g;
+                if let [_, a, b] = items {
+                    if let Some(a) = self.plain_local(a)? {
+                        let fused = match &**b {
+                            Expr::Const(Value::Int(k)) => {
+                                i32::try_from(*k).ok().map(|k| Op::PrimLocalInt(prim, a, k))
+                            }
+                            _ => self.plain_local(b)?.map(|b| Op::PrimLocals(prim, a, b)),
+                        };
+                        if let Some(op) = fused {
+                            self.mark(loc);
+                            self.emit(op);
+                            return Ok(());
+                        }
+                    }
+                }
                 for arg in &items[1..] {
                     self.expr(arg, false)?;
                 }
-                let g = self.global(global)?;
                 self.mark(loc);
                 self.emit(Op::Prim(prim, g));
                 return Ok(());
@@ -566,6 +585,17 @@ impl Compiler {
             Op::Call(argc)
         });
         Ok(())
+    }
+
+    /// The slot of a local of this function that lives unboxed in its slot.
+    fn plain_local(&mut self, expr: &ExprRef) -> Result<Option<u16>, Value> {
+        if let Expr::Local { depth, index } = &**expr {
+            let (captured, slot, boxed) = self.resolve(*depth, *index)?;
+            if !captured && !boxed {
+                return Ok(Some(slot));
+            }
+        }
+        Ok(None)
     }
 
     fn lambda(&mut self, code: &Rc<LambdaCode>) -> Compiled {

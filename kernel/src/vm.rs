@@ -107,6 +107,19 @@ impl Machine {
         self.resume_with = Some(answer);
     }
 
+    /// Truncates the stack; plain values (numbers, booleans, nil) are dropped without a call.
+    #[inline(always)]
+    fn shrink_stack(&mut self, len: usize) {
+        while self.stack.len() > len {
+            match self.stack.pop() {
+                Some(v @ (Value::Nil | Value::Bool(_) | Value::Int(_) | Value::Float(_))) => {
+                    std::mem::forget(v)
+                }
+                other => drop(other),
+            }
+        }
+    }
+
     fn pop(&mut self) -> Value {
         self.stack.pop().unwrap_or(Value::Nil)
     }
@@ -570,6 +583,27 @@ impl Machine {
                 continue;
             }};
         }
+        // Pushes a primitive's result; a boolean about to be tested by `jump-if-false`
+        // branches at once instead.
+        macro_rules! deliver {
+            ($result:expr) => {{
+                let result = $result;
+                if let (Value::Bool(truth), Some(Op::JumpIfFalse(target))) =
+                    (&result, proto.code.get(ip))
+                {
+                    let next = if *truth { ip + 1 } else { *target as usize };
+                    if next < ip && !self.spend_fuel() {
+                        throw!(
+                            ErrorValue::value("out-of-fuel", "out of fuel", vec![]),
+                            None
+                        );
+                    }
+                    ip = next;
+                } else {
+                    self.stack.push(result);
+                }
+            }};
+        }
         macro_rules! check {
             ($result:expr) => {
                 match $result {
@@ -764,8 +798,11 @@ impl Machine {
                         for i in 0..n {
                             self.stack.swap(base + i, at + 1 + i);
                         }
-                        self.stack.truncate(base + n);
-                        self.stack.resize(base + proto.slots as usize, Value::Nil);
+                        self.shrink_stack(base + n);
+                        let slots = proto.slots as usize;
+                        if slots > n {
+                            self.stack.resize(base + slots, Value::Nil);
+                        }
                         ip = 0;
                         continue;
                     }
@@ -779,7 +816,9 @@ impl Machine {
                     let len = self.stack.len();
                     let callee = match len.checked_sub(n + 1).map(|at| &self.stack[at]) {
                         Some(Value::Fn(c)) => match &**c {
-                            Closure::Vm { proto: p, .. } if !p.rest && p.params as usize == n => Some(p.clone()),
+                            Closure::Vm { proto: p, .. } if !p.rest && p.params as usize == n => {
+                                Some(p.clone())
+                            }
                             _ => None,
                         },
                         _ => None,
@@ -817,7 +856,7 @@ impl Machine {
                     if let Some((outer, granted)) = frame.fuel_restore {
                         self.restore_fuel(outer, granted);
                     }
-                    self.stack.truncate(frame.base.saturating_sub(1));
+                    self.shrink_stack(frame.base.saturating_sub(1));
                     self.stack.push(result);
                     reload!();
                 }
@@ -951,41 +990,59 @@ impl Machine {
                         if let (Value::Int(a), Value::Int(b)) =
                             (&self.stack[len - 2], &self.stack[len - 1])
                         {
-                            let (a, b) = (*a, *b);
-                            let result = match prim {
-                                Prim::Add => a.checked_add(b).map(Value::Int),
-                                Prim::Sub => a.checked_sub(b).map(Value::Int),
-                                Prim::Mul => a.checked_mul(b).map(Value::Int),
-                                Prim::Lt => Some(Value::Bool(a < b)),
-                                Prim::Gt => Some(Value::Bool(a > b)),
-                                Prim::Le => Some(Value::Bool(a <= b)),
-                                Prim::Ge => Some(Value::Bool(a >= b)),
-                                Prim::Eq => Some(Value::Bool(a == b)),
-                                Prim::Mod if b > 0 => Some(Value::Int(a.rem_euclid(b))),
-                                _ => None,
-                            };
-                            if let Some(result) = result {
+                            if let Some(result) = int_prim(prim, *a, *b) {
                                 // Both operands are integers: nothing to drop.
                                 std::mem::forget(self.stack.pop());
-                                if let (Value::Bool(truth), Some(Op::JumpIfFalse(target))) =
-                                    (&result, proto.code.get(ip))
-                                {
-                                    std::mem::forget(self.stack.pop());
-                                    let next = if *truth { ip + 1 } else { *target as usize };
-                                    if next < ip && !self.spend_fuel() {
-                                        throw!(
-                                            ErrorValue::value("out-of-fuel", "out of fuel", vec![]),
-                                            None
-                                        );
-                                    }
-                                    ip = next;
-                                } else if let Some(top) = self.stack.last_mut() {
-                                    std::mem::forget(std::mem::replace(top, result));
-                                }
+                                std::mem::forget(self.stack.pop());
+                                deliver!(result);
                                 continue;
                             }
                         }
                     }
+                    save_ip!();
+                    let flow = self.prim(prim, &proto, g, engine);
+                    flow!(flow);
+                }
+                Op::PrimLocalInt(..) | Op::PrimLocals(..) => {
+                    let (prim, a) = match op {
+                        Op::PrimLocalInt(p, a, _) | Op::PrimLocals(p, a, _) => (p, a),
+                        _ => unreachable!(),
+                    };
+                    let g = proto
+                        .prim_globals
+                        .get(prim.code() as usize)
+                        .copied()
+                        .unwrap_or(u16::MAX);
+                    let right = match op {
+                        Op::PrimLocalInt(_, _, k) => Some(i64::from(k)),
+                        Op::PrimLocals(_, _, b) => match self.stack.get(base + b as usize) {
+                            Some(Value::Int(y)) => Some(*y),
+                            _ => None,
+                        },
+                        _ => None,
+                    };
+                    if let (Some(Value::Int(x)), Some(y)) =
+                        (self.stack.get(base + a as usize), right)
+                    {
+                        if proto
+                            .globals
+                            .get(g as usize)
+                            .is_some_and(|g| g.builtin.get())
+                        {
+                            if let Some(result) = int_prim(prim, *x, y) {
+                                deliver!(result);
+                                continue;
+                            }
+                        }
+                    }
+                    let left = check!(self.local(base, a)).clone();
+                    let right = match op {
+                        Op::PrimLocals(_, _, b) => check!(self.local(base, b)).clone(),
+                        Op::PrimLocalInt(_, _, k) => Value::Int(i64::from(k)),
+                        _ => Value::Nil,
+                    };
+                    self.stack.push(left);
+                    self.stack.push(right);
                     save_ip!();
                     let flow = self.prim(prim, &proto, g, engine);
                     flow!(flow);
@@ -1080,5 +1137,22 @@ impl Machine {
             }
             Err(err) => self.throw(err, Some(native.name)),
         }
+    }
+}
+
+/// A primitive on two integers, when it has an integer answer.
+#[inline(always)]
+fn int_prim(prim: Prim, a: i64, b: i64) -> Option<Value> {
+    match prim {
+        Prim::Add => a.checked_add(b).map(Value::Int),
+        Prim::Sub => a.checked_sub(b).map(Value::Int),
+        Prim::Mul => a.checked_mul(b).map(Value::Int),
+        Prim::Lt => Some(Value::Bool(a < b)),
+        Prim::Gt => Some(Value::Bool(a > b)),
+        Prim::Le => Some(Value::Bool(a <= b)),
+        Prim::Ge => Some(Value::Bool(a >= b)),
+        Prim::Eq => Some(Value::Bool(a == b)),
+        Prim::Mod if b > 0 => Some(Value::Int(a.rem_euclid(b))),
+        _ => None,
     }
 }

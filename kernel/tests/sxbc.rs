@@ -135,8 +135,10 @@ fn an_unknown_opcode_is_named() {
     let program = engine.compile_program("(print 1)", None).unwrap();
     let lines = program.forms[0].lines.len();
     let mut bytes = sxbc::write(&program).unwrap();
-    // The form's code ends with `return`; its line table and child count follow.
-    let last = bytes.len() - 1 - 4 - 12 * lines - 4;
+    // The form's code ends with `return`; its primitive table, line table and child count
+    // follow.
+    let prim_table = 2 * sx_kernel::bytecode::PRIMS.len();
+    let last = bytes.len() - 1 - prim_table - 4 - 12 * lines - 4;
     assert_eq!(bytes[last], 24, "expected the return opcode");
     bytes[last] = 200;
     let err = sxbc::read(&bytes, &mut engine.globals)
