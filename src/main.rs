@@ -48,7 +48,10 @@ enum Command {
         engine: EngineKind,
     },
     /// An interactive session: each result is printed as SX text.
-    Repl,
+    Repl {
+        #[arg(long, value_enum, default_value = "vm")]
+        engine: EngineKind,
+    },
     /// Compile a file to bytecode (.sxbc); `sx run` runs the result.
     Compile {
         file: PathBuf,
@@ -70,7 +73,7 @@ fn main() -> ExitCode {
         .spawn(move || match cli.command {
             Command::Run { file, engine, fuel } => run(&file, engine, fuel),
             Command::Test { paths, engine } => test(&paths, engine),
-            Command::Repl => repl::run(),
+            Command::Repl { engine } => repl::run(engine.into()),
             Command::Compile { file, output } => compile(&file, &output),
             Command::Disasm { file } => disasm(&file),
         });

@@ -4,7 +4,7 @@
 use rustyline::error::ReadlineError;
 use rustyline::DefaultEditor;
 use sx_kernel::reader::{self, Mode};
-use sx_kernel::{Engine, Value};
+use sx_kernel::{Backend, Engine, Value};
 
 use crate::effects;
 
@@ -12,7 +12,7 @@ fn history_path() -> Option<std::path::PathBuf> {
     std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".sx_history"))
 }
 
-pub fn run() -> u8 {
+pub fn run(backend: Backend) -> u8 {
     let mut editor = match DefaultEditor::new() {
         Ok(e) => e,
         Err(e) => {
@@ -24,7 +24,7 @@ pub fn run() -> u8 {
     if let Some(h) = &history {
         let _ = editor.load_history(h);
     }
-    let mut engine = Engine::new();
+    let mut engine = Engine::with_backend(backend);
     engine.set_output(Box::new(|text| {
         effects::write_stdout(text);
         effects::flush_stdout();
