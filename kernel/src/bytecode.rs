@@ -33,6 +33,7 @@ pub enum Prim {
     IsNil,
     Inc,
     Dec,
+    Abs,
 }
 
 pub const PRIMS: &[(Prim, &str, u16)] = &[
@@ -53,6 +54,7 @@ pub const PRIMS: &[(Prim, &str, u16)] = &[
     (Prim::IsNil, "nil?", 1),
     (Prim::Inc, "inc", 1),
     (Prim::Dec, "dec", 1),
+    (Prim::Abs, "abs", 1),
 ];
 
 impl Prim {
@@ -69,16 +71,7 @@ impl Prim {
     }
     #[inline]
     pub fn arity(self) -> u16 {
-        match self {
-            Prim::Not
-            | Prim::First
-            | Prim::Rest
-            | Prim::IsEmpty
-            | Prim::IsNil
-            | Prim::Inc
-            | Prim::Dec => 1,
-            _ => 2,
-        }
+        PRIMS[self as usize].2
     }
     pub fn lookup(name: &str, argc: usize) -> Option<Prim> {
         PRIMS
@@ -142,6 +135,9 @@ pub enum Op {
     PrimLocalInt(Prim, u16, i32),
     /// `(prim local local)`.
     PrimLocals(Prim, u16, u16),
+    /// The running closure itself: how a named `let` loop or a local recursive function
+    /// refers to itself without capturing (and boxing) the variable that holds it.
+    SelfClosure,
 }
 
 /// The names and operand shapes of every opcode, in encoding order. `.sxbc` files carry a
@@ -185,6 +181,7 @@ pub const OPCODES: &[(&str, &str)] = &[
     ("prim", "u8 u16"),
     ("prim-local-int", "u8 u16 i32"),
     ("prim-locals", "u8 u16 u16"),
+    ("self-closure", ""),
 ];
 
 impl Op {
@@ -229,6 +226,7 @@ impl Op {
             Op::Prim(..) => 35,
             Op::PrimLocalInt(..) => 36,
             Op::PrimLocals(..) => 37,
+            Op::SelfClosure => 38,
         }
     }
 }
@@ -378,9 +376,14 @@ fn describe_op(op: &Op, proto: &Proto) -> String {
         | Op::JumpIfTrueKeep(t)
         | Op::PushGuard(t)
         | Op::Closure(t) => format!("{name} {t}"),
-        Op::Nil | Op::True | Op::False | Op::Pop | Op::Return | Op::PopGuard | Op::Perform => {
-            name.to_string()
-        }
+        Op::Nil
+        | Op::True
+        | Op::False
+        | Op::Pop
+        | Op::Return
+        | Op::PopGuard
+        | Op::Perform
+        | Op::SelfClosure => name.to_string(),
     }
 }
 
@@ -438,6 +441,7 @@ mod tests {
             Op::Prim(Prim::Add, 0),
             Op::PrimLocalInt(Prim::Add, 0, 0),
             Op::PrimLocals(Prim::Add, 0, 0),
+            Op::SelfClosure,
         ];
         assert_eq!(samples.len(), OPCODES.len());
         for (i, op) in samples.iter().enumerate() {

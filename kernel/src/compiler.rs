@@ -23,26 +23,46 @@ fn key_of<T>(rc: &Rc<T>) -> usize {
 
 #[derive(Default)]
 struct Analysis {
-    captured: HashSet<Var>,
-    assigned: HashSet<Var>,
+    /// The functions (lambda keys) that reference each variable of an enclosing function.
+    captured_by: HashMap<Var, HashSet<usize>>,
+    /// How often each variable is assigned, and the lambda of its one assignment if it is
+    /// `(set! var (fn ...))`-shaped (named `let`, local `define` of a function).
+    assigned: HashMap<Var, (usize, Option<usize>)>,
+    /// Lambda keys of the functions being walked, innermost last.
+    functions: Vec<usize>,
 }
 
 impl Analysis {
+    /// A variable assigned once, to a lambda, and referenced from no other function than
+    /// that lambda: the lambda reaches itself with `SelfClosure`, no capture, no box.
+    fn self_bound(&self, var: Var) -> Option<usize> {
+        let (count, lambda) = self.assigned.get(&var)?;
+        let lambda = (*count == 1).then_some(*lambda).flatten()?;
+        let users = self.captured_by.get(&var)?;
+        users.iter().all(|u| *u == lambda).then_some(lambda)
+    }
+
     fn boxed(&self, var: Var) -> bool {
-        self.captured.contains(&var) && self.assigned.contains(&var)
+        self.captured_by.contains_key(&var)
+            && self.assigned.contains_key(&var)
+            && self.self_bound(var).is_none()
     }
 
     /// `frames`: (frame key, function level) from the outermost.
     fn walk(&mut self, expr: &ExprRef, frames: &mut Vec<(usize, usize)>, level: usize) {
         match &**expr {
             Expr::Const(_) | Expr::Global { .. } => {}
-            Expr::Local { depth, index } => self.note(frames, *depth, *index, level, false),
+            Expr::Local { depth, index } => self.note(frames, *depth, *index, level, None),
             Expr::SetLocal {
                 depth,
                 index,
                 value,
             } => {
-                self.note(frames, *depth, *index, level, true);
+                let lambda = match &**value {
+                    Expr::Lambda(code) => Some(key_of(code)),
+                    _ => None,
+                };
+                self.note(frames, *depth, *index, level, Some(lambda));
                 self.walk(value, frames, level);
             }
             Expr::CallOrElement { call, element, .. } => {
@@ -73,7 +93,9 @@ impl Analysis {
             | Expr::DefComp { code, .. }
             | Expr::DefTest { code, .. } => {
                 frames.push((key_of(code), level + 1));
+                self.functions.push(key_of(code));
                 self.walk(&code.body, frames, level + 1);
+                self.functions.pop();
                 frames.pop();
             }
             Expr::Let { inits, body, .. } => {
@@ -100,7 +122,7 @@ impl Analysis {
         depth: usize,
         index: usize,
         level: usize,
-        set: bool,
+        set: Option<Option<usize>>,
     ) {
         let Some(&(key, home)) = frames
             .len()
@@ -110,10 +132,15 @@ impl Analysis {
             return;
         };
         if home != level {
-            self.captured.insert((key, index));
+            let function = self.functions.last().copied().unwrap_or(0);
+            self.captured_by
+                .entry((key, index))
+                .or_default()
+                .insert(function);
         }
-        if set {
-            self.assigned.insert((key, index));
+        if let Some(lambda) = set {
+            let entry = self.assigned.entry((key, index)).or_insert((0, lambda));
+            entry.0 += 1;
         }
     }
 }
@@ -125,6 +152,8 @@ struct FrameInfo {
 }
 
 struct FnState {
+    /// The lambda this function was compiled from (0 for a top-level form).
+    key: usize,
     name: Option<crate::value::Symbol>,
     params: u16,
     rest: bool,
@@ -141,8 +170,15 @@ struct FnState {
 }
 
 impl FnState {
-    fn new(name: Option<crate::value::Symbol>, params: u16, rest: bool, slots: u16) -> FnState {
+    fn new(
+        key: usize,
+        name: Option<crate::value::Symbol>,
+        params: u16,
+        rest: bool,
+        slots: u16,
+    ) -> FnState {
         FnState {
+            key,
             name,
             params,
             rest,
@@ -182,7 +218,7 @@ pub fn compile_toplevel(expr: &ExprRef, file: Option<Rc<str>>) -> Result<Rc<Prot
     analysis.walk(expr, &mut Vec::new(), 0);
     let mut c = Compiler {
         analysis,
-        fns: vec![FnState::new(None, 0, false, 0)],
+        fns: vec![FnState::new(0, None, 0, false, 0)],
         frames: Vec::new(),
         file,
     };
@@ -312,6 +348,23 @@ impl Compiler {
         }
     }
 
+    /// Is this local, seen from the function being compiled, that function itself?
+    fn is_self_reference(&self, depth: usize, index: usize) -> bool {
+        let Some(frame) = self
+            .frames
+            .len()
+            .checked_sub(depth + 1)
+            .and_then(|i| self.frames.get(i))
+        else {
+            return false;
+        };
+        frame.level != self.level()
+            && self
+                .fns
+                .last()
+                .is_some_and(|f| self.analysis.self_bound((frame.key, index)) == Some(f.key))
+    }
+
     /// Reserves `n` slots for a new frame; returns its base.
     fn open_frame(&mut self, key: usize, n: usize) -> Result<u16, Value> {
         let level = self.level();
@@ -353,6 +406,10 @@ impl Compiler {
                 };
             }
             Expr::Local { depth, index } => {
+                if self.is_self_reference(*depth, *index) {
+                    self.emit(Op::SelfClosure);
+                    return Ok(());
+                }
                 let (captured, i, boxed) = self.resolve(*depth, *index)?;
                 self.emit(match (captured, boxed) {
                     (false, false) => Op::Local(i),
@@ -601,8 +658,13 @@ impl Compiler {
     fn lambda(&mut self, code: &Rc<LambdaCode>) -> Compiled {
         let params = count(code.params)?;
         let slots = count(code.slots)?;
-        self.fns
-            .push(FnState::new(code.name, params, code.rest, slots));
+        self.fns.push(FnState::new(
+            key_of(code),
+            code.name,
+            params,
+            code.rest,
+            slots,
+        ));
         let key = key_of(code);
         let level = self.level();
         self.frames.push(FrameInfo {

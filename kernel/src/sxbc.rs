@@ -206,7 +206,14 @@ impl Writer {
                 self.u16(a);
                 self.u16(b);
             }
-            Op::Nil | Op::True | Op::False | Op::Pop | Op::Return | Op::PopGuard | Op::Perform => {}
+            Op::Nil
+            | Op::True
+            | Op::False
+            | Op::Pop
+            | Op::Return
+            | Op::PopGuard
+            | Op::Perform
+            | Op::SelfClosure => {}
         }
     }
 
@@ -432,6 +439,7 @@ impl Reader<'_> {
                     _ => Op::PrimLocals(prim, self.u16()?, self.u16()?),
                 }
             }
+            38 => Op::SelfClosure,
             other => {
                 return damaged(format!(
                     "unknown opcode {other} at byte {at} (this kernel has {})",
@@ -607,7 +615,8 @@ fn validate(p: &Proto) -> Result<(), LoadError> {
             | Op::List(_)
             | Op::Dict(_)
             | Op::PopGuard
-            | Op::Perform => true,
+            | Op::Perform
+            | Op::SelfClosure => true,
         };
         if !ok {
             return damaged(format!(
@@ -716,6 +725,7 @@ mod tests {
             Op::Prim(Prim::Add, 0),
             Op::PrimLocalInt(Prim::Lt, 0, -7),
             Op::PrimLocals(Prim::Mul, 0, 0),
+            Op::SelfClosure,
             Op::Return,
         ];
         assert_eq!(ops.len(), OPCODES.len());

@@ -870,6 +870,16 @@ impl Machine {
                     let flow = self.do_return(result);
                     flow!(flow);
                 }
+                Op::SelfClosure => {
+                    let this = match self.frames.last() {
+                        Some(f) if f.is_closure => self.stack.get(f.base - 1).cloned(),
+                        _ => None,
+                    };
+                    match this {
+                        Some(v) => self.stack.push(v),
+                        None => throw!(corrupt("self-closure outside a closure"), None),
+                    }
+                }
                 Op::Closure(i) => {
                     let v = check!(self.make_closure(&proto, base, i));
                     self.stack.push(v);
@@ -1111,6 +1121,7 @@ impl Machine {
             (Prim::IsEmpty, Value::List(l)) => Some(Value::Bool(l.is_empty())),
             (Prim::Inc, Value::Int(n)) => n.checked_add(1).map(Value::Int),
             (Prim::Dec, Value::Int(n)) => n.checked_sub(1).map(Value::Int),
+            (Prim::Abs, Value::Int(n)) => n.checked_abs().map(Value::Int),
             (Prim::Cons, Value::List(tail)) => Some(Value::List(List::cons(
                 self.stack[len - 2].clone(),
                 tail.clone(),

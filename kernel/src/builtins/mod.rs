@@ -126,6 +126,10 @@ fn table() -> Vec<Entry> {
         pure("assert", 1, Some(2), assert),
         pure("assert=", 2, Some(3), assert_eq),
         pure("%splice", 0, None, splice),
+        pure("%native?", 2, Some(2), is_plain_native),
+        pure("%map-native", 2, Some(2), map_native),
+        pure("%filter-native", 2, Some(2), filter_native),
+        pure("%reduce-native", 3, Some(3), reduce_native),
         pure("%entries", 1, Some(1), entries),
     ];
     t.extend(numbers::table());
@@ -367,6 +371,71 @@ fn splice(a: &[Value]) -> NResult {
         }
     }
     Ok(Value::list(out))
+}
+
+/// `(%native? f n)`: is `f` a plain native that accepts `n` arguments? The prelude's
+/// higher-order functions then call it directly, without a round trip through the engine.
+fn is_plain_native(a: &[Value]) -> NResult {
+    Ok(Value::Bool(plain_native(&a[0], &a[1]).is_some()))
+}
+
+fn plain_native(f: &Value, argc: &Value) -> Option<NativeFn> {
+    let (Value::Native(n), Value::Int(argc)) = (f, argc) else {
+        return None;
+    };
+    let argc = usize::try_from(*argc).ok()?;
+    match n.kind {
+        NativeKind::Pure(f) if n.min_args <= argc && n.max_args.is_none_or(|m| argc <= m) => {
+            Some(f)
+        }
+        _ => None,
+    }
+}
+
+fn native_arg(f: &Value, argc: i64) -> Result<NativeFn, Value> {
+    plain_native(f, &Value::Int(argc))
+        .ok_or_else(|| type_error("expected a plain native", vec![f.clone()]))
+}
+
+fn map_native(a: &[Value]) -> NResult {
+    let f = native_arg(&a[0], 1)?;
+    let items = match entries(&a[1..2])? {
+        Value::List(l) => l,
+        _ => List::empty(),
+    };
+    let mut out = Vec::with_capacity(items.len());
+    for x in items.iter() {
+        out.push(f(std::slice::from_ref(x))?);
+    }
+    Ok(Value::list(out))
+}
+
+fn filter_native(a: &[Value]) -> NResult {
+    let f = native_arg(&a[0], 1)?;
+    let items = match entries(&a[1..2])? {
+        Value::List(l) => l,
+        _ => List::empty(),
+    };
+    let mut out = Vec::new();
+    for x in items.iter() {
+        if f(std::slice::from_ref(x))?.is_truthy() {
+            out.push(x.clone());
+        }
+    }
+    Ok(Value::list(out))
+}
+
+fn reduce_native(a: &[Value]) -> NResult {
+    let f = native_arg(&a[0], 2)?;
+    let items = match entries(&a[2..3])? {
+        Value::List(l) => l,
+        _ => List::empty(),
+    };
+    let mut acc = a[1].clone();
+    for x in items.iter() {
+        acc = f(&[acc, x.clone()])?;
+    }
+    Ok(acc)
 }
 
 /// A collection as a list of its elements; dicts give `(k v)` entries in key order.
