@@ -34,6 +34,7 @@ pub enum Prim {
     Inc,
     Dec,
     Abs,
+    Assoc,
 }
 
 pub const PRIMS: &[(Prim, &str, u16)] = &[
@@ -55,6 +56,7 @@ pub const PRIMS: &[(Prim, &str, u16)] = &[
     (Prim::Inc, "inc", 1),
     (Prim::Dec, "dec", 1),
     (Prim::Abs, "abs", 1),
+    (Prim::Assoc, "assoc", 3),
 ];
 
 impl Prim {
@@ -135,6 +137,9 @@ pub enum Op {
     PrimLocalInt(Prim, u16, i32),
     /// `(prim local local)`.
     PrimLocals(Prim, u16, u16),
+    /// Push a local and leave nil in its slot: its last use before a tail call, so the value
+    /// can be updated in place (`assoc` on a dict nothing else holds).
+    MoveLocal(u16),
     /// The running closure itself: how a named `let` loop or a local recursive function
     /// refers to itself without capturing (and boxing) the variable that holds it.
     SelfClosure,
@@ -182,6 +187,7 @@ pub const OPCODES: &[(&str, &str)] = &[
     ("prim-local-int", "u8 u16 i32"),
     ("prim-locals", "u8 u16 u16"),
     ("self-closure", ""),
+    ("move-local", "u16"),
 ];
 
 impl Op {
@@ -227,6 +233,7 @@ impl Op {
             Op::PrimLocalInt(..) => 36,
             Op::PrimLocals(..) => 37,
             Op::SelfClosure => 38,
+            Op::MoveLocal(_) => 39,
         }
     }
 }
@@ -359,6 +366,7 @@ fn describe_op(op: &Op, proto: &Proto) -> String {
         Op::PrimLocalInt(p, a, k) => format!("{name} {} local {a}, {k}", p.name()),
         Op::PrimLocals(p, a, b) => format!("{name} {} local {a}, local {b}", p.name()),
         Op::Local(n)
+        | Op::MoveLocal(n)
         | Op::SetLocal(n)
         | Op::LocalBoxed(n)
         | Op::SetLocalBoxed(n)
@@ -442,6 +450,7 @@ mod tests {
             Op::PrimLocalInt(Prim::Add, 0, 0),
             Op::PrimLocals(Prim::Add, 0, 0),
             Op::SelfClosure,
+            Op::MoveLocal(0),
         ];
         assert_eq!(samples.len(), OPCODES.len());
         for (i, op) in samples.iter().enumerate() {

@@ -198,6 +198,9 @@ impl FnState {
 
 pub struct Compiler {
     analysis: Analysis,
+    /// `Local` nodes that are the last read of their variable before a tail call: they move
+    /// the value out of the slot instead of copying it (see `Op::MoveLocal`).
+    moves: HashSet<usize>,
     fns: Vec<FnState>,
     frames: Vec<FrameInfo>,
     file: Option<Rc<str>>,
@@ -218,6 +221,7 @@ pub fn compile_toplevel(expr: &ExprRef, file: Option<Rc<str>>) -> Result<Rc<Prot
     analysis.walk(expr, &mut Vec::new(), 0);
     let mut c = Compiler {
         analysis,
+        moves: HashSet::new(),
         fns: vec![FnState::new(0, None, 0, false, 0)],
         frames: Vec::new(),
         file,
@@ -411,6 +415,10 @@ impl Compiler {
                     return Ok(());
                 }
                 let (captured, i, boxed) = self.resolve(*depth, *index)?;
+                if !captured && !boxed && self.moves.contains(&key_of(expr)) {
+                    self.emit(Op::MoveLocal(i));
+                    return Ok(());
+                }
                 self.emit(match (captured, boxed) {
                     (false, false) => Op::Local(i),
                     (false, true) => Op::LocalBoxed(i),
@@ -599,6 +607,9 @@ impl Compiler {
 
     fn call(&mut self, items: &[ExprRef], loc: &Option<Rc<SrcLoc>>, tail: bool) -> Compiled {
         let argc = count(items.len() - 1)?;
+        if tail {
+            self.moves.extend(last_reads(items));
+        }
         if let Expr::Global { global, .. } = &*items[0] {
             let prim = match &*global.value.borrow() {
                 Some(Value::Native(n)) if global.builtin.get() => {
@@ -688,6 +699,43 @@ impl Compiler {
         self.emit(Op::Closure(index));
         Ok(())
     }
+}
+
+/// The `Local` nodes of a tail call that read their variable for the last time: after a
+/// tail call the frame is dead, so such a read can take the value. Only reads in the call's
+/// own scope are considered; a call containing a new scope (let, guard, lambda) or an
+/// assignment gives none.
+fn last_reads(items: &[ExprRef]) -> Vec<usize> {
+    fn walk(e: &ExprRef, reads: &mut Vec<((usize, usize), usize)>) -> bool {
+        match &**e {
+            Expr::Const(_) | Expr::Global { .. } => true,
+            Expr::Local { depth, index } => {
+                reads.push(((*depth, *index), key_of(e)));
+                true
+            }
+            Expr::If(c, t, f) => walk(c, reads) && walk(t, reads) && walk(f, reads),
+            Expr::Seq(items)
+            | Expr::And(items)
+            | Expr::Or(items)
+            | Expr::Call { items, .. }
+            | Expr::MakeList(items)
+            | Expr::MakeDict(items)
+            | Expr::MakeElement { items, .. } => items.iter().all(|i| walk(i, reads)),
+            Expr::Perform { request, .. } => walk(request, reads),
+            _ => false,
+        }
+    }
+    let mut reads = Vec::new();
+    if !items.iter().all(|i| walk(i, &mut reads)) {
+        return Vec::new();
+    }
+    let mut last = Vec::new();
+    for (i, (var, node)) in reads.iter().enumerate() {
+        if !reads[i + 1..].iter().any(|(other, _)| other == var) {
+            last.push(*node);
+        }
+    }
+    last
 }
 
 fn count(n: usize) -> Result<u16, Value> {

@@ -165,6 +165,7 @@ impl Writer {
             | Op::DefTest(a) => self.u32(a),
             Op::Int(n) => self.u32(n as u32),
             Op::Local(a)
+            | Op::MoveLocal(a)
             | Op::SetLocal(a)
             | Op::LocalBoxed(a)
             | Op::SetLocalBoxed(a)
@@ -440,6 +441,7 @@ impl Reader<'_> {
                 }
             }
             38 => Op::SelfClosure,
+            39 => Op::MoveLocal(self.u16()?),
             other => {
                 return damaged(format!(
                     "unknown opcode {other} at byte {at} (this kernel has {})",
@@ -575,6 +577,7 @@ fn validate(p: &Proto) -> Result<(), LoadError> {
         let ok = match *op {
             Op::Const(c) => konst(c),
             Op::Local(s)
+            | Op::MoveLocal(s)
             | Op::SetLocal(s)
             | Op::LocalBoxed(s)
             | Op::SetLocalBoxed(s)
@@ -726,6 +729,7 @@ mod tests {
             Op::PrimLocalInt(Prim::Lt, 0, -7),
             Op::PrimLocals(Prim::Mul, 0, 0),
             Op::SelfClosure,
+            Op::MoveLocal(0),
             Op::Return,
         ];
         assert_eq!(ops.len(), OPCODES.len());

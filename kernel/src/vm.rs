@@ -635,6 +635,13 @@ impl Machine {
                     let v = check!(self.local(base, slot)).clone();
                     self.stack.push(v);
                 }
+                Op::MoveLocal(slot) => match self.stack.get_mut(base + slot as usize) {
+                    Some(place) => {
+                        let v = std::mem::replace(place, Value::Nil);
+                        self.stack.push(v);
+                    }
+                    None => throw!(corrupt("local slot out of range"), None),
+                },
                 Op::SetLocal(slot) => {
                     let v = self.pop();
                     match self.stack.get_mut(base + slot as usize) {
@@ -1087,6 +1094,23 @@ impl Machine {
         let len = self.stack.len();
         if len < argc {
             return self.throw(corrupt("stack underflow"), None);
+        }
+        if prim == Prim::Assoc {
+            // The VM owns its operands: a dict nothing else holds is updated in place.
+            if let (Value::Dict(_) | Value::Nil, key) = (&self.stack[len - 3], &self.stack[len - 2])
+            {
+                if !key.is_function() {
+                    let value = self.pop();
+                    let key = self.pop();
+                    let mut map = match self.pop() {
+                        Value::Dict(map) => map,
+                        _ => Dict::new(),
+                    };
+                    map.insert(Key(key), value);
+                    self.stack.push(Value::Dict(map));
+                    return Flow::Next(false);
+                }
+            }
         }
         if argc == 2 {
             if let (Value::Int(a), Value::Int(b)) = (&self.stack[len - 2], &self.stack[len - 1]) {
