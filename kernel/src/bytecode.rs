@@ -395,6 +395,54 @@ fn describe_op(op: &Op, proto: &Proto) -> String {
     }
 }
 
+/// One instruction of every kind, with operands that fit the test prototype in
+/// `sxbc::tests` (one slot, one capture, one global, four constants, one child).
+#[cfg(test)]
+pub(crate) fn one_of_each() -> Vec<Op> {
+    vec![
+        Op::Const(0),
+        Op::Nil,
+        Op::True,
+        Op::False,
+        Op::Int(-5),
+        Op::Local(0),
+        Op::SetLocal(0),
+        Op::LocalBoxed(0),
+        Op::SetLocalBoxed(0),
+        Op::MakeBox(0),
+        Op::Capture(0),
+        Op::CaptureBoxed(0),
+        Op::SetCaptureBoxed(0),
+        Op::Global(0),
+        Op::SetGlobal(0),
+        Op::DefineGlobal(0),
+        Op::Pop,
+        Op::Jump(1),
+        Op::JumpIfFalse(1),
+        Op::JumpIfFalseKeep(1),
+        Op::JumpIfTrueKeep(1),
+        Op::JumpIfUnbound(0, 1),
+        Op::Call(1),
+        Op::TailCall(1),
+        Op::Closure(0),
+        Op::List(2),
+        Op::Dict(2),
+        Op::Element(1, 2),
+        Op::PushGuard(1),
+        Op::PopGuard,
+        Op::Perform,
+        Op::DefMacro(0),
+        Op::DefComp(0, 2),
+        Op::DefTest(3),
+        Op::Prim(Prim::Add, 0),
+        Op::PrimLocalInt(Prim::Lt, 0, -7),
+        Op::PrimLocals(Prim::Mul, 0, 0),
+        Op::SelfClosure,
+        Op::MoveLocal(0),
+        Op::Return,
+    ]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -410,52 +458,11 @@ mod tests {
 
     #[test]
     fn opcode_numbers_match_the_table() {
-        let samples = [
-            Op::Const(0),
-            Op::Nil,
-            Op::True,
-            Op::False,
-            Op::Int(0),
-            Op::Local(0),
-            Op::SetLocal(0),
-            Op::LocalBoxed(0),
-            Op::SetLocalBoxed(0),
-            Op::MakeBox(0),
-            Op::Capture(0),
-            Op::CaptureBoxed(0),
-            Op::SetCaptureBoxed(0),
-            Op::Global(0),
-            Op::SetGlobal(0),
-            Op::DefineGlobal(0),
-            Op::Pop,
-            Op::Jump(0),
-            Op::JumpIfFalse(0),
-            Op::JumpIfFalseKeep(0),
-            Op::JumpIfTrueKeep(0),
-            Op::JumpIfUnbound(0, 0),
-            Op::Call(0),
-            Op::TailCall(0),
-            Op::Return,
-            Op::Closure(0),
-            Op::List(0),
-            Op::Dict(0),
-            Op::Element(0, 0),
-            Op::PushGuard(0),
-            Op::PopGuard,
-            Op::Perform,
-            Op::DefMacro(0),
-            Op::DefComp(0, 0),
-            Op::DefTest(0),
-            Op::Prim(Prim::Add, 0),
-            Op::PrimLocalInt(Prim::Add, 0, 0),
-            Op::PrimLocals(Prim::Add, 0, 0),
-            Op::SelfClosure,
-            Op::MoveLocal(0),
-        ];
+        let samples = one_of_each();
         assert_eq!(samples.len(), OPCODES.len());
-        for (i, op) in samples.iter().enumerate() {
-            assert_eq!(op.code() as usize, i, "{op:?}");
-        }
+        let mut codes: Vec<u8> = samples.iter().map(Op::code).collect();
+        codes.sort();
+        assert_eq!(codes, (0..OPCODES.len() as u8).collect::<Vec<_>>());
         assert!(std::mem::size_of::<Op>() <= 8);
     }
 }

@@ -62,6 +62,20 @@ pub fn index_error(message: impl Into<String>, irritants: Vec<Value>) -> Value {
     ErrorValue::value("index-error", message, irritants)
 }
 
+/// `unbound-variable` naming the symbol (`set!` says so: it cannot create a binding).
+pub fn unbound_variable(name: crate::value::Symbol, by_set: bool) -> Value {
+    let what = if by_set {
+        "set! of unbound variable"
+    } else {
+        "unbound variable"
+    };
+    ErrorValue::value(
+        "unbound-variable",
+        format!("{what} {}", name.name()),
+        vec![Value::Symbol(name)],
+    )
+}
+
 pub fn overflow() -> Value {
     ErrorValue::value("integer-overflow", "integer overflow", vec![])
 }

@@ -212,11 +212,7 @@ impl Machine {
             Expr::Global { global, loc } => match &*global.value.borrow() {
                 Some(v) => Ctl::Return(v.clone()),
                 None => {
-                    let err = ErrorValue::value(
-                        "unbound-variable",
-                        format!("unbound variable {}", global.name.name()),
-                        vec![Value::Symbol(global.name)],
-                    );
+                    let err = crate::error::unbound_variable(global.name, false);
                     self.raise(err, Some((global.name.name(), loc)))
                 }
             },
@@ -424,11 +420,7 @@ impl Machine {
                     unreachable!()
                 };
                 if !global.is_bound() {
-                    let err = ErrorValue::value(
-                        "unbound-variable",
-                        format!("set! of unbound variable {}", global.name.name()),
-                        vec![Value::Symbol(global.name)],
-                    );
+                    let err = crate::error::unbound_variable(global.name, true);
                     return Some(self.raise(err, None));
                 }
                 global.set(v);

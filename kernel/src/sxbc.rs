@@ -690,48 +690,7 @@ mod tests {
     /// Every opcode survives a write and a read: the encoder and decoder agree.
     #[test]
     fn every_opcode_round_trips() {
-        let ops = [
-            Op::Const(0),
-            Op::Nil,
-            Op::True,
-            Op::False,
-            Op::Int(-5),
-            Op::Local(0),
-            Op::SetLocal(0),
-            Op::LocalBoxed(0),
-            Op::SetLocalBoxed(0),
-            Op::MakeBox(0),
-            Op::Capture(0),
-            Op::CaptureBoxed(0),
-            Op::SetCaptureBoxed(0),
-            Op::Global(0),
-            Op::SetGlobal(0),
-            Op::DefineGlobal(0),
-            Op::Pop,
-            Op::Jump(1),
-            Op::JumpIfFalse(1),
-            Op::JumpIfFalseKeep(1),
-            Op::JumpIfTrueKeep(1),
-            Op::JumpIfUnbound(0, 1),
-            Op::Call(1),
-            Op::TailCall(1),
-            Op::Closure(0),
-            Op::List(2),
-            Op::Dict(2),
-            Op::Element(1, 2),
-            Op::PushGuard(1),
-            Op::PopGuard,
-            Op::Perform,
-            Op::DefMacro(0),
-            Op::DefComp(0, 2),
-            Op::DefTest(3),
-            Op::Prim(Prim::Add, 0),
-            Op::PrimLocalInt(Prim::Lt, 0, -7),
-            Op::PrimLocals(Prim::Mul, 0, 0),
-            Op::SelfClosure,
-            Op::MoveLocal(0),
-            Op::Return,
-        ];
+        let ops = crate::bytecode::one_of_each();
         assert_eq!(ops.len(), OPCODES.len());
         let mut globals = Globals::new();
         let g = global_cell(&mut globals, Symbol::new("g"));
@@ -758,7 +717,7 @@ mod tests {
             rest: false,
             slots: 1,
             captures: vec![CaptureFrom::Local(0)],
-            code: ops.to_vec(),
+            code: ops.clone(),
             consts: vec![
                 Value::Int(1),
                 Value::sym("div"),
@@ -777,7 +736,7 @@ mod tests {
         };
         let bytes = write(&program).unwrap();
         let back = read(&bytes, &mut globals).unwrap();
-        assert_eq!(back.forms[0].code, ops.to_vec());
+        assert_eq!(back.forms[0].code, ops);
         assert_eq!(write(&back).unwrap(), bytes);
     }
 }

@@ -696,11 +696,7 @@ impl Machine {
                     match value {
                         Some(v) => self.stack.push(v),
                         None => {
-                            let err = ErrorValue::value(
-                                "unbound-variable",
-                                format!("unbound variable {}", global.name.name()),
-                                vec![Value::Symbol(global.name)],
-                            );
+                            let err = crate::error::unbound_variable(global.name, false);
                             throw!(err, Some(global.name.name()));
                         }
                     }
@@ -711,11 +707,7 @@ impl Machine {
                         throw!(corrupt("global out of range"), None);
                     };
                     if matches!(op, Op::SetGlobal(_)) && !global.is_bound() {
-                        let err = ErrorValue::value(
-                            "unbound-variable",
-                            format!("set! of unbound variable {}", global.name.name()),
-                            vec![Value::Symbol(global.name)],
-                        );
+                        let err = crate::error::unbound_variable(global.name, true);
                         throw!(err, None);
                     }
                     global.set(v);
@@ -1078,11 +1070,7 @@ impl Machine {
         if !global.builtin.get() {
             let current = global.value.borrow().clone();
             let Some(f) = current else {
-                let err = ErrorValue::value(
-                    "unbound-variable",
-                    format!("unbound variable {}", global.name.name()),
-                    vec![Value::Symbol(global.name)],
-                );
+                let err = crate::error::unbound_variable(global.name, false);
                 return self.throw(err, Some(global.name.name()));
             };
             let Some(at) = self.stack.len().checked_sub(argc) else {
@@ -1114,19 +1102,7 @@ impl Machine {
         }
         if argc == 2 {
             if let (Value::Int(a), Value::Int(b)) = (&self.stack[len - 2], &self.stack[len - 1]) {
-                let (a, b) = (*a, *b);
-                let fast = match prim {
-                    Prim::Add => a.checked_add(b).map(Value::Int),
-                    Prim::Sub => a.checked_sub(b).map(Value::Int),
-                    Prim::Mul => a.checked_mul(b).map(Value::Int),
-                    Prim::Lt => Some(Value::Bool(a < b)),
-                    Prim::Gt => Some(Value::Bool(a > b)),
-                    Prim::Le => Some(Value::Bool(a <= b)),
-                    Prim::Ge => Some(Value::Bool(a >= b)),
-                    Prim::Eq => Some(Value::Bool(a == b)),
-                    Prim::Mod if b > 0 => Some(Value::Int(a.rem_euclid(b))),
-                    _ => None,
-                };
+                let fast = int_prim(prim, *a, *b);
                 if let Some(v) = fast {
                     // Both operands are integers: nothing to drop.
                     std::mem::forget(self.stack.pop());
