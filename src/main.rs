@@ -1,6 +1,6 @@
-//! `sx`: the one binary users run. Subcommands: `run`, `test`, `repl` (the server issue adds
-//! `serve`). Arguments are parsed with clap; SX work happens on a thread with a large stack
-//! so that deep (but legal) data never threatens the process.
+//! `sx`: the one binary users run. Subcommands: `run`, `test`, `repl`, `compile`, `disasm`
+//! (the server issue adds `serve`). Arguments are parsed with clap; SX work happens on a
+//! thread with a large stack so that deep (but legal) data never threatens the process.
 
 mod effects;
 mod repl;
@@ -69,7 +69,7 @@ fn main() -> ExitCode {
     // recurses in Rust, and the reader's depth limit only bounds what text can build.
     let worker = std::thread::Builder::new()
         .name("sx".into())
-        .stack_size(1 << 30)
+        .stack_size(256 << 20)
         .spawn(move || match cli.command {
             Command::Run { file, engine, fuel } => run(&file, engine, fuel),
             Command::Test { paths, engine } => test(&paths, engine),
@@ -77,9 +77,16 @@ fn main() -> ExitCode {
             Command::Compile { file, output } => compile(&file, &output),
             Command::Disasm { file } => disasm(&file),
         });
-    match worker.map(|w| w.join()) {
-        Ok(Ok(code)) => ExitCode::from(code),
-        _ => ExitCode::from(101),
+    match worker {
+        Ok(worker) => match worker.join() {
+            Ok(code) => ExitCode::from(code),
+            // The panic message is already on stderr; a panic is a bug.
+            Err(_) => ExitCode::from(101),
+        },
+        Err(e) => {
+            eprintln!("sx: cannot start a thread: {e}");
+            ExitCode::from(1)
+        }
     }
 }
 

@@ -11,7 +11,7 @@ use crate::error::{ErrorValue, StackEntry};
 use crate::expander::{Expander, ExprRef, Globals, MacroHost, SrcLoc};
 use crate::interp::Step;
 use crate::reader::{self, Mode, SourceMap};
-use crate::value::{Pos, Value};
+use crate::value::Value;
 
 pub const DEFAULT_MAX_DEPTH: usize = 100_000;
 
@@ -422,14 +422,6 @@ impl Run {
     pub fn resume(&mut self, answer: Result<Value, Value>) {
         if let Some(machine) = &mut self.machine {
             machine.resume(answer);
-        }
-    }
-
-    /// Where the form being run was read.
-    pub fn current_pos(&self) -> Option<Pos> {
-        match self.forms.get(self.next.checked_sub(1)?) {
-            Some(Value::List(l)) => self.sources.pos(l),
-            _ => None,
         }
     }
 }
