@@ -153,10 +153,38 @@ impl List {
     }
 }
 
+impl List {
+    /// Reverses a list whose nodes nobody else holds by relinking them in place (no
+    /// allocation); nodes that are shared are copied.
+    pub fn reverse_owned(mut self) -> List {
+        let mut reversed = List::empty();
+        let mut len = 0;
+        while let Some(mut node) = self.0.take() {
+            len += 1;
+            match Rc::get_mut(&mut node) {
+                Some(cons) => {
+                    self = std::mem::replace(&mut cons.tail, reversed);
+                    cons.len = len;
+                    reversed = List(Some(node));
+                }
+                None => {
+                    self = node.tail.clone();
+                    reversed = List::cons(node.head.clone(), reversed);
+                }
+            }
+        }
+        reversed
+    }
+}
+
+/// Collecting builds the list back to front and relinks it: the only memory is the list.
 impl FromIterator<Value> for List {
     fn from_iter<T: IntoIterator<Item = Value>>(iter: T) -> Self {
-        let items: Vec<Value> = iter.into_iter().collect();
-        List::from_iter_with_tail(items, List::empty())
+        let mut backwards = List::empty();
+        for v in iter {
+            backwards = List::cons(v, backwards);
+        }
+        backwards.reverse_owned()
     }
 }
 
@@ -557,6 +585,24 @@ mod tests {
             nested = Value::list(vec![nested]);
         }
         drop(nested);
+    }
+
+    #[test]
+    fn collecting_keeps_order_and_lengths() {
+        let list: List = (0..5).map(Value::Int).collect();
+        assert_eq!(list.to_vec(), (0..5).map(Value::Int).collect::<Vec<_>>());
+        assert_eq!(list.len(), 5);
+        assert_eq!(list.rest().len(), 4);
+        // A shared tail is copied, not relinked.
+        let shared: List = (0..3).map(Value::Int).collect();
+        let keep = shared.rest();
+        let reversed = shared.reverse_owned();
+        assert_eq!(
+            reversed.to_vec(),
+            vec![Value::Int(2), Value::Int(1), Value::Int(0)]
+        );
+        assert_eq!(keep.to_vec(), vec![Value::Int(1), Value::Int(2)]);
+        assert_eq!(reversed.rest().len(), 2);
     }
 
     #[test]

@@ -213,16 +213,13 @@ fn range(a: &[Value]) -> NResult {
     if step == 0 {
         return Err(type_error("range step must not be zero", vec![]));
     }
-    let mut items = Vec::new();
-    let mut i = start;
-    while (step > 0 && i < end) || (step < 0 && i > end) {
-        items.push(Value::Int(i));
-        match i.checked_add(step) {
-            Some(next) => i = next,
-            None => break,
-        }
-    }
-    Ok(Value::list(items))
+    let mut next = Some(start);
+    let items = std::iter::from_fn(|| {
+        let i = next.filter(|i| (step > 0 && *i < end) || (step < 0 && *i > end))?;
+        next = i.checked_add(step);
+        Some(Value::Int(i))
+    });
+    Ok(Value::List(items.collect()))
 }
 
 fn sort_by_keys(a: &[Value]) -> NResult {

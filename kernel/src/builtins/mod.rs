@@ -403,11 +403,8 @@ fn map_native(a: &[Value]) -> NResult {
         Value::List(l) => l,
         _ => List::empty(),
     };
-    let mut out = Vec::with_capacity(items.len());
-    for x in items.iter() {
-        out.push(f(std::slice::from_ref(x))?);
-    }
-    Ok(Value::list(out))
+    let mapped: Result<List, Value> = items.iter().map(|x| f(std::slice::from_ref(x))).collect();
+    Ok(Value::List(mapped?))
 }
 
 fn filter_native(a: &[Value]) -> NResult {
@@ -416,13 +413,13 @@ fn filter_native(a: &[Value]) -> NResult {
         Value::List(l) => l,
         _ => List::empty(),
     };
-    let mut out = Vec::new();
+    let mut kept = Vec::new();
     for x in items.iter() {
         if f(std::slice::from_ref(x))?.is_truthy() {
-            out.push(x.clone());
+            kept.push(x.clone());
         }
     }
-    Ok(Value::list(out))
+    Ok(Value::list(kept))
 }
 
 fn reduce_native(a: &[Value]) -> NResult {
