@@ -76,6 +76,10 @@ pub fn unbound_variable(name: crate::value::Symbol, by_set: bool) -> Value {
     )
 }
 
+pub fn out_of_fuel() -> Value {
+    ErrorValue::value("out-of-fuel", "out of fuel", vec![])
+}
+
 pub fn overflow() -> Value {
     ErrorValue::value("integer-overflow", "integer overflow", vec![])
 }

@@ -172,7 +172,7 @@ impl Machine {
                 Ctl::Eval(expr, env) => {
                     if let Some(fuel) = &mut self.fuel {
                         if *fuel == 0 {
-                            let err = ErrorValue::value("out-of-fuel", "out of fuel", vec![]);
+                            let err = crate::error::out_of_fuel();
                             ctl = self.raise(err, None);
                             continue;
                         }

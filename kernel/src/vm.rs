@@ -174,7 +174,7 @@ impl Machine {
         let exhausted =
             !self.spend_fuel() && !matches!(&v, Value::Error(e) if &*e.error_type == "out-of-fuel");
         let v = if exhausted {
-            ErrorValue::value("out-of-fuel", "out of fuel", vec![])
+            crate::error::out_of_fuel()
         } else {
             v
         };
@@ -290,7 +290,7 @@ impl Machine {
             self.stack.push(Value::List(rest));
         }
         if !self.spend_fuel() {
-            let err = ErrorValue::value("out-of-fuel", "out of fuel", vec![]);
+            let err = crate::error::out_of_fuel();
             return self.throw(err, None);
         }
         let proto = proto.clone();
@@ -583,6 +583,17 @@ impl Machine {
                 continue;
             }};
         }
+        // Moves to `target`. The compiler only jumps forward; a backward jump (damaged or
+        // hostile bytecode) is a loop and pays fuel like a call.
+        macro_rules! jump {
+            ($target:expr) => {{
+                let target: usize = $target;
+                if target < ip && !self.spend_fuel() {
+                    throw!(crate::error::out_of_fuel(), None);
+                }
+                ip = target;
+            }};
+        }
         // Pushes a primitive's result; a boolean about to be tested by `jump-if-false`
         // branches at once instead.
         macro_rules! deliver {
@@ -592,13 +603,7 @@ impl Machine {
                     (&result, proto.code.get(ip))
                 {
                     let next = if *truth { ip + 1 } else { *target as usize };
-                    if next < ip && !self.spend_fuel() {
-                        throw!(
-                            ErrorValue::value("out-of-fuel", "out of fuel", vec![]),
-                            None
-                        );
-                    }
-                    ip = next;
+                    jump!(next);
                 } else {
                     self.stack.push(result);
                 }
@@ -715,50 +720,22 @@ impl Machine {
                 Op::Pop => {
                     self.stack.pop();
                 }
-                Op::Jump(t) => {
-                    // The compiler only jumps forward; a backward jump (damaged or hostile
-                    // bytecode) is a loop and must pay fuel like a call.
-                    if (t as usize) < ip && !self.spend_fuel() {
-                        throw!(
-                            ErrorValue::value("out-of-fuel", "out of fuel", vec![]),
-                            None
-                        );
-                    }
-                    ip = t as usize;
-                }
+                Op::Jump(t) => jump!(t as usize),
                 Op::JumpIfFalse(t) => {
                     if !self.pop().is_truthy() {
-                        if (t as usize) < ip && !self.spend_fuel() {
-                            throw!(
-                                ErrorValue::value("out-of-fuel", "out of fuel", vec![]),
-                                None
-                            );
-                        }
-                        ip = t as usize;
+                        jump!(t as usize);
                     }
                 }
                 Op::JumpIfFalseKeep(t) => {
                     if self.stack.last().is_some_and(|v| !v.is_truthy()) {
-                        if (t as usize) < ip && !self.spend_fuel() {
-                            throw!(
-                                ErrorValue::value("out-of-fuel", "out of fuel", vec![]),
-                                None
-                            );
-                        }
-                        ip = t as usize;
+                        jump!(t as usize);
                     } else {
                         self.stack.pop();
                     }
                 }
                 Op::JumpIfTrueKeep(t) => {
                     if self.stack.last().is_some_and(Value::is_truthy) {
-                        if (t as usize) < ip && !self.spend_fuel() {
-                            throw!(
-                                ErrorValue::value("out-of-fuel", "out of fuel", vec![]),
-                                None
-                            );
-                        }
-                        ip = t as usize;
+                        jump!(t as usize);
                     } else {
                         self.stack.pop();
                     }
@@ -768,13 +745,7 @@ impl Machine {
                         throw!(corrupt("global out of range"), None);
                     };
                     if !global.is_bound() {
-                        if (t as usize) < ip && !self.spend_fuel() {
-                            throw!(
-                                ErrorValue::value("out-of-fuel", "out of fuel", vec![]),
-                                None
-                            );
-                        }
-                        ip = t as usize;
+                        jump!(t as usize);
                     }
                 }
                 Op::TailCall(n) if self.fuel.is_none() => {
@@ -936,10 +907,7 @@ impl Machine {
                 Op::Perform => {
                     save_ip!();
                     if !self.spend_fuel() {
-                        throw!(
-                            ErrorValue::value("out-of-fuel", "out of fuel", vec![]),
-                            None
-                        );
+                        throw!(crate::error::out_of_fuel(), None);
                     }
                     let request = self.pop();
                     return Step::Perform(request);
