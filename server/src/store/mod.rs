@@ -1,0 +1,198 @@
+//! The store: one LMDB environment per instance (heed), opened with a schema check. Only
+//! this module touches heed; a write transaction is never held across an `.await`.
+//!
+//! Values are stored as SX wire text (`repr`) and read back in data mode: the store never
+//! evaluates what it reads.
+
+mod posts;
+
+use std::fmt;
+use std::path::Path;
+
+use heed::types::Str;
+use heed::{Database, Env, EnvOpenOptions};
+use sx_kernel::Value;
+
+pub use posts::{fold, sample_posts};
+
+/// Bump when the layout of any database changes; a store written with another version is
+/// refused at open rather than misread.
+pub const SCHEMA_VERSION: u32 = 1;
+
+const MAP_SIZE: usize = 1 << 30;
+
+#[derive(Debug)]
+pub enum StoreError {
+    /// LMDB itself failed (disk, permissions, map full...).
+    Lmdb(heed::Error),
+    /// The store was written by another schema version.
+    Schema { found: String, expected: u32 },
+    /// A stored record does not read back (damaged data).
+    Corrupt(String),
+    /// An operation that would make a post invalid; nothing was written.
+    Invalid(String),
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreError::Lmdb(e) => write!(f, "storage error: {e}"),
+            StoreError::Schema { found, expected } => write!(
+                f,
+                "the store has schema version {found}, this build expects {expected}"
+            ),
+            StoreError::Corrupt(what) => write!(f, "damaged store record: {what}"),
+            StoreError::Invalid(why) => write!(f, "{why}"),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+impl From<heed::Error> for StoreError {
+    fn from(e: heed::Error) -> Self {
+        StoreError::Lmdb(e)
+    }
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+pub struct Store {
+    env: Env,
+    meta: Database<Str, Str>,
+    /// `slug \0 sequence` → one op of the post's content stream.
+    ops: Database<Str, Str>,
+    /// `slug` → the fold of its ops (derived; written in the same transaction as the op).
+    posts: Database<Str, Str>,
+}
+
+fn encode(v: &Value) -> String {
+    sx_kernel::printer::repr(v)
+}
+
+fn decode(text: &str, what: &str) -> Result<Value> {
+    sx_kernel::reader::read_one(text).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
+}
+
+impl Store {
+    /// Opens (creating if needed) the store in `dir` and checks its schema version.
+    pub fn open(dir: &Path) -> Result<Store> {
+        std::fs::create_dir_all(dir).map_err(|e| StoreError::Lmdb(heed::Error::Io(e)))?;
+        // SAFETY: heed requires that the same environment is not opened twice in one
+        // process and that the files are not modified by other means while open; each
+        // instance owns its directory (SX_PERSIST_DIR) and opens it once.
+        #[allow(unsafe_code)]
+        let env = unsafe {
+            EnvOpenOptions::new()
+                .map_size(MAP_SIZE)
+                .max_dbs(8)
+                .open(dir)?
+        };
+        let mut wtxn = env.write_txn()?;
+        let meta: Database<Str, Str> = env.create_database(&mut wtxn, Some("meta"))?;
+        let ops = env.create_database(&mut wtxn, Some("ops"))?;
+        let posts = env.create_database(&mut wtxn, Some("posts"))?;
+        match meta.get(&wtxn, "schema")? {
+            None => meta.put(&mut wtxn, "schema", &SCHEMA_VERSION.to_string())?,
+            Some(found) if found == SCHEMA_VERSION.to_string() => {}
+            Some(found) => {
+                return Err(StoreError::Schema {
+                    found: found.to_string(),
+                    expected: SCHEMA_VERSION,
+                })
+            }
+        }
+        wtxn.commit()?;
+        Ok(Store {
+            env,
+            meta,
+            ops,
+            posts,
+        })
+    }
+
+    pub fn schema_version(&self) -> Result<String> {
+        let rtxn = self.env.read_txn()?;
+        Ok(self
+            .meta
+            .get(&rtxn, "schema")?
+            .unwrap_or_default()
+            .to_string())
+    }
+
+    /// Appends ops to posts' streams in one transaction: all of them commit, or (when any
+    /// would make its post invalid) none does.
+    pub fn append(&self, ops: &[(&str, Value)]) -> Result<()> {
+        let mut wtxn = self.env.write_txn()?;
+        for (slug, op) in ops {
+            let current = match self.posts.get(&wtxn, slug)? {
+                Some(text) => Some(decode(text, slug)?),
+                None => None,
+            };
+            let next = fold(current.as_ref(), slug, op).map_err(StoreError::Invalid)?;
+            let seq = posts::op_count(&next);
+            self.ops
+                .put(&mut wtxn, &format!("{slug}\0{seq:016x}"), &encode(op))?;
+            self.posts.put(&mut wtxn, slug, &encode(&next))?;
+        }
+        wtxn.commit()?;
+        Ok(())
+    }
+
+    /// The current post (the fold of its stream).
+    pub fn post(&self, slug: &str) -> Result<Option<Value>> {
+        let rtxn = self.env.read_txn()?;
+        match self.posts.get(&rtxn, slug)? {
+            Some(text) => Ok(Some(decode(text, slug)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Every op of a post's stream, oldest first.
+    pub fn history(&self, slug: &str) -> Result<Vec<Value>> {
+        let rtxn = self.env.read_txn()?;
+        let prefix = format!("{slug}\0");
+        let mut out = Vec::new();
+        for entry in self.ops.prefix_iter(&rtxn, &prefix)? {
+            let (key, text) = entry?;
+            out.push(decode(text, key)?);
+        }
+        Ok(out)
+    }
+
+    /// All posts, newest first (by publication, else creation time).
+    pub fn posts(&self) -> Result<Vec<Value>> {
+        let rtxn = self.env.read_txn()?;
+        let mut out = Vec::new();
+        for entry in self.posts.iter(&rtxn)? {
+            let (slug, text) = entry?;
+            out.push(decode(text, slug)?);
+        }
+        out.sort_by_key(|p| std::cmp::Reverse(posts::sort_time(p)));
+        Ok(out)
+    }
+
+    /// Seeds an empty store with the sample posts; a store with posts is left alone.
+    pub fn seed(&self, now: i64) -> Result<bool> {
+        if !self.posts()?.is_empty() {
+            return Ok(false);
+        }
+        let samples = sample_posts(now);
+        let ops: Vec<(&str, Value)> = samples
+            .iter()
+            .map(|(slug, op)| (slug.as_str(), op.clone()))
+            .collect();
+        self.append(&ops)?;
+        Ok(true)
+    }
+
+    /// Flushes everything committed to disk (LMDB commits are durable already; this is for
+    /// a clean shutdown).
+    pub fn sync(&self) -> Result<()> {
+        self.env.force_sync()?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,176 @@
+//! Posts as content streams: each change is an op (an SX dict), and a post is the fold of
+//! its ops. `create` starts a draft, `edit` changes fields, `publish` makes it public (the
+//! first publication time is kept).
+
+use sx_kernel::value::{Dict, Key};
+use sx_kernel::Value;
+
+fn kw(name: &str) -> Key {
+    Key(Value::kw(name))
+}
+
+fn field<'a>(d: &'a Dict, name: &str) -> Option<&'a Value> {
+    d.get(&kw(name))
+}
+
+fn text_field(op: &Dict, name: &str) -> Result<Option<Value>, String> {
+    match field(op, name) {
+        None => Ok(None),
+        Some(v @ Value::Str(_)) => Ok(Some(v.clone())),
+        Some(other) => Err(format!(
+            ":{name} must be a string, not {}",
+            other.type_name()
+        )),
+    }
+}
+
+fn tags_field(op: &Dict) -> Result<Option<Value>, String> {
+    match field(op, "tags") {
+        None => Ok(None),
+        Some(Value::List(tags)) if tags.iter().all(|t| matches!(t, Value::Str(_))) => {
+            Ok(Some(Value::List(tags.clone())))
+        }
+        Some(_) => Err(":tags must be a list of strings".into()),
+    }
+}
+
+/// How many ops the post has folded so far (the next op's sequence number).
+pub fn op_count(post: &Value) -> i64 {
+    match post {
+        Value::Dict(d) => match field(d, "ops") {
+            Some(Value::Int(n)) => *n,
+            _ => 0,
+        },
+        _ => 0,
+    }
+}
+
+/// The time a post sorts by: its publication, else its creation.
+pub fn sort_time(post: &Value) -> i64 {
+    let Value::Dict(d) = post else { return 0 };
+    match (field(d, "published-at"), field(d, "created-at")) {
+        (Some(Value::Int(t)), _) | (None, Some(Value::Int(t))) => *t,
+        _ => 0,
+    }
+}
+
+/// Applies one op to a post (`None`: the stream is empty). Errors say what is wrong with
+/// the op; the caller writes nothing then.
+pub fn fold(post: Option<&Value>, slug: &str, op: &Value) -> Result<Value, String> {
+    let Value::Dict(op) = op else {
+        return Err("an op must be a dict".into());
+    };
+    let Some(Value::Str(kind)) = field(op, "op") else {
+        return Err("an op needs :op".into());
+    };
+    let at = match field(op, "at") {
+        Some(Value::Int(t)) => *t,
+        _ => return Err("an op needs :at (milliseconds)".into()),
+    };
+    let mut next = match (post, &**kind) {
+        (None, "create") => {
+            let Some(title) = text_field(op, "title")? else {
+                return Err("create needs a :title".into());
+            };
+            let mut d = Dict::new();
+            d.insert(kw("slug"), Value::str(slug));
+            d.insert(kw("title"), title);
+            d.insert(
+                kw("body"),
+                text_field(op, "body")?.unwrap_or_else(|| Value::str("")),
+            );
+            d.insert(
+                kw("tags"),
+                tags_field(op)?.unwrap_or_else(|| Value::list(vec![])),
+            );
+            d.insert(kw("status"), Value::str("draft"));
+            d.insert(kw("created-at"), Value::Int(at));
+            if let Some(author) = text_field(op, "author")? {
+                d.insert(kw("author"), author);
+            }
+            d
+        }
+        (None, other) => return Err(format!("{slug} does not exist yet ({other} before create)")),
+        (Some(_), "create") => return Err(format!("{slug} already exists")),
+        (Some(Value::Dict(current)), "edit") => {
+            let mut d = current.clone();
+            for name in ["title", "body"] {
+                if let Some(v) = text_field(op, name)? {
+                    d.insert(kw(name), v);
+                }
+            }
+            if let Some(tags) = tags_field(op)? {
+                d.insert(kw("tags"), tags);
+            }
+            d
+        }
+        (Some(Value::Dict(current)), "publish") => {
+            let mut d = current.clone();
+            d.insert(kw("status"), Value::str("published"));
+            if field(&d, "published-at").is_none() {
+                d.insert(kw("published-at"), Value::Int(at));
+            }
+            d
+        }
+        (Some(Value::Dict(_)), other) => return Err(format!("unknown op {other:?}")),
+        (Some(_), _) => return Err(format!("the stored post {slug} is not a dict")),
+    };
+    next.insert(kw("updated-at"), Value::Int(at));
+    let count = post.map_or(0, op_count);
+    next.insert(kw("ops"), Value::Int(count + 1));
+    Ok(Value::Dict(next))
+}
+
+fn op(fields: &[(&str, Value)]) -> Value {
+    let mut d = Dict::new();
+    for (k, v) in fields {
+        d.insert(kw(k), v.clone());
+    }
+    Value::Dict(d)
+}
+
+/// The posts a fresh store starts with (`welcome` among them), as create and publish ops.
+pub fn sample_posts(now: i64) -> Vec<(String, Value)> {
+    let samples = [
+        (
+            "welcome",
+            "Welcome to SX",
+            "This blog is served by SX: pages are SX data rendered on the server, boosted in the browser by the same kernel.",
+            vec!["sx", "meta"],
+        ),
+        (
+            "content-streams",
+            "Posts are content streams",
+            "Every edit appends an op; a post is the fold of its ops, so its history comes for free.",
+            vec!["sx", "storage"],
+        ),
+        (
+            "gig-night",
+            "Gig Night",
+            "Live music on Friday. The events calendar links here once the event is allocated.",
+            vec!["events", "music"],
+        ),
+    ];
+    let mut out = Vec::new();
+    for (i, (slug, title, body, tags)) in samples.iter().enumerate() {
+        let at = now - (samples.len() - i) as i64 * 60_000;
+        out.push((
+            slug.to_string(),
+            op(&[
+                ("op", Value::str("create")),
+                ("title", Value::str(title)),
+                ("body", Value::str(body)),
+                (
+                    "tags",
+                    Value::list(tags.iter().map(|t| Value::str(t)).collect()),
+                ),
+                ("at", Value::Int(at)),
+            ]),
+        ));
+        out.push((
+            slug.to_string(),
+            op(&[("op", Value::str("publish")), ("at", Value::Int(at + 1))]),
+        ));
+    }
+    out
+}

@@ -1,0 +1,188 @@
+//! The store against real LMDB in temporary directories.
+
+use super::*;
+use sx_kernel::value::{Dict, Key};
+
+fn op(fields: &[(&str, Value)]) -> Value {
+    let mut d = Dict::new();
+    for (k, v) in fields {
+        d.insert(Key(Value::kw(k)), v.clone());
+    }
+    Value::Dict(d)
+}
+
+fn get(post: &Value, field: &str) -> Value {
+    match post {
+        Value::Dict(d) => d.get(&Key(Value::kw(field))).cloned().unwrap_or(Value::Nil),
+        _ => Value::Nil,
+    }
+}
+
+fn create(title: &str, at: i64) -> Value {
+    op(&[
+        ("op", Value::str("create")),
+        ("title", Value::str(title)),
+        ("at", Value::Int(at)),
+    ])
+}
+
+#[test]
+fn a_post_is_the_fold_of_its_stream_and_survives_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = Store::open(dir.path()).unwrap();
+        store.append(&[("hello", create("Hello", 10))]).unwrap();
+        store
+            .append(&[(
+                "hello",
+                op(&[
+                    ("op", Value::str("edit")),
+                    ("body", Value::str("Body")),
+                    ("at", Value::Int(20)),
+                ]),
+            )])
+            .unwrap();
+        store
+            .append(&[(
+                "hello",
+                op(&[("op", Value::str("publish")), ("at", Value::Int(30))]),
+            )])
+            .unwrap();
+    }
+    let store = Store::open(dir.path()).unwrap();
+    let post = store.post("hello").unwrap().expect("the post survives");
+    assert_eq!(get(&post, "title"), Value::str("Hello"));
+    assert_eq!(get(&post, "body"), Value::str("Body"));
+    assert_eq!(get(&post, "status"), Value::str("published"));
+    assert_eq!(get(&post, "published-at"), Value::Int(30));
+    assert_eq!(get(&post, "ops"), Value::Int(3));
+    let history = store.history("hello").unwrap();
+    assert_eq!(history.len(), 3);
+    assert_eq!(get(&history[1], "op"), Value::str("edit"));
+    assert_eq!(store.post("missing").unwrap(), None);
+}
+
+#[test]
+fn writes_that_belong_together_commit_together_or_not_at_all() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let bad = op(&[("op", Value::str("edit")), ("at", Value::Int(5))]);
+    let err = store
+        .append(&[("first", create("First", 1)), ("ghost", bad)])
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Invalid(_)), "{err}");
+    assert_eq!(
+        store.post("first").unwrap(),
+        None,
+        "the valid half was not written"
+    );
+    assert!(store.history("first").unwrap().is_empty());
+}
+
+#[test]
+fn invalid_ops_are_refused_with_a_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let cases = [
+        (Value::str("not a dict"), "must be a dict"),
+        (op(&[("at", Value::Int(1))]), "needs :op"),
+        (
+            op(&[("op", Value::str("create")), ("title", Value::str("x"))]),
+            "needs :at",
+        ),
+        (
+            op(&[("op", Value::str("create")), ("at", Value::Int(1))]),
+            "needs a :title",
+        ),
+        (
+            op(&[
+                ("op", Value::str("create")),
+                ("title", Value::Int(3)),
+                ("at", Value::Int(1)),
+            ]),
+            "must be a string",
+        ),
+        (
+            op(&[("op", Value::str("publish")), ("at", Value::Int(1))]),
+            "does not exist yet",
+        ),
+    ];
+    for (bad, expected) in cases {
+        let err = store.append(&[("p", bad)]).unwrap_err().to_string();
+        assert!(err.contains(expected), "{err} should mention {expected}");
+    }
+    store.append(&[("p", create("P", 1))]).unwrap();
+    let again = store
+        .append(&[("p", create("P", 2))])
+        .unwrap_err()
+        .to_string();
+    assert!(again.contains("already exists"), "{again}");
+}
+
+#[test]
+fn posts_list_newest_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    store
+        .append(&[
+            ("old", create("Old", 100)),
+            ("new", create("New", 300)),
+            ("mid", create("Mid", 200)),
+        ])
+        .unwrap();
+    let slugs: Vec<Value> = store
+        .posts()
+        .unwrap()
+        .iter()
+        .map(|p| get(p, "slug"))
+        .collect();
+    assert_eq!(
+        slugs,
+        vec![Value::str("new"), Value::str("mid"), Value::str("old")]
+    );
+}
+
+#[test]
+fn seeding_is_idempotent_and_includes_welcome() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    assert!(store.seed(1_000_000).unwrap());
+    let count = store.posts().unwrap().len();
+    assert!(count >= 3);
+    assert!(!store.seed(2_000_000).unwrap());
+    assert_eq!(store.posts().unwrap().len(), count);
+    let welcome = store.post("welcome").unwrap().expect("welcome is seeded");
+    assert_eq!(get(&welcome, "status"), Value::str("published"));
+    assert!(matches!(get(&welcome, "tags"), Value::List(tags) if !tags.is_empty()));
+}
+
+#[test]
+fn another_schema_version_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION.to_string());
+        let mut wtxn = store.env.write_txn().unwrap();
+        store.meta.put(&mut wtxn, "schema", "999").unwrap();
+        wtxn.commit().unwrap();
+    }
+    match Store::open(dir.path()) {
+        Err(StoreError::Schema { found, expected }) => {
+            assert_eq!(found, "999");
+            assert_eq!(expected, SCHEMA_VERSION);
+        }
+        Err(other) => panic!("unexpected error {other}"),
+        Ok(_) => panic!("a store of another schema opened"),
+    }
+}
+
+#[test]
+fn a_damaged_record_is_an_error_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let mut wtxn = store.env.write_txn().unwrap();
+    store.posts.put(&mut wtxn, "broken", "(unclosed").unwrap();
+    wtxn.commit().unwrap();
+    assert!(matches!(store.post("broken"), Err(StoreError::Corrupt(_))));
+    assert!(matches!(store.posts(), Err(StoreError::Corrupt(_))));
+}
