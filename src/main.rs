@@ -1,5 +1,5 @@
-//! `sx`: the one binary users run. Subcommands: `run`, `test`, `repl`, `compile`, `disasm`
-//! (the server issue adds `serve`). Arguments are parsed with clap; SX work happens on a
+//! `sx`: the one binary users run. Subcommands: `run`, `test`, `repl`, `compile`, `disasm`,
+//! `serve`. Arguments are parsed with clap; SX work happens on a
 //! thread with a large stack so that deep (but legal) data never threatens the process.
 
 mod effects;
@@ -61,6 +61,19 @@ enum Command {
     },
     /// Show the instructions in a .sxbc file.
     Disasm { file: PathBuf },
+    /// Serve the SX apps over HTTP with the embedded store (configured by the SX_*
+    /// environment variables; the flags override them).
+    Serve {
+        /// Address to listen on (SX_HTTP_HOST, default 127.0.0.1).
+        #[arg(long)]
+        host: Option<String>,
+        /// Port (SX_HTTP_PORT, default 8000).
+        #[arg(long)]
+        port: Option<u16>,
+        /// Store directory (SX_PERSIST_DIR, default ./data).
+        #[arg(long)]
+        data: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -76,6 +89,7 @@ fn main() -> ExitCode {
             Command::Repl { engine } => repl::run(engine.into()),
             Command::Compile { file, output } => compile(&file, &output),
             Command::Disasm { file } => disasm(&file),
+            Command::Serve { host, port, data } => serve(host, port, data),
         });
     match worker {
         Ok(worker) => match worker.join() {
@@ -312,4 +326,30 @@ fn disasm(path: &Path) -> u8 {
         print!("{}", sx_kernel::bytecode::disassemble(form));
     }
     0
+}
+
+fn serve(host: Option<String>, port: Option<u16>, data: Option<PathBuf>) -> u8 {
+    let mut config = match sx_server::Config::from_env() {
+        Ok(c) => c,
+        Err(message) => {
+            eprintln!("sx serve: {message}");
+            return 2;
+        }
+    };
+    if let Some(host) = host {
+        config.host = host;
+    }
+    if let Some(port) = port {
+        config.port = port;
+    }
+    if let Some(data) = data {
+        config.persist_dir = data;
+    }
+    match sx_server::serve(config) {
+        Ok(()) => 0,
+        Err(message) => {
+            eprintln!("sx serve: {message}");
+            1
+        }
+    }
 }
