@@ -328,6 +328,9 @@ fn disasm(path: &Path) -> u8 {
     0
 }
 
+/// The SX apps, compiled to bytecode by `build.rs`.
+static APPS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/apps.sxbc"));
+
 fn serve(host: Option<String>, port: Option<u16>, data: Option<PathBuf>) -> u8 {
     let mut config = match sx_server::Config::from_env() {
         Ok(c) => c,
@@ -345,7 +348,7 @@ fn serve(host: Option<String>, port: Option<u16>, data: Option<PathBuf>) -> u8 {
     if let Some(data) = data {
         config.persist_dir = data;
     }
-    match sx_server::serve(config) {
+    match sx_server::serve(config, APPS.to_vec()) {
         Ok(()) => 0,
         Err(message) => {
             eprintln!("sx serve: {message}");

@@ -683,6 +683,48 @@ pub fn read(bytes: &[u8], globals: &mut Globals) -> Result<Program, LoadError> {
     })
 }
 
+/// A bundle: several programs (files) that load in order into one engine, each `.sxbc`
+/// prefixed by its length. The build compiles the apps into one.
+pub fn write_bundle(programs: &[Program]) -> Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    for program in programs {
+        let bytes = write(program)?;
+        let len = u32::try_from(bytes.len()).map_err(|_| "program too large".to_string())?;
+        out.extend_from_slice(&len.to_le_bytes());
+        out.extend_from_slice(&bytes);
+    }
+    Ok(out)
+}
+
+/// Compiles several source files, in order, into one bundle. They share one engine, so a
+/// macro one file defines is available to the files after it.
+pub fn compile_bundle(files: &[(String, String)]) -> Result<Vec<u8>, Value> {
+    let mut engine = crate::Engine::with_backend(crate::Backend::Vm);
+    let mut programs = Vec::new();
+    for (name, source) in files {
+        programs.push(engine.compile_program(source, Some(name))?);
+    }
+    write_bundle(&programs).map_err(|e| crate::error::type_error(e, vec![]))
+}
+
+/// Reads a bundle, validating every program in it.
+pub fn read_bundle(bytes: &[u8], globals: &mut Globals) -> Result<Vec<Program>, LoadError> {
+    let mut programs = Vec::new();
+    let mut at = 0;
+    while at < bytes.len() {
+        let Some(len) = bytes.get(at..at + 4) else {
+            return damaged("truncated bundle");
+        };
+        let len = u32::from_le_bytes([len[0], len[1], len[2], len[3]]) as usize;
+        let Some(program) = bytes.get(at + 4..at + 4 + len) else {
+            return damaged("truncated bundle");
+        };
+        programs.push(read(program, globals)?);
+        at += 4 + len;
+    }
+    Ok(programs)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

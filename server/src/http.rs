@@ -1,18 +1,23 @@
 //! The HTTP surface: the axum router, and errors turned into responses at the edge.
-//! So far: `/health`, `/static/**` (tower-http's `ServeDir`: content types, ETag /
+//! The routes the SX apps declare (`defroute`) are mounted here and run on the workers;
+//! beside them `/health`, `/static/**` (tower-http's `ServeDir`: content types, ETag /
 //! Last-Modified / 304, and no path can leave the directory) and the 404 page.
 
 use std::sync::Arc;
 
-use axum::extract::State;
-use axum::http::{header, StatusCode};
+use std::collections::BTreeMap;
+
+use axum::extract::{RawPathParams, RawQuery, State};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, MethodFilter, MethodRouter};
 use axum::Router;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::services::ServeDir;
 
 use crate::config::Config;
+use crate::handler::{Request, Workers};
+use crate::render::Want;
 use crate::store::Store;
 
 /// Request bodies above this are refused with 413.
@@ -20,13 +25,102 @@ pub const BODY_LIMIT: usize = 1 << 20;
 
 pub struct AppState {
     pub config: Config,
-    pub store: Store,
+    pub store: Arc<Store>,
+    pub workers: Workers,
 }
 
-pub fn router(state: Arc<AppState>) -> Router {
+/// `/:slug/` (SX routes) → `/{slug}/` (axum's syntax).
+fn axum_path(path: &str) -> String {
+    path.split('/')
+        .map(|seg| match seg.strip_prefix(':') {
+            Some(name) => format!("{{{name}}}"),
+            None => seg.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+fn method_filter(method: &str) -> Option<MethodFilter> {
+    Some(match method {
+        "GET" => MethodFilter::GET,
+        "POST" => MethodFilter::POST,
+        "PUT" => MethodFilter::PUT,
+        "DELETE" => MethodFilter::DELETE,
+        "PATCH" => MethodFilter::PATCH,
+        _ => return None,
+    })
+}
+
+async fn sx_route(
+    state: Arc<AppState>,
+    route: usize,
+    method: Method,
+    uri: Uri,
+    params: RawPathParams,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    let header_text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let want = Want::from_headers(header_text("sx-request"), header_text("accept"));
+    let request = Request {
+        route,
+        method: method.to_string(),
+        path: uri.path().to_string(),
+        params: params
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        query: query
+            .as_deref()
+            .map(|q| {
+                q.split('&')
+                    .filter_map(|pair| pair.split_once('=').or(Some((pair, ""))))
+                    .filter(|(k, _)| !k.is_empty())
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        headers: headers
+            .iter()
+            .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
+            .collect(),
+    };
+    let reply = state.workers.handle(request, want).await;
+    let mut response = Response::new(axum::body::Body::from(reply.body));
+    *response.status_mut() =
+        StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    for (name, value) in reply.headers {
+        if let (Ok(name), Ok(value)) = (HeaderName::try_from(name), HeaderValue::try_from(value)) {
+            response.headers_mut().insert(name, value);
+        }
+    }
+    response
+}
+
+pub fn router(state: Arc<AppState>, routes: &[(String, String)]) -> Router {
     let static_files = ServeDir::new(&state.config.static_dir);
-    Router::new()
-        .route("/health", get(health))
+    let mut by_path: BTreeMap<String, MethodRouter<Arc<AppState>>> = BTreeMap::new();
+    for (index, (method, path)) in routes.iter().enumerate() {
+        let Some(filter) = method_filter(method) else {
+            tracing::warn!("skipping route {method} {path}: unknown method");
+            continue;
+        };
+        let handler = move |State(state): State<Arc<AppState>>,
+                            method: Method,
+                            uri: Uri,
+                            params: RawPathParams,
+                            query: RawQuery,
+                            headers: HeaderMap| {
+            sx_route(state, index, method, uri, params, query, headers)
+        };
+        let entry = by_path.remove(path).unwrap_or_default();
+        by_path.insert(path.clone(), entry.on(filter, handler));
+    }
+    let mut app = Router::new();
+    for (path, methods) in by_path {
+        app = app.route(&axum_path(&path), methods);
+    }
+    app.route("/health", get(health))
         .nest_service("/static", static_files)
         .fallback(not_found)
         .layer(RequestBodyLimitLayer::new(BODY_LIMIT))

@@ -2,7 +2,9 @@
 //! server. Being built in steps (issue 4): SX handlers on the VM and the blog pages are next.
 
 pub mod config;
+pub mod handler;
 pub mod http;
+pub mod render;
 pub mod store;
 
 use std::future::Future;
@@ -17,6 +19,7 @@ pub use config::Config;
 pub async fn serve_on(
     listener: TcpListener,
     config: Config,
+    bundle: Arc<Vec<u8>>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), String> {
     let store = store::Store::open(&config.persist_dir).map_err(|e| {
@@ -34,8 +37,16 @@ pub async fn serve_on(
     {
         tracing::info!("seeded a fresh store in {}", config.persist_dir.display());
     }
-    let state = Arc::new(http::AppState { config, store });
-    let app = http::router(state.clone());
+    let store = Arc::new(store);
+    let routes = handler::routes(&handler::load(&bundle)?);
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let workers = handler::Workers::start(threads, bundle, store.clone())?;
+    let state = Arc::new(http::AppState {
+        config,
+        store,
+        workers,
+    });
+    let app = http::router(state.clone(), &routes);
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
@@ -44,8 +55,9 @@ pub async fn serve_on(
     Ok(())
 }
 
-/// `sx serve`: binds the configured address and serves until SIGTERM or Ctrl-C.
-pub fn serve(config: Config) -> Result<(), String> {
+/// `sx serve`: binds the configured address and serves the apps in `bundle` (compiled by
+/// the build) until SIGTERM or Ctrl-C.
+pub fn serve(config: Config, bundle: Vec<u8>) -> Result<(), String> {
     use std::io::IsTerminal;
     let _ = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
@@ -65,7 +77,7 @@ pub fn serve(config: Config) -> Result<(), String> {
             .await
             .map_err(|e| format!("cannot listen on {address}: {e}"))?;
         tracing::info!("serving {} on http://{address}", config.domain);
-        serve_on(listener, config, shutdown_signal()).await
+        serve_on(listener, config, Arc::new(bundle), shutdown_signal()).await
     })
 }
 

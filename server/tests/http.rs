@@ -13,6 +13,34 @@ struct Server {
     _data: tempfile::TempDir,
 }
 
+/// The apps as the build compiles them (`sx/host`, `sx/blog`), plus routes that fail on
+/// purpose.
+fn bundle() -> Vec<u8> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut files = Vec::new();
+    for dir in ["sx/host", "sx/blog"] {
+        let mut paths: Vec<_> = std::fs::read_dir(root.join(dir))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "sx"))
+            .collect();
+        paths.sort();
+        for path in paths {
+            files.push((
+                path.display().to_string(),
+                std::fs::read_to_string(&path).unwrap(),
+            ));
+        }
+    }
+    files.push((
+        "failing.sx".to_string(),
+        r#"(defroute "GET" "/boom" (fn (req) (error "secret internals" 42)))
+           (defroute "GET" "/spin" (fn (req) (let loop ((i 0)) (loop (+ i 1)))))"#
+            .to_string(),
+    ));
+    sx_kernel::sxbc::compile_bundle(&files).unwrap()
+}
+
 impl Server {
     fn start(static_dir: &Path) -> Server {
         let data = tempfile::tempdir().unwrap();
@@ -33,7 +61,7 @@ impl Server {
                 .unwrap();
             runtime.block_on(async move {
                 let listener = tokio::net::TcpListener::from_std(std_listener).unwrap();
-                sx_server::serve_on(listener, config, async {
+                sx_server::serve_on(listener, config, std::sync::Arc::new(bundle()), async {
                     let _ = stopped.await;
                 })
                 .await
@@ -192,4 +220,124 @@ fn oversized_bodies_are_refused_with_413() {
         body.len()
     ));
     assert_eq!(status, 413);
+}
+
+fn text(body: &[u8]) -> String {
+    String::from_utf8_lossy(body).into_owned()
+}
+
+#[test]
+fn the_index_lists_published_posts_in_the_shell() {
+    let statics = static_dir();
+    let server = Server::start(statics.path());
+    let (status, headers, body) = server.get("/");
+    assert_eq!(status, 200);
+    assert_eq!(header(&headers, "vary"), Some("SX-Request, Accept"));
+    let page = text(&body);
+    assert!(page.starts_with("<!DOCTYPE html>"), "{page}");
+    assert!(page.contains("<main id=\"content\" sx-boost>"), "{page}");
+    assert!(page.contains("<title>Posts · SX blog</title>"), "{page}");
+    assert!(page.contains("href=\"/welcome/\""), "{page}");
+}
+
+#[test]
+fn a_page_answers_as_full_html_html_fragment_and_sx_fragment() {
+    let statics = static_dir();
+    let server = Server::start(statics.path());
+    let (status, headers, full) = server.get("/welcome/");
+    assert_eq!(status, 200);
+    assert_eq!(header(&headers, "vary"), Some("SX-Request, Accept"));
+    let full = text(&full);
+    assert!(full.contains("<h1>Welcome to SX</h1>"));
+
+    let (status, headers, fragment) = server.request(
+        "GET /welcome/ HTTP/1.1\r\nHost: localhost\r\nSX-Request: true\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(status, 200);
+    assert_eq!(header(&headers, "vary"), Some("SX-Request, Accept"));
+    assert!(header(&headers, "content-type")
+        .unwrap()
+        .starts_with("text/html"));
+    assert_eq!(header(&headers, "sx-title"), Some("Welcome to SX"));
+    let fragment = text(&fragment);
+    assert!(
+        fragment.starts_with("<article class=\"post\">"),
+        "{fragment}"
+    );
+    assert!(!fragment.contains("<html"), "a fragment is not a page");
+    assert!(
+        full.contains(&fragment),
+        "the fragment is exactly the page's #content"
+    );
+
+    let (status, headers, wire) = server.request(
+        "GET /welcome/ HTTP/1.1\r\nHost: localhost\r\nSX-Request: true\r\nAccept: text/sx\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(status, 200);
+    assert!(header(&headers, "content-type")
+        .unwrap()
+        .starts_with("text/sx"));
+    assert_eq!(header(&headers, "vary"), Some("SX-Request, Accept"));
+    let wire = text(&wire);
+    let tree = sx_kernel::reader::read_one(&wire).expect("the wire form reads back");
+    assert_eq!(
+        sx_kernel::html::render(&tree).unwrap(),
+        fragment,
+        "wire and HTML agree"
+    );
+}
+
+#[test]
+fn an_unknown_slug_is_a_404_page() {
+    let statics = static_dir();
+    let server = Server::start(statics.path());
+    let (status, _, body) = server.get("/no-such-post/");
+    assert_eq!(status, 404);
+    let page = text(&body);
+    assert!(page.contains("Not found"), "{page}");
+    assert!(
+        page.contains("<main id=\"content\" sx-boost>"),
+        "the 404 page is a real page"
+    );
+}
+
+#[test]
+fn the_feed_is_json_feed_1_1() {
+    let statics = static_dir();
+    let server = Server::start(statics.path());
+    let (status, headers, body) = server.get("/feed");
+    assert_eq!(status, 200);
+    assert_eq!(
+        header(&headers, "content-type"),
+        Some("application/feed+json")
+    );
+    let feed: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(feed["version"], "https://jsonfeed.org/version/1.1");
+    assert!(feed["title"].is_string());
+    let items = feed["items"].as_array().unwrap();
+    assert!(items.len() >= 3);
+    for item in items {
+        assert!(item["id"].is_string());
+        assert!(item["url"].as_str().unwrap().starts_with("http://"));
+        assert!(item["content_text"].is_string() || item["content_html"].is_string());
+    }
+}
+
+#[test]
+fn a_failing_handler_is_a_500_page_without_internals() {
+    let statics = static_dir();
+    let server = Server::start(statics.path());
+    let (status, _, body) = server.get("/boom");
+    assert_eq!(status, 500);
+    let page = text(&body);
+    assert!(!page.contains("secret internals"), "{page}");
+    assert!(!page.contains("failing.sx"), "{page}");
+}
+
+#[test]
+fn a_handler_out_of_fuel_is_a_503() {
+    let statics = static_dir();
+    let server = Server::start(statics.path());
+    let (status, _, _) = server.get("/spin");
+    assert_eq!(status, 503);
 }
