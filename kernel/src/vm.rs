@@ -748,7 +748,7 @@ impl Machine {
                         jump!(t as usize);
                     }
                 }
-                Op::TailCall(n) if self.fuel.is_none() => {
+                Op::TailCall(n) if self.fuel != Some(0) => {
                     // A closure calling itself (or another closure of the same code) in tail
                     // position: reuse the frame in place — a loop.
                     let n = n as usize;
@@ -763,6 +763,9 @@ impl Machine {
                             _ => false,
                         };
                     if same {
+                        if let Some(fuel) = &mut self.fuel {
+                            *fuel -= 1;
+                        }
                         let at = len - n - 1;
                         self.stack.swap(base - 1, at);
                         for i in 0..n {
@@ -780,7 +783,7 @@ impl Machine {
                     let flow = self.call(n, true, engine);
                     flow!(flow);
                 }
-                Op::Call(n) if self.fuel.is_none() && self.frames.len() < self.max_depth => {
+                Op::Call(n) if self.fuel != Some(0) && self.frames.len() < self.max_depth => {
                     // The common case inline: a bytecode closure with exactly its parameters.
                     let n = n as usize;
                     let len = self.stack.len();
@@ -796,6 +799,9 @@ impl Machine {
                     save_ip!();
                     match callee {
                         Some(callee) => {
+                            if let Some(fuel) = &mut self.fuel {
+                                *fuel -= 1;
+                            }
                             let new_base = len - n;
                             let slots = callee.slots as usize;
                             if slots > n {
