@@ -116,11 +116,34 @@ enum Open {
 }
 
 pub fn is_symbol_char(c: char) -> bool {
-    c.is_alphanumeric() || "!$%&*+-./:<=>?@^_~".contains(c)
+    c.is_alphanumeric()
+        || matches!(
+            c,
+            '!' | '$'
+                | '%'
+                | '&'
+                | '*'
+                | '+'
+                | '-'
+                | '.'
+                | '/'
+                | ':'
+                | '<'
+                | '='
+                | '>'
+                | '?'
+                | '@'
+                | '^'
+                | '_'
+                | '~'
+        )
 }
 
 fn is_delimiter(c: char) -> bool {
-    c.is_whitespace() || "()[]{}\";'`,".contains(c)
+    matches!(
+        c,
+        '(' | ')' | '[' | ']' | '{' | '}' | '"' | ';' | '\'' | '`' | ','
+    ) || c.is_whitespace()
 }
 
 struct Reader<'a> {
@@ -400,6 +423,14 @@ impl Reader<'_> {
         self.bump();
         let mut s = String::new();
         loop {
+            // Plain text up to the next quote, escape or newline goes in one piece.
+            let rest = &self.src[self.at..];
+            let plain = rest.find(['"', '\\', '\n']).unwrap_or(rest.len());
+            if plain > 0 {
+                s.push_str(&rest[..plain]);
+                self.col += rest[..plain].chars().count() as u32;
+                self.at += plain;
+            }
             let here = self.pos();
             match self.bump() {
                 None => return self.incomplete(open, "unclosed string"),

@@ -28,6 +28,9 @@ fn main() {
         let listener = tokio::net::TcpListener::bind(format!("127.0.0.1:{port}"))
             .await
             .expect("bind");
+        let listener = axum::serve::ListenerExt::tap_io(listener, |stream| {
+            let _ = stream.set_nodelay(true);
+        });
         axum::serve(listener, app).await.expect("serve");
     });
 }

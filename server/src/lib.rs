@@ -47,6 +47,13 @@ pub async fn serve_on(
         workers,
     });
     let app = http::router(state.clone(), &routes);
+    // Without TCP_NODELAY a response written in two parts (headers, then a file body) waits
+    // for the client's delayed ACK: 40 ms per static file on keep-alive connections.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |stream| {
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!("TCP_NODELAY: {e}");
+        }
+    });
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
