@@ -18,6 +18,8 @@ pub const REQUEST_FUEL: u64 = 5_000_000;
 
 /// What axum hands a worker: plain data, `Send`.
 pub struct Request {
+    /// The request id (`x-request-id`), for log lines written on the worker.
+    pub id: String,
     pub route: usize,
     pub method: String,
     pub path: String,

@@ -13,7 +13,11 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, MethodFilter, MethodRouter};
 use axum::Router;
 use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::request_id::{
+    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+};
 use tower_http::services::ServeDir;
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
 
 use crate::config::Config;
 use crate::handler::{Request, Workers};
@@ -63,6 +67,7 @@ async fn sx_route(
     let header_text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let want = Want::from_headers(header_text("sx-request"), header_text("accept"));
     let request = Request {
+        id: header_text("x-request-id").unwrap_or("-").to_string(),
         route,
         method: method.to_string(),
         path: uri.path().to_string(),
@@ -97,6 +102,20 @@ async fn sx_route(
     response
 }
 
+/// Request ids: a process-wide counter, sent back as `x-request-id` and carried by every log
+/// line of the request.
+#[derive(Clone, Default)]
+struct Counter(Arc<std::sync::atomic::AtomicU64>);
+
+impl MakeRequestId for Counter {
+    fn make_request_id<B>(&mut self, _: &axum::http::Request<B>) -> Option<RequestId> {
+        let n = self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        HeaderValue::from_str(&n.to_string())
+            .ok()
+            .map(RequestId::new)
+    }
+}
+
 pub fn router(state: Arc<AppState>, routes: &[(String, String)]) -> Router {
     let static_files = ServeDir::new(&state.config.static_dir);
     let mut by_path: BTreeMap<String, MethodRouter<Arc<AppState>>> = BTreeMap::new();
@@ -124,6 +143,18 @@ pub fn router(state: Arc<AppState>, routes: &[(String, String)]) -> Router {
         .nest_service("/static", static_files)
         .fallback(not_found)
         .layer(RequestBodyLimitLayer::new(BODY_LIMIT))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(TraceLayer::new_for_http().make_span_with(|request: &axum::http::Request<_>| {
+            let id = request
+                .headers()
+                .get("x-request-id")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("-")
+                .to_string();
+            tracing::info_span!("request", id = %id, method = %request.method(), path = %request.uri().path())
+        })
+        .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)))
+        .layer(SetRequestIdLayer::x_request_id(Counter::default()))
         .with_state(state)
 }
 
