@@ -437,14 +437,7 @@ impl Compiler {
                 element,
             } => {
                 let g = self.global(global)?;
-                let branch = self.emit(Op::JumpIfUnbound(g, 0));
-                self.expr(call, tail)?;
-                let done = self.emit(Op::Jump(0));
-                let here = self.here();
-                self.patch(branch, here);
-                self.expr(element, tail)?;
-                let here = self.here();
-                self.patch(done, here);
+                self.two_way(Op::JumpIfUnbound(g, 0), call, element, tail)?;
             }
             Expr::SetLocal {
                 depth,
@@ -481,14 +474,7 @@ impl Compiler {
             }
             Expr::If(c, t, e) => {
                 self.expr(c, false)?;
-                let to_else = self.emit(Op::JumpIfFalse(0));
-                self.expr(t, tail)?;
-                let to_end = self.emit(Op::Jump(0));
-                let here = self.here();
-                self.patch(to_else, here);
-                self.expr(e, tail)?;
-                let here = self.here();
-                self.patch(to_end, here);
+                self.two_way(Op::JumpIfFalse(0), t, e, tail)?;
             }
             Expr::Seq(items) => {
                 for (i, item) in items.iter().enumerate() {
@@ -602,6 +588,19 @@ impl Compiler {
                 self.emit(Op::Nil);
             }
         }
+        Ok(())
+    }
+
+    /// `jump` (taken to `second`), then `first` and a jump over `second`.
+    fn two_way(&mut self, jump: Op, first: &ExprRef, second: &ExprRef, tail: bool) -> Compiled {
+        let to_second = self.emit(jump);
+        self.expr(first, tail)?;
+        let to_end = self.emit(Op::Jump(0));
+        let here = self.here();
+        self.patch(to_second, here);
+        self.expr(second, tail)?;
+        let here = self.here();
+        self.patch(to_end, here);
         Ok(())
     }
 
