@@ -172,10 +172,11 @@ fn worker(
         ..Limits::default()
     };
     let handlers: Vec<Value> = declared(&engine).into_iter().map(|(_, _, h)| h).collect();
+    let cache = crate::store::DecodeCache::default();
     let _ = ready.send(Ok(()));
     while let Some(job) = jobs.blocking_recv() {
         let outcome = match handlers.get(job.request.route) {
-            Some(handler) => run(&mut engine, handler, &job.request, store),
+            Some(handler) => run(&mut engine, handler, &job.request, store, &cache),
             None => Outcome::Failed {
                 status: 500,
                 log: format!("no handler for route {}", job.request.route),
@@ -211,7 +212,11 @@ fn request_value(request: &Request) -> Value {
 }
 
 /// Serves one effect of a handler.
-fn effect(request: &Value, store: &Store) -> Result<Value, Value> {
+fn effect(
+    request: &Value,
+    store: &Store,
+    cache: &crate::store::DecodeCache,
+) -> Result<Value, Value> {
     let Value::Dict(d) = request else {
         return Err(unknown_effect(request));
     };
@@ -221,14 +226,17 @@ fn effect(request: &Value, store: &Store) -> Result<Value, Value> {
     };
     match field("op") {
         Some(Value::Str(op)) if &*op == "store/post" => match field("slug") {
-            Some(Value::Str(slug)) => Ok(store.post(&slug).map_err(failed)?.unwrap_or(Value::Nil)),
+            Some(Value::Str(slug)) => Ok(store
+                .post_cached(&slug, cache)
+                .map_err(failed)?
+                .unwrap_or(Value::Nil)),
             _ => Err(sx_kernel::error::type_error(
                 "store/post needs a :slug string",
                 vec![request.clone()],
             )),
         },
         Some(Value::Str(op)) if &*op == "store/posts" => {
-            Ok(Value::list(store.posts().map_err(failed)?))
+            Ok(Value::list(store.posts_cached(cache).map_err(failed)?))
         }
         Some(Value::Str(op)) if &*op == "now" => Ok(Value::Int(
             std::time::SystemTime::now()
@@ -239,13 +247,19 @@ fn effect(request: &Value, store: &Store) -> Result<Value, Value> {
     }
 }
 
-fn run(engine: &mut Engine, handler: &Value, request: &Request, store: &Store) -> Outcome {
+fn run(
+    engine: &mut Engine,
+    handler: &Value,
+    request: &Request,
+    store: &Store,
+    cache: &crate::store::DecodeCache,
+) -> Outcome {
     let mut machine = engine.apply_machine(handler.clone(), vec![request_value(request)]);
     let result = loop {
         match machine.run(engine) {
             Step::Done(v) => break Ok(v),
             Step::Error(e) => break Err(e),
-            Step::Perform(req) => machine.resume(effect(&req, store)),
+            Step::Perform(req) => machine.resume(effect(&req, store, cache)),
         }
     };
     match result {

@@ -57,6 +57,28 @@ impl From<heed::Error> for StoreError {
 
 pub type Result<T> = std::result::Result<T, StoreError>;
 
+/// A memo of parsed records for one thread (values are not `Send`). Every read still goes
+/// to LMDB; a record whose stored text is unchanged is not parsed again.
+#[derive(Default)]
+pub struct DecodeCache {
+    entries: std::cell::RefCell<std::collections::HashMap<String, (String, Value)>>,
+}
+
+impl DecodeCache {
+    fn decode(&self, key: &str, text: &str) -> Result<Value> {
+        if let Some((seen, value)) = self.entries.borrow().get(key) {
+            if seen == text {
+                return Ok(value.clone());
+            }
+        }
+        let value = decode(text, key)?;
+        self.entries
+            .borrow_mut()
+            .insert(key.to_string(), (text.to_string(), value.clone()));
+        Ok(value)
+    }
+}
+
 pub struct Store {
     env: Env,
     meta: Database<Str, Str>,
@@ -141,9 +163,14 @@ impl Store {
 
     /// The current post (the fold of its stream).
     pub fn post(&self, slug: &str) -> Result<Option<Value>> {
+        self.post_cached(slug, &DecodeCache::default())
+    }
+
+    /// `post`, parsing the record only when its text changed since `cache` last saw it.
+    pub fn post_cached(&self, slug: &str, cache: &DecodeCache) -> Result<Option<Value>> {
         let rtxn = self.env.read_txn()?;
         match self.posts.get(&rtxn, slug)? {
-            Some(text) => Ok(Some(decode(text, slug)?)),
+            Some(text) => Ok(Some(cache.decode(slug, text)?)),
             None => Ok(None),
         }
     }
@@ -162,11 +189,16 @@ impl Store {
 
     /// All posts, newest first (by publication, else creation time).
     pub fn posts(&self) -> Result<Vec<Value>> {
+        self.posts_cached(&DecodeCache::default())
+    }
+
+    /// `posts`, parsing only the records whose text changed since `cache` last saw them.
+    pub fn posts_cached(&self, cache: &DecodeCache) -> Result<Vec<Value>> {
         let rtxn = self.env.read_txn()?;
         let mut out = Vec::new();
         for entry in self.posts.iter(&rtxn)? {
             let (slug, text) = entry?;
-            out.push(decode(text, slug)?);
+            out.push(cache.decode(slug, text)?);
         }
         out.sort_by_key(|p| std::cmp::Reverse(posts::sort_time(p)));
         Ok(out)

@@ -186,3 +186,26 @@ fn a_damaged_record_is_an_error_not_a_panic() {
     assert!(matches!(store.post("broken"), Err(StoreError::Corrupt(_))));
     assert!(matches!(store.posts(), Err(StoreError::Corrupt(_))));
 }
+
+#[test]
+fn a_decode_cache_never_serves_a_stale_post() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let cache = DecodeCache::default();
+    store.append(&[("p", create("First title", 1))]).unwrap();
+    let first = store.post_cached("p", &cache).unwrap().unwrap();
+    assert_eq!(get(&first, "title"), Value::str("First title"));
+    store
+        .append(&[(
+            "p",
+            op(&[
+                ("op", Value::str("edit")),
+                ("title", Value::str("Second title")),
+                ("at", Value::Int(2)),
+            ]),
+        )])
+        .unwrap();
+    let second = store.post_cached("p", &cache).unwrap().unwrap();
+    assert_eq!(get(&second, "title"), Value::str("Second title"));
+    assert_eq!(store.posts_cached(&cache).unwrap().len(), 1);
+}
