@@ -3,9 +3,8 @@
 //! beside them `/health`, `/static/**` (tower-http's `ServeDir`: content types, ETag /
 //! Last-Modified / 304, and no path can leave the directory) and the 404 page.
 
-use std::sync::Arc;
-
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use axum::extract::{RawPathParams, RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
@@ -75,6 +74,7 @@ async fn sx_route(
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
+        // Query pairs are passed as written (not yet percent-decoded: no route reads them).
         query: query
             .as_deref()
             .map(|q| {
