@@ -77,17 +77,6 @@ impl Analysis {
                 self.walk(t, frames, level);
                 self.walk(e, frames, level);
             }
-            Expr::Seq(items)
-            | Expr::And(items)
-            | Expr::Or(items)
-            | Expr::Call { items, .. }
-            | Expr::MakeList(items)
-            | Expr::MakeDict(items)
-            | Expr::MakeElement { items, .. } => {
-                for item in items {
-                    self.walk(item, frames, level);
-                }
-            }
             Expr::Lambda(code)
             | Expr::DefMacro { code, .. }
             | Expr::DefComp { code, .. }
@@ -113,6 +102,12 @@ impl Analysis {
                 frames.pop();
             }
             Expr::Perform { request, .. } => self.walk(request, frames, level),
+            // Sequences, calls and constructors: every child in order.
+            other => {
+                for item in other.evaluated_in_order().unwrap_or_default() {
+                    self.walk(item, frames, level);
+                }
+            }
         }
     }
 
@@ -713,15 +708,10 @@ fn last_reads(items: &[ExprRef]) -> Vec<usize> {
                 true
             }
             Expr::If(c, t, f) => walk(c, reads) && walk(t, reads) && walk(f, reads),
-            Expr::Seq(items)
-            | Expr::And(items)
-            | Expr::Or(items)
-            | Expr::Call { items, .. }
-            | Expr::MakeList(items)
-            | Expr::MakeDict(items)
-            | Expr::MakeElement { items, .. } => items.iter().all(|i| walk(i, reads)),
             Expr::Perform { request, .. } => walk(request, reads),
-            _ => false,
+            node => node
+                .evaluated_in_order()
+                .is_some_and(|items| items.iter().all(|i| walk(i, reads))),
         }
     }
     let mut reads = Vec::new();

@@ -128,6 +128,23 @@ pub enum Expr {
     },
 }
 
+impl Expr {
+    /// The sub-expressions of a node that evaluates all of them in order and combines the
+    /// values (sequences, calls, constructors); `None` for every other node.
+    pub fn evaluated_in_order(&self) -> Option<&[ExprRef]> {
+        match self {
+            Expr::Seq(items)
+            | Expr::And(items)
+            | Expr::Or(items)
+            | Expr::Call { items, .. }
+            | Expr::MakeList(items)
+            | Expr::MakeDict(items)
+            | Expr::MakeElement { items, .. } => Some(items),
+            _ => None,
+        }
+    }
+}
+
 pub struct LambdaCode {
     pub name: Option<Symbol>,
     /// Required parameters.

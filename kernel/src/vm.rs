@@ -1034,8 +1034,8 @@ impl Machine {
         }
     }
 
-    /// A primitive with an integer fast path; anything else goes through the native (or
-    /// whatever the global holds now, when it was rebound).
+    /// A primitive the inline integer path did not answer: list and one-argument fast paths,
+    /// in-place `assoc`, else the native (or whatever the global holds now, when rebound).
     fn prim(&mut self, prim: Prim, proto: &Proto, g: u16, engine: &mut Engine) -> Flow {
         let argc = prim.arity() as usize;
         let Some(global) = proto.globals.get(g as usize) else {
@@ -1074,19 +1074,7 @@ impl Machine {
                 }
             }
         }
-        if argc == 2 {
-            if let (Value::Int(a), Value::Int(b)) = (&self.stack[len - 2], &self.stack[len - 1]) {
-                let fast = int_prim(prim, *a, *b);
-                if let Some(v) = fast {
-                    // Both operands are integers: nothing to drop.
-                    std::mem::forget(self.stack.pop());
-                    if let Some(top) = self.stack.last_mut() {
-                        std::mem::forget(std::mem::replace(top, v));
-                    }
-                    return Flow::Next(false);
-                }
-            }
-        }
+        // Two integers were already tried by the caller's inline fast path.
         let fast = match (prim, &self.stack[len - 1]) {
             (Prim::Not, v) => Some(Value::Bool(!v.is_truthy())),
             (Prim::IsNil, v) => Some(Value::Bool(matches!(v, Value::Nil))),
