@@ -84,14 +84,6 @@ pub fn load(bundle: &[u8]) -> Result<Engine, String> {
     Ok(engine)
 }
 
-/// The routes the apps declared, in declaration order: (method, path).
-pub fn routes(engine: &Engine) -> Vec<(String, String)> {
-    declared(engine)
-        .into_iter()
-        .map(|(method, path, _)| (method, path))
-        .collect()
-}
-
 fn declared(engine: &Engine) -> Vec<(String, String, Value)> {
     let Some(Value::List(routes)) = engine.lookup("*routes*") else {
         return Vec::new();
@@ -113,9 +105,15 @@ fn declared(engine: &Engine) -> Vec<(String, String, Value)> {
 }
 
 impl Workers {
-    /// Starts `count` worker threads, each with its own image of the bundle.
-    pub fn start(count: usize, bundle: Arc<Vec<u8>>, store: Arc<Store>) -> Result<Workers, String> {
+    /// Starts `count` worker threads, each with its own image of the bundle. Also returns
+    /// the routes the apps declared, in declaration order: (method, path).
+    pub fn start(
+        count: usize,
+        bundle: Arc<Vec<u8>>,
+        store: Arc<Store>,
+    ) -> Result<(Workers, Vec<(String, String)>), String> {
         let mut senders = Vec::new();
+        let mut routes = Vec::new();
         for i in 0..count.max(1) {
             let (tx, rx) = mpsc::unbounded_channel::<Job>();
             let (ready_tx, ready_rx) = std::sync::mpsc::channel();
@@ -126,15 +124,16 @@ impl Workers {
                 .stack_size(64 << 20)
                 .spawn(move || worker(rx, &bundle, &store, ready_tx))
                 .map_err(|e| format!("cannot start a worker: {e}"))?;
-            ready_rx
+            routes = ready_rx
                 .recv()
                 .map_err(|_| "a worker died while loading".to_string())??;
             senders.push(tx);
         }
-        Ok(Workers {
+        let workers = Workers {
             senders: Arc::new(senders),
             next: Arc::new(AtomicUsize::new(0)),
-        })
+        };
+        Ok((workers, routes))
     }
 
     pub async fn handle(&self, request: Request, want: crate::render::Want) -> Reply {
@@ -158,7 +157,7 @@ fn worker(
     mut jobs: mpsc::UnboundedReceiver<Job>,
     bundle: &[u8],
     store: &Store,
-    ready: std::sync::mpsc::Sender<Result<(), String>>,
+    ready: std::sync::mpsc::Sender<Result<Vec<(String, String)>, String>>,
 ) {
     let mut engine = match load(bundle) {
         Ok(engine) => engine,
@@ -171,9 +170,12 @@ fn worker(
         fuel: Some(REQUEST_FUEL),
         ..Limits::default()
     };
-    let handlers: Vec<Value> = declared(&engine).into_iter().map(|(_, _, h)| h).collect();
+    let (routes, handlers): (Vec<_>, Vec<Value>) = declared(&engine)
+        .into_iter()
+        .map(|(method, path, handler)| ((method, path), handler))
+        .unzip();
     let cache = crate::store::DecodeCache::default();
-    let _ = ready.send(Ok(()));
+    let _ = ready.send(Ok(routes));
     while let Some(job) = jobs.blocking_recv() {
         let outcome = match handlers.get(job.request.route) {
             Some(handler) => run(&mut engine, handler, &job.request, store, &cache),

@@ -38,9 +38,8 @@ pub async fn serve_on(
         tracing::info!("seeded a fresh store in {}", config.persist_dir.display());
     }
     let store = Arc::new(store);
-    let routes = handler::routes(&handler::load(&bundle)?);
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let workers = handler::Workers::start(threads, bundle, store.clone())?;
+    let (workers, routes) = handler::Workers::start(threads, bundle, store.clone())?;
     let state = Arc::new(http::AppState {
         config,
         store,
