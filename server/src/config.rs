@@ -15,6 +15,9 @@ pub struct Config {
     pub domain: String,
     /// `SX_STATIC_DIR`, default `./static`.
     pub static_dir: PathBuf,
+    /// `SX_WORKERS`: threads that serve requests, each with its own kernel image; default one
+    /// per CPU.
+    pub workers: usize,
 }
 
 impl Default for Config {
@@ -25,6 +28,7 @@ impl Default for Config {
             persist_dir: PathBuf::from("data"),
             domain: "blog".into(),
             static_dir: PathBuf::from("static"),
+            workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
         }
     }
 }
@@ -53,6 +57,13 @@ impl Config {
         }
         if let Some(dir) = var("SX_STATIC_DIR") {
             config.static_dir = PathBuf::from(dir);
+        }
+        if let Some(workers) = var("SX_WORKERS") {
+            config.workers = workers
+                .parse()
+                .ok()
+                .filter(|n| (1..=1024).contains(n))
+                .ok_or_else(|| format!("SX_WORKERS must be a number from 1 to 1024, not {workers:?}"))?;
         }
         Ok(config)
     }

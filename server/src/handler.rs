@@ -1,17 +1,26 @@
-//! SX handlers on worker threads. Kernel values are `Rc`-based (not `Send`), so each worker
-//! owns a kernel image loaded from the bundle and runs handlers on its VM; axum's tasks send
-//! requests over a channel and await the answer. A handler's `perform`s are served here
-//! (store reads, clock); an unknown op raises `unknown-effect` at the `perform` site.
+//! SX handlers. Kernel values are `Rc`-based (not `Send`), so each worker thread owns a kernel
+//! image loaded from the bundle and a `LocalSet`; the thread's own axum server hands it
+//! requests through a same-thread channel (`dispatch`), and each request runs as a local task
+//! on the VM. A handler's `perform`s are served here — store reads, clock, timers, outgoing
+//! HTTP — and awaited: the VM is resumed when the answer is ready and the thread serves other
+//! requests meanwhile. An unknown op raises `unknown-effect` at the `perform` site.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::cell::RefCell;
+use std::rc::Rc;
 use std::sync::Arc;
 
+use http_body_util::Full;
+use hyper::body::Bytes;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
 use sx_kernel::engine::{unknown_effect, Limits};
 use sx_kernel::value::{Dict, Key};
 use sx_kernel::{Backend, Engine, Step, Value};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::store::Store;
+use crate::render::Want;
+use crate::store::{DecodeCache, Store};
 
 /// Steps a request may take before it is stopped with 503.
 pub const REQUEST_FUEL: u64 = 5_000_000;
@@ -56,14 +65,98 @@ pub struct Reply {
 
 struct Job {
     request: Request,
-    fragment: crate::render::Want,
+    want: Want,
     reply: oneshot::Sender<Reply>,
 }
 
-#[derive(Clone)]
-pub struct Workers {
-    senders: Arc<Vec<mpsc::UnboundedSender<Job>>>,
-    next: Arc<AtomicUsize>,
+thread_local! {
+    /// This worker thread's queue into its dispatcher (set by `Image::install`).
+    static JOBS: RefCell<Option<mpsc::UnboundedSender<Job>>> = const { RefCell::new(None) };
+}
+
+/// What every worker shares: the store and an HTTP client for outgoing requests.
+pub struct Services {
+    pub store: Arc<Store>,
+    client: Client<HttpConnector, Full<Bytes>>,
+}
+
+impl Services {
+    pub fn new(store: Arc<Store>) -> Services {
+        let client = Client::builder(TokioExecutor::new()).build_http();
+        Services { store, client }
+    }
+}
+
+/// One worker thread's kernel image: the engine with the bundle loaded, the handlers in
+/// route order, and parsed posts memoised by their stored text.
+pub struct Image {
+    engine: Engine,
+    handlers: Vec<Value>,
+    cache: Rc<DecodeCache>,
+}
+
+impl Image {
+    /// Loads the bundle into a fresh VM engine. Also returns the routes the apps declared, in
+    /// declaration order: (method, path).
+    pub fn load(bundle: &[u8]) -> Result<(Image, Vec<(String, String)>), String> {
+        let mut engine = load(bundle)?;
+        engine.limits = Limits {
+            fuel: Some(REQUEST_FUEL),
+            ..Limits::default()
+        };
+        let (routes, handlers) = declared(&engine)
+            .into_iter()
+            .map(|(method, path, handler)| ((method, path), handler))
+            .unzip();
+        let image = Image {
+            engine,
+            handlers,
+            cache: Rc::default(),
+        };
+        Ok((image, routes))
+    }
+
+    /// Makes this image the one that serves `dispatch` calls on the current thread; the
+    /// returned future (to be run with `spawn_local`) runs each request as a local task, so
+    /// requests suspended at a `perform` interleave.
+    pub fn install(self, services: Arc<Services>) -> impl std::future::Future<Output = ()> {
+        let (sender, mut jobs) = mpsc::unbounded_channel::<Job>();
+        JOBS.with(|j| *j.borrow_mut() = Some(sender));
+        let image = Rc::new(RefCell::new(self));
+        async move {
+            while let Some(job) = jobs.recv().await {
+                let image = image.clone();
+                let services = services.clone();
+                tokio::task::spawn_local(async move {
+                    let outcome = run(&image, &job.request, &services).await;
+                    let reply = crate::render::reply(&mut image.borrow_mut().engine, outcome, job.want);
+                    let _ = job.reply.send(reply);
+                });
+            }
+        }
+    }
+}
+
+/// Runs a request on the current thread's image (see `Image::install`). The future is `Send`
+/// for axum; the SX work happens in the thread's local task, without a thread switch.
+pub async fn dispatch(request: Request, want: Want) -> Reply {
+    let Some(sender) = JOBS.with(|j| j.borrow().clone()) else {
+        return crate::render::error_page(503, "The server is starting.");
+    };
+    let (reply, answer) = oneshot::channel();
+    if sender
+        .send(Job {
+            request,
+            want,
+            reply,
+        })
+        .is_err()
+    {
+        return crate::render::error_page(503, "The server is restarting.");
+    }
+    answer
+        .await
+        .unwrap_or_else(|_| crate::render::error_page(500, "Something went wrong."))
 }
 
 /// Loads the bundle into a fresh VM engine.
@@ -104,92 +197,6 @@ fn declared(engine: &Engine) -> Vec<(String, String, Value)> {
     out
 }
 
-impl Workers {
-    /// Starts `count` worker threads, each with its own image of the bundle. Also returns
-    /// the routes the apps declared, in declaration order: (method, path).
-    pub fn start(
-        count: usize,
-        bundle: Arc<Vec<u8>>,
-        store: Arc<Store>,
-    ) -> Result<(Workers, Vec<(String, String)>), String> {
-        let mut senders = Vec::new();
-        let mut routes = Vec::new();
-        for i in 0..count.max(1) {
-            let (tx, rx) = mpsc::unbounded_channel::<Job>();
-            let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-            let bundle = bundle.clone();
-            let store = store.clone();
-            std::thread::Builder::new()
-                .name(format!("sx-worker-{i}"))
-                .stack_size(64 << 20)
-                .spawn(move || worker(rx, &bundle, &store, ready_tx))
-                .map_err(|e| format!("cannot start a worker: {e}"))?;
-            routes = ready_rx
-                .recv()
-                .map_err(|_| "a worker died while loading".to_string())??;
-            senders.push(tx);
-        }
-        let workers = Workers {
-            senders: Arc::new(senders),
-            next: Arc::new(AtomicUsize::new(0)),
-        };
-        Ok((workers, routes))
-    }
-
-    pub async fn handle(&self, request: Request, want: crate::render::Want) -> Reply {
-        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.senders.len();
-        let (reply, answer) = oneshot::channel();
-        let job = Job {
-            request,
-            fragment: want,
-            reply,
-        };
-        if self.senders[i].send(job).is_err() {
-            return crate::render::error_page(503, "The server is restarting.");
-        }
-        answer
-            .await
-            .unwrap_or_else(|_| crate::render::error_page(500, "Something went wrong."))
-    }
-}
-
-fn worker(
-    mut jobs: mpsc::UnboundedReceiver<Job>,
-    bundle: &[u8],
-    store: &Store,
-    ready: std::sync::mpsc::Sender<Result<Vec<(String, String)>, String>>,
-) {
-    let mut engine = match load(bundle) {
-        Ok(engine) => engine,
-        Err(e) => {
-            let _ = ready.send(Err(e));
-            return;
-        }
-    };
-    engine.limits = Limits {
-        fuel: Some(REQUEST_FUEL),
-        ..Limits::default()
-    };
-    let (routes, handlers): (Vec<_>, Vec<Value>) = declared(&engine)
-        .into_iter()
-        .map(|(method, path, handler)| ((method, path), handler))
-        .unzip();
-    let cache = crate::store::DecodeCache::default();
-    let _ = ready.send(Ok(routes));
-    while let Some(job) = jobs.blocking_recv() {
-        let outcome = match handlers.get(job.request.route) {
-            Some(handler) => run(&mut engine, handler, &job.request, store, &cache),
-            None => Outcome::Failed {
-                status: 500,
-                log: format!("no handler for route {}", job.request.route),
-            },
-        };
-        let _ = job
-            .reply
-            .send(crate::render::reply(&mut engine, outcome, job.fragment));
-    }
-}
-
 fn dict(pairs: &[(String, String)], keyword_keys: bool) -> Value {
     let mut d = Dict::new();
     for (k, v) in pairs {
@@ -213,55 +220,89 @@ fn request_value(request: &Request) -> Value {
     Value::Dict(d)
 }
 
-/// Serves one effect of a handler.
-fn effect(
-    request: &Value,
-    store: &Store,
-    cache: &crate::store::DecodeCache,
-) -> Result<Value, Value> {
+fn field(d: &Dict, name: &str) -> Option<Value> {
+    d.get(&Key(Value::kw(name))).cloned()
+}
+
+fn needs(request: &Value, what: &str) -> Value {
+    sx_kernel::error::type_error(what, vec![request.clone()])
+}
+
+/// Serves one effect of a handler. Store reads are memory-mapped and quick, so they run in
+/// place; time-consuming effects (timers, outgoing HTTP) are awaited.
+async fn effect(request: &Value, services: &Services, cache: &DecodeCache) -> Result<Value, Value> {
     let Value::Dict(d) = request else {
         return Err(unknown_effect(request));
     };
-    let field = |name: &str| d.get(&Key(Value::kw(name))).cloned();
-    let failed = |e: crate::store::StoreError| {
+    let store_failed = |e: crate::store::StoreError| {
         sx_kernel::error::ErrorValue::value("store-error", e.to_string(), vec![])
     };
-    match field("op") {
-        Some(Value::Str(op)) if &*op == "store/post" => match field("slug") {
-            Some(Value::Str(slug)) => Ok(store
+    let Some(Value::Str(op)) = field(d, "op") else {
+        return Err(unknown_effect(request));
+    };
+    match &*op {
+        "store/post" => match field(d, "slug") {
+            Some(Value::Str(slug)) => Ok(services
+                .store
                 .post_cached(&slug, cache)
-                .map_err(failed)?
+                .map_err(store_failed)?
                 .unwrap_or(Value::Nil)),
-            _ => Err(sx_kernel::error::type_error(
-                "store/post needs a :slug string",
-                vec![request.clone()],
+            _ => Err(needs(request, "store/post needs a :slug string")),
+        },
+        "store/posts" => Ok(Value::list(
+            services.store.posts_cached(cache).map_err(store_failed)?,
+        )),
+        "now" => Ok(Value::Int(now_ms())),
+        "sleep" => match field(d, "ms") {
+            Some(Value::Int(ms)) if (0..=MAX_SLEEP_MS).contains(&ms) => {
+                tokio::time::sleep(std::time::Duration::from_millis(ms as u64)).await;
+                Ok(Value::Nil)
+            }
+            _ => Err(needs(
+                request,
+                "sleep needs :ms, an integer from 0 to 30000",
             )),
         },
-        Some(Value::Str(op)) if &*op == "store/posts" => {
-            Ok(Value::list(store.posts_cached(cache).map_err(failed)?))
-        }
-        Some(Value::Str(op)) if &*op == "now" => Ok(Value::Int(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as i64),
-        )),
+        "http/request" => crate::outgoing::request(&services.client, d).await,
         _ => Err(unknown_effect(request)),
     }
 }
 
-fn run(
-    engine: &mut Engine,
-    handler: &Value,
-    request: &Request,
-    store: &Store,
-    cache: &crate::store::DecodeCache,
-) -> Outcome {
-    let mut machine = engine.apply_machine(handler.clone(), vec![request_value(request)]);
+/// The longest a handler may sleep.
+const MAX_SLEEP_MS: i64 = 30_000;
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Runs a handler to its outcome. The engine is borrowed only while the VM runs; at each
+/// `perform` it is released, so other requests on this thread run while this one waits.
+async fn run(image: &RefCell<Image>, request: &Request, services: &Services) -> Outcome {
+    let cache = image.borrow().cache.clone();
+    let mut machine = {
+        let image = image.borrow();
+        match image.handlers.get(request.route) {
+            Some(handler) => image
+                .engine
+                .apply_machine(handler.clone(), vec![request_value(request)]),
+            None => {
+                return Outcome::Failed {
+                    status: 500,
+                    log: format!("no handler for route {}", request.route),
+                }
+            }
+        }
+    };
     let result = loop {
-        match machine.run(engine) {
+        let step = machine.run(&mut image.borrow_mut().engine);
+        match step {
             Step::Done(v) => break Ok(v),
             Step::Error(e) => break Err(e),
-            Step::Perform(req) => machine.resume(effect(&req, store, cache)),
+            Step::Perform(req) => {
+                machine.resume(effect(&req, services, &cache).await);
+            }
         }
     };
     match result {

@@ -1,5 +1,5 @@
 //! The HTTP surface: the axum router, and errors turned into responses at the edge.
-//! The routes the SX apps declare (`defroute`) are mounted here and run on the workers;
+//! The routes the SX apps declare (`defroute`) are mounted here and run on this thread's image;
 //! beside them `/health`, `/static/**` (tower-http's `ServeDir`: content types, ETag /
 //! Last-Modified / 304, and no path can leave the directory) and the 404 page.
 
@@ -19,7 +19,7 @@ use tower_http::services::ServeDir;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 
 use crate::config::Config;
-use crate::handler::{Request, Workers};
+use crate::handler::Request;
 use crate::render::Want;
 use crate::store::Store;
 
@@ -29,7 +29,6 @@ pub const BODY_LIMIT: usize = 1 << 20;
 pub struct AppState {
     pub config: Config,
     pub store: Arc<Store>,
-    pub workers: Workers,
 }
 
 /// `/:slug/` (SX routes) → `/{slug}/` (axum's syntax).
@@ -55,7 +54,6 @@ fn method_filter(method: &str) -> Option<MethodFilter> {
 }
 
 async fn sx_route(
-    state: Arc<AppState>,
     route: usize,
     method: Method,
     uri: Uri,
@@ -74,23 +72,15 @@ async fn sx_route(
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
-        // Query pairs are passed as written (not yet percent-decoded: no route reads them).
-        query: query
-            .as_deref()
-            .map(|q| {
-                q.split('&')
-                    .filter_map(|pair| pair.split_once('=').or(Some((pair, ""))))
-                    .filter(|(k, _)| !k.is_empty())
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-                    .collect()
-            })
-            .unwrap_or_default(),
+        query: form_urlencoded::parse(query.as_deref().unwrap_or("").as_bytes())
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect(),
         headers: headers
             .iter()
             .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
             .collect(),
     };
-    let reply = state.workers.handle(request, want).await;
+    let reply = crate::handler::dispatch(request, want).await;
     let mut response = Response::new(axum::body::Body::from(reply.body));
     *response.status_mut() =
         StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
@@ -124,13 +114,12 @@ pub fn router(state: Arc<AppState>, routes: &[(String, String)]) -> Router {
             tracing::warn!("skipping route {method} {path}: unknown method");
             continue;
         };
-        let handler = move |State(state): State<Arc<AppState>>,
-                            method: Method,
+        let handler = move |method: Method,
                             uri: Uri,
                             params: RawPathParams,
                             query: RawQuery,
                             headers: HeaderMap| {
-            sx_route(state, index, method, uri, params, query, headers)
+            sx_route(index, method, uri, params, query, headers)
         };
         let entry = by_path.remove(path).unwrap_or_default();
         by_path.insert(path.clone(), entry.on(filter, handler));

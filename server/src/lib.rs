@@ -1,9 +1,10 @@
-//! The native host for SX apps (DESIGN.md §3): configuration, the LMDB store, and the HTTP
-//! server. Being built in steps (issue 4): SX handlers on the VM and the blog pages are next.
+//! The native host for SX apps (DESIGN.md §3): configuration, the LMDB store, the HTTP
+//! server, and SX handlers on per-thread kernel images.
 
 pub mod config;
 pub mod handler;
 pub mod http;
+pub mod outgoing;
 pub mod render;
 pub mod store;
 
@@ -16,6 +17,10 @@ pub use config::Config;
 
 /// Opens (and seeds) the store, then serves on `listener` until `shutdown` resolves;
 /// in-flight requests finish and the store is synced before this returns.
+///
+/// Each of `config.workers` threads loads its own kernel image and runs its own axum server
+/// on a clone of the listening socket, so a request is accepted, run and answered on one
+/// thread (DESIGN.md §3: kernel values are not `Send`).
 pub async fn serve_on(
     listener: TcpListener,
     config: Config,
@@ -38,27 +43,138 @@ pub async fn serve_on(
         tracing::info!("seeded a fresh store in {}", config.persist_dir.display());
     }
     let store = Arc::new(store);
-    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let (workers, routes) = handler::Workers::start(threads, bundle, store.clone())?;
+    let services = Arc::new(handler::Services::new(store.clone()));
     let state = Arc::new(http::AppState {
-        config,
-        store,
-        workers,
+        config: config.clone(),
+        store: store.clone(),
     });
-    let app = http::router(state.clone(), &routes);
-    // Without TCP_NODELAY a response written in two parts (headers, then a file body) waits
-    // for the client's delayed ACK: 40 ms per static file on keep-alive connections.
-    let listener = axum::serve::ListenerExt::tap_io(listener, |stream| {
-        if let Err(e) = stream.set_nodelay(true) {
-            tracing::debug!("TCP_NODELAY: {e}");
+    let listener = listener
+        .into_std()
+        .map_err(|e| format!("the listening socket: {e}"))?;
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    let (ended, mut finished) = tokio::sync::mpsc::unbounded_channel::<Result<(), String>>();
+    let mut running = 0;
+    let mut failure = None;
+    for i in 0..config.workers.max(1) {
+        let worker = Worker {
+            listener: listener
+                .try_clone()
+                .map_err(|e| format!("the listening socket: {e}"))?,
+            bundle: bundle.clone(),
+            services: services.clone(),
+            state: state.clone(),
+            stopping: stopping.clone(),
+        };
+        let (ready, started) = tokio::sync::oneshot::channel();
+        let ended = ended.clone();
+        let spawned = std::thread::Builder::new()
+            .name(format!("sx-worker-{i}"))
+            .stack_size(64 << 20)
+            .spawn(move || {
+                let _ = ended.send(worker.run(ready));
+            });
+        if let Err(e) = spawned {
+            failure = Some(format!("cannot start a worker: {e}"));
+            break;
         }
-    });
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(|e| format!("server error: {e}"))?;
-    state.store.sync().map_err(|e| e.to_string())?;
-    Ok(())
+        running += 1;
+        match started.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                failure = Some(e);
+                break;
+            }
+            Err(_) => {
+                failure = Some("a worker stopped while starting".into());
+                break;
+            }
+        }
+    }
+    drop(ended);
+    if failure.is_none() {
+        tokio::select! {
+            () = shutdown => {}
+            // A worker whose server stops on its own ends the whole server.
+            result = finished.recv() => {
+                running -= 1;
+                failure = Some(match result {
+                    Some(Err(e)) => e,
+                    _ => "a worker stopped".into(),
+                });
+            }
+        }
+    }
+    let _ = stop.send(true);
+    while running > 0 {
+        match finished.recv().await {
+            Some(Err(e)) => {
+                failure.get_or_insert(e);
+            }
+            Some(Ok(())) => {}
+            None => break,
+        }
+        running -= 1;
+    }
+    store.sync().map_err(|e| e.to_string())?;
+    failure.map_or(Ok(()), Err)
+}
+
+struct Worker {
+    listener: std::net::TcpListener,
+    bundle: Arc<Vec<u8>>,
+    services: Arc<handler::Services>,
+    state: Arc<http::AppState>,
+    stopping: tokio::sync::watch::Receiver<bool>,
+}
+
+impl Worker {
+    /// The worker thread: a current-thread runtime whose `LocalSet` holds the kernel image.
+    fn run(self, ready: tokio::sync::oneshot::Sender<Result<(), String>>) -> Result<(), String> {
+        let runtime = match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(runtime) => runtime,
+            Err(e) => {
+                let _ = ready.send(Err(format!("cannot start a worker runtime: {e}")));
+                return Ok(());
+            }
+        };
+        let local = tokio::task::LocalSet::new();
+        local.block_on(&runtime, async move {
+            let started = (|| {
+                let (image, routes) = handler::Image::load(&self.bundle)?;
+                let listener = TcpListener::from_std(self.listener)
+                    .map_err(|e| format!("the listening socket: {e}"))?;
+                Ok::<_, String>((image, routes, listener))
+            })();
+            let (image, routes, listener) = match started {
+                Ok(started) => started,
+                Err(e) => {
+                    let _ = ready.send(Err(e));
+                    return Ok(());
+                }
+            };
+            tokio::task::spawn_local(image.install(self.services));
+            let app = http::router(self.state, &routes);
+            let _ = ready.send(Ok(()));
+            // Without TCP_NODELAY a response written in two parts (headers, then a file body)
+            // waits for the client's delayed ACK: 40 ms per static file on keep-alive
+            // connections.
+            let listener = axum::serve::ListenerExt::tap_io(listener, |stream| {
+                if let Err(e) = stream.set_nodelay(true) {
+                    tracing::debug!("TCP_NODELAY: {e}");
+                }
+            });
+            let mut stopping = self.stopping;
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = stopping.wait_for(|stop| *stop).await;
+                })
+                .await
+                .map_err(|e| format!("server error: {e}"))
+        })
+    }
 }
 
 /// `sx serve`: binds the configured address and serves the apps in `bundle` (compiled by

@@ -35,7 +35,17 @@ fn bundle() -> Vec<u8> {
     files.push((
         "failing.sx".to_string(),
         r#"(defroute "GET" "/boom" (fn (req) (error "secret internals" 42)))
-           (defroute "GET" "/spin" (fn (req) (let loop ((i 0)) (loop (+ i 1)))))"#
+           (defroute "GET" "/spin" (fn (req) (let loop ((i 0)) (loop (+ i 1)))))
+           (defroute "GET" "/fetch" (fn (req)
+             (let ((r (perform {:op "http/request"
+                                :url (str "http://127.0.0.1:" (get (get req :query) "port") "/health")})))
+               {:status (get r :status)
+                :headers {"content-type" (get (get r :headers) "content-type")}
+                :body (get r :body)})))
+           (defroute "GET" "/unreachable" (fn (req)
+             (guard (e (else {:status 502 :body (str (error-type e) ": " (error-message e))}))
+               (perform {:op "http/request" :url "http://127.0.0.1:1/"}))))
+           (defroute "GET" "/nap" (fn (req) (perform {:op "sleep" :ms 300}) "rested"))"#
             .to_string(),
     ));
     sx_kernel::sxbc::compile_bundle(&files).unwrap()
@@ -43,10 +53,15 @@ fn bundle() -> Vec<u8> {
 
 impl Server {
     fn start(static_dir: &Path) -> Server {
+        Server::with_workers(static_dir, 2)
+    }
+
+    fn with_workers(static_dir: &Path, workers: usize) -> Server {
         let data = tempfile::tempdir().unwrap();
         let config = Config {
             persist_dir: data.path().to_path_buf(),
             static_dir: static_dir.to_path_buf(),
+            workers,
             ..Config::default()
         };
         let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -340,4 +355,36 @@ fn a_handler_out_of_fuel_is_a_503() {
     let server = Server::start(statics.path());
     let (status, _, _) = server.get("/spin");
     assert_eq!(status, 503);
+}
+
+#[test]
+fn a_handler_awaits_outgoing_http_without_blocking_its_thread() {
+    // One worker thread: the handler's request to this same server can only be answered if
+    // the worker serves it while the handler waits.
+    let dir = static_dir();
+    let server = Server::with_workers(dir.path(), 1);
+    let (status, headers, body) = server.get(&format!("/fetch?port={}", server.addr.port()));
+    assert_eq!(status, 200, "{}", text(&body));
+    assert_eq!(header(&headers, "content-type"), Some("application/json"));
+    let health: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(health["status"], "ok");
+}
+
+#[test]
+fn a_failed_outgoing_request_is_an_error_the_handler_can_catch() {
+    let dir = static_dir();
+    let server = Server::start(dir.path());
+    let (status, _, body) = server.get("/unreachable");
+    assert_eq!(status, 502);
+    let body = text(&body);
+    assert!(body.starts_with("http-error: request failed"), "{body}");
+}
+
+#[test]
+fn a_handler_can_sleep() {
+    let dir = static_dir();
+    let server = Server::start(dir.path());
+    let (status, _, body) = server.get("/nap");
+    assert_eq!(status, 200);
+    assert!(text(&body).contains("rested"));
 }
