@@ -177,21 +177,29 @@ pub fn valid_tag_name(name: &str) -> bool {
 }
 
 pub fn escape_into(out: &mut String, text: &str) {
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
+    // Copies the runs between special bytes whole (they are ASCII, so never inside a
+    // multi-byte character).
+    let mut start = 0;
+    for (i, b) in text.bytes().enumerate() {
+        let entity = match b {
+            b'&' => "&amp;",
+            b'<' => "&lt;",
+            b'>' => "&gt;",
+            b'"' => "&quot;",
+            b'\'' => "&#39;",
+            _ => continue,
+        };
+        out.push_str(&text[start..i]);
+        out.push_str(entity);
+        start = i + 1;
     }
+    out.push_str(&text[start..]);
 }
 
 /// `(render-html tree)`.
 pub fn render(tree: &Value) -> Result<String, Value> {
-    let mut out = String::new();
+    // Pages are kilobytes: start there rather than growing through every small size.
+    let mut out = String::with_capacity(8192);
     render_node(&mut out, tree)?;
     Ok(out)
 }
