@@ -1,6 +1,7 @@
 //! `sx`: the one binary users run. Subcommands: `run`, `test`, `repl`, `compile`, `disasm`,
-//! `serve`. Arguments are parsed with clap; SX work happens on a
-//! thread with a large stack so that deep (but legal) data never threatens the process.
+//! `serve`, and the account commands `user add`, `token create`, `grant`. Arguments are
+//! parsed with clap; SX work happens on a thread with a large stack so that deep (but legal)
+//! data never threatens the process.
 
 mod effects;
 mod repl;
@@ -74,6 +75,48 @@ enum Command {
         #[arg(long)]
         data: Option<PathBuf>,
     },
+    /// Manage the people who may log in.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+    /// Manage API tokens (sent as `Authorization: Bearer TOKEN`).
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+    /// Allow a user an action: `write` (new posts, edits), `publish`, or `*` (everything).
+    Grant {
+        user: String,
+        action: String,
+        /// Store directory (SX_PERSIST_DIR, default ./data).
+        #[arg(long)]
+        data: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Add a user. The password is read from standard input (one line) unless given.
+    Add {
+        name: String,
+        #[arg(long)]
+        password: Option<String>,
+        /// Store directory (SX_PERSIST_DIR, default ./data).
+        #[arg(long)]
+        data: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Make an API token for a user and print it (it is shown only this once).
+    Create {
+        user: String,
+        /// Store directory (SX_PERSIST_DIR, default ./data).
+        #[arg(long)]
+        data: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -90,6 +133,34 @@ fn main() -> ExitCode {
             Command::Compile { file, output } => compile(&file, &output),
             Command::Disasm { file } => disasm(&file),
             Command::Serve { host, port, data } => serve(host, port, data),
+            Command::User {
+                command:
+                    UserCommand::Add {
+                        name,
+                        password,
+                        data,
+                    },
+            } => accounts("sx user add", data, |dir| {
+                let password = match password {
+                    Some(p) => p,
+                    None => read_password()?,
+                };
+                sx_server::accounts::add_user(dir, &name, &password)?;
+                println!("added user {name}");
+                Ok(())
+            }),
+            Command::Token {
+                command: TokenCommand::Create { user, data },
+            } => accounts("sx token create", data, |dir| {
+                let token = sx_server::accounts::create_token(dir, &user)?;
+                println!("{token}");
+                Ok(())
+            }),
+            Command::Grant { user, action, data } => accounts("sx grant", data, |dir| {
+                sx_server::accounts::grant(dir, &user, &action)?;
+                println!("granted {action} to {user}");
+                Ok(())
+            }),
         });
     match worker {
         Ok(worker) => match worker.join() {
@@ -330,6 +401,44 @@ fn disasm(path: &Path) -> u8 {
 
 /// The SX apps, compiled to bytecode by `build.rs`.
 static APPS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/apps.sxbc"));
+
+/// Runs an account command on the store in `data` (else SX_PERSIST_DIR, else ./data).
+fn accounts(
+    what: &str,
+    data: Option<PathBuf>,
+    command: impl FnOnce(&Path) -> Result<(), String>,
+) -> u8 {
+    let dir = match data {
+        Some(dir) => dir,
+        None => match sx_server::Config::from_env() {
+            Ok(config) => config.persist_dir,
+            Err(message) => {
+                eprintln!("{what}: {message}");
+                return 2;
+            }
+        },
+    };
+    match command(&dir) {
+        Ok(()) => 0,
+        Err(message) => {
+            eprintln!("{what}: {message}");
+            1
+        }
+    }
+}
+
+fn read_password() -> Result<String, String> {
+    use std::io::{BufRead, IsTerminal};
+    if std::io::stdin().is_terminal() {
+        eprint!("password: ");
+    }
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .map_err(|e| format!("reading the password: {e}"))?;
+    Ok(line.trim_end_matches(['\r', '\n']).to_string())
+}
 
 fn serve(host: Option<String>, port: Option<u16>, data: Option<PathBuf>) -> u8 {
     let mut config = match sx_server::Config::from_env() {

@@ -18,6 +18,17 @@ pub struct Config {
     /// `SX_WORKERS`: threads that serve requests, each with its own kernel image; default one
     /// per CPU.
     pub workers: usize,
+    /// `SX_SESSION_SECRET`: the key that signs session cookies; generated and kept in the
+    /// store on first start when unset.
+    pub session_secret: Option<String>,
+    /// `SX_SESSION_TTL`: how long a login lasts, in seconds (default 14 days).
+    pub session_ttl: u64,
+    /// `SX_HTTPS` (true/false): the site is served over https, so cookies are `Secure`.
+    pub https: bool,
+    /// `SX_ADMIN_USER` / `SX_ADMIN_PASSWORD`: the admin account, created or updated at start
+    /// (only an argon2 hash of the password is stored).
+    pub admin_user: Option<String>,
+    pub admin_password: Option<String>,
 }
 
 impl Default for Config {
@@ -29,6 +40,11 @@ impl Default for Config {
             domain: "blog".into(),
             static_dir: PathBuf::from("static"),
             workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            session_secret: None,
+            session_ttl: 14 * 24 * 3600,
+            https: false,
+            admin_user: None,
+            admin_password: None,
         }
     }
 }
@@ -63,8 +79,25 @@ impl Config {
                 .parse()
                 .ok()
                 .filter(|n| (1..=1024).contains(n))
-                .ok_or_else(|| format!("SX_WORKERS must be a number from 1 to 1024, not {workers:?}"))?;
+                .ok_or_else(|| {
+                    format!("SX_WORKERS must be a number from 1 to 1024, not {workers:?}")
+                })?;
         }
+        config.session_secret = var("SX_SESSION_SECRET");
+        if let Some(ttl) = var("SX_SESSION_TTL") {
+            config.session_ttl = ttl.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
+                format!("SX_SESSION_TTL must be a number of seconds, not {ttl:?}")
+            })?;
+        }
+        if let Some(https) = var("SX_HTTPS") {
+            config.https = match https.as_str() {
+                "1" | "true" | "yes" => true,
+                "0" | "false" | "no" => false,
+                _ => return Err(format!("SX_HTTPS must be true or false, not {https:?}")),
+            };
+        }
+        config.admin_user = var("SX_ADMIN_USER");
+        config.admin_password = var("SX_ADMIN_PASSWORD");
         Ok(config)
     }
 }

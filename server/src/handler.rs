@@ -19,6 +19,7 @@ use sx_kernel::value::{Dict, Key};
 use sx_kernel::{Backend, Engine, Step, Value};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::auth::Auth;
 use crate::render::Want;
 use crate::store::{DecodeCache, Store};
 
@@ -35,20 +36,43 @@ pub struct Request {
     pub params: Vec<(String, String)>,
     pub query: Vec<(String, String)>,
     pub headers: Vec<(String, String)>,
+    /// Fields of an `application/x-www-form-urlencoded` body.
+    pub form: Vec<(String, String)>,
+    /// The body as text (lossy UTF-8).
+    pub body: String,
+    /// Who is asking (resolved by the host before the handler runs).
+    pub user: Option<Principal>,
+}
+
+/// An authenticated requester, as handlers see it (`:user` in the request dict).
+pub struct Principal {
+    pub name: String,
+    /// `session` or `bearer`.
+    pub via: &'static str,
+    pub grants: Vec<String>,
+    /// The session's CSRF token (sessions only).
+    pub csrf: Option<String>,
+    /// The session id (sessions only), for logging out.
+    pub session: Option<String>,
 }
 
 /// What a handler produced.
 pub enum Outcome {
-    /// A page: its title, the `#content` tree, a status.
+    /// A page: its title, the `#content` tree, a status, and extra headers.
     Page {
         title: String,
         content: Value,
         status: u16,
+        headers: Vec<(String, String)>,
     },
     Response {
         status: u16,
         headers: Vec<(String, String)>,
         body: Vec<u8>,
+    },
+    /// `host/require-user` refused: 401 (no identity) or 403 (no grant).
+    Refused {
+        status: u16,
     },
     Failed {
         status: u16,
@@ -74,16 +98,21 @@ thread_local! {
     static JOBS: RefCell<Option<mpsc::UnboundedSender<Job>>> = const { RefCell::new(None) };
 }
 
-/// What every worker shares: the store and an HTTP client for outgoing requests.
+/// What every worker shares: the store, sessions, and an HTTP client for outgoing requests.
 pub struct Services {
     pub store: Arc<Store>,
+    pub auth: Arc<Auth>,
     client: Client<HttpConnector, Full<Bytes>>,
 }
 
 impl Services {
-    pub fn new(store: Arc<Store>) -> Services {
+    pub fn new(store: Arc<Store>, auth: Arc<Auth>) -> Services {
         let client = Client::builder(TokioExecutor::new()).build_http();
-        Services { store, client }
+        Services {
+            store,
+            auth,
+            client,
+        }
     }
 }
 
@@ -129,7 +158,12 @@ impl Image {
                 let services = services.clone();
                 tokio::task::spawn_local(async move {
                     let outcome = run(&image, &job.request, &services).await;
-                    let reply = crate::render::reply(&mut image.borrow_mut().engine, outcome, job.want);
+                    let reply = crate::render::reply(
+                        &mut image.borrow_mut().engine,
+                        outcome,
+                        job.want,
+                        &job.request,
+                    );
                     let _ = job.reply.send(reply);
                 });
             }
@@ -217,6 +251,25 @@ fn request_value(request: &Request) -> Value {
     d.insert(Key(Value::kw("params")), dict(&request.params, true));
     d.insert(Key(Value::kw("query")), dict(&request.query, false));
     d.insert(Key(Value::kw("headers")), dict(&request.headers, false));
+    d.insert(Key(Value::kw("form")), dict(&request.form, false));
+    d.insert(Key(Value::kw("body")), Value::str(&request.body));
+    let user = match &request.user {
+        Some(principal) => {
+            let mut u = Dict::new();
+            u.insert(Key(Value::kw("name")), Value::str(&principal.name));
+            u.insert(Key(Value::kw("via")), Value::str(principal.via));
+            u.insert(
+                Key(Value::kw("grants")),
+                Value::list(principal.grants.iter().map(|g| Value::str(g)).collect()),
+            );
+            if let Some(csrf) = &principal.csrf {
+                u.insert(Key(Value::kw("csrf")), Value::str(csrf));
+            }
+            Value::Dict(u)
+        }
+        None => Value::Nil,
+    };
+    d.insert(Key(Value::kw("user")), user);
     Value::Dict(d)
 }
 
@@ -230,7 +283,12 @@ fn needs(request: &Value, what: &str) -> Value {
 
 /// Serves one effect of a handler. Store reads are memory-mapped and quick, so they run in
 /// place; time-consuming effects (timers, outgoing HTTP) are awaited.
-async fn effect(request: &Value, services: &Services, cache: &DecodeCache) -> Result<Value, Value> {
+async fn effect(
+    request: &Value,
+    services: &Services,
+    cache: &DecodeCache,
+    user: Option<&Principal>,
+) -> Result<Value, Value> {
     let Value::Dict(d) = request else {
         return Err(unknown_effect(request));
     };
@@ -264,6 +322,9 @@ async fn effect(request: &Value, services: &Services, cache: &DecodeCache) -> Re
             )),
         },
         "http/request" => crate::outgoing::request(&services.client, d).await,
+        "auth/login" | "auth/logout" | "post/create" | "post/edit" | "post/publish" => {
+            crate::writes::effect(&op, d, services, user).await
+        }
         _ => Err(unknown_effect(request)),
     }
 }
@@ -271,7 +332,7 @@ async fn effect(request: &Value, services: &Services, cache: &DecodeCache) -> Re
 /// The longest a handler may sleep.
 const MAX_SLEEP_MS: i64 = 30_000;
 
-fn now_ms() -> i64 {
+pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
@@ -301,12 +362,26 @@ async fn run(image: &RefCell<Image>, request: &Request, services: &Services) -> 
             Step::Done(v) => break Ok(v),
             Step::Error(e) => break Err(e),
             Step::Perform(req) => {
-                machine.resume(effect(&req, services, &cache).await);
+                machine.resume(effect(&req, services, &cache, request.user.as_ref()).await);
             }
         }
     };
     match result {
         Ok(value) => outcome_of(value),
+        Err(Value::Dict(refusal)) if field(&refusal, "refuse").is_some() => {
+            match field(&refusal, "refuse") {
+                Some(Value::Int(status @ (401 | 403))) => Outcome::Refused {
+                    status: status as u16,
+                },
+                other => Outcome::Failed {
+                    status: 500,
+                    log: format!(
+                        "a refusal needs :refuse 401 or 403, not {}",
+                        sx_kernel::printer::repr(&other.unwrap_or(Value::Nil))
+                    ),
+                },
+            }
+        }
         Err(err) => {
             let out_of_fuel = matches!(&err, Value::Error(e) if &*e.error_type == "out-of-fuel");
             Outcome::Failed {
@@ -329,6 +404,7 @@ fn outcome_of(value: Value) -> Outcome {
             title: String::new(),
             content: value,
             status: 200,
+            headers: Vec::new(),
         };
     };
     let field = |name: &str| d.get(&Key(Value::kw(name))).cloned();
@@ -345,6 +421,45 @@ fn outcome_of(value: Value) -> Outcome {
             }
         }
     };
+    let mut headers: Vec<(String, String)> = match field("headers") {
+        Some(Value::Dict(h)) => h
+            .iter()
+            .map(|(k, v)| {
+                (
+                    sx_kernel::printer::display(&k.0).to_ascii_lowercase(),
+                    sx_kernel::printer::display(v),
+                )
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    // Each cookie is its own `Set-Cookie` header (they cannot be joined with commas).
+    match field("set-cookies") {
+        None | Some(Value::Nil) => {}
+        Some(Value::List(cookies)) => {
+            for cookie in cookies.iter() {
+                let Value::Str(cookie) = cookie else {
+                    return Outcome::Failed {
+                        status: 500,
+                        log: format!(
+                            "handler returned a :set-cookies entry that is not a string: {}",
+                            sx_kernel::printer::repr(cookie)
+                        ),
+                    };
+                };
+                headers.push(("set-cookie".into(), cookie.to_string()));
+            }
+        }
+        Some(other) => {
+            return Outcome::Failed {
+                status: 500,
+                log: format!(
+                    "handler returned :set-cookies that is not a list: {}",
+                    sx_kernel::printer::repr(&other)
+                ),
+            }
+        }
+    }
     if let Some(content) = field("content") {
         let title = field("title")
             .map(|t| sx_kernel::printer::display(&t))
@@ -353,20 +468,9 @@ fn outcome_of(value: Value) -> Outcome {
             title,
             content,
             status,
+            headers,
         };
     }
-    let headers: Vec<(String, String)> = match field("headers") {
-        Some(Value::Dict(h)) => h
-            .iter()
-            .map(|(k, v)| {
-                (
-                    sx_kernel::printer::display(&k.0),
-                    sx_kernel::printer::display(v),
-                )
-            })
-            .collect(),
-        _ => Vec::new(),
-    };
     let body = field("body")
         .map(|b| sx_kernel::printer::display(&b))
         .unwrap_or_default();

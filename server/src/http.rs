@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use axum::body::Bytes;
 use axum::extract::{RawPathParams, RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{Html, IntoResponse, Response};
@@ -18,8 +19,9 @@ use tower_http::request_id::{
 use tower_http::services::ServeDir;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 
+use crate::auth::{same_secret, Auth, Identity};
 use crate::config::Config;
-use crate::handler::Request;
+use crate::handler::{Principal, Request};
 use crate::render::Want;
 use crate::store::Store;
 
@@ -29,6 +31,7 @@ pub const BODY_LIMIT: usize = 1 << 20;
 pub struct AppState {
     pub config: Config,
     pub store: Arc<Store>,
+    pub auth: Arc<Auth>,
 }
 
 /// `/:slug/` (SX routes) → `/{slug}/` (axum's syntax).
@@ -53,16 +56,75 @@ fn method_filter(method: &str) -> Option<MethodFilter> {
     })
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn sx_route(
+    state: Arc<AppState>,
     route: usize,
     method: Method,
     uri: Uri,
     params: RawPathParams,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
+    body: Bytes,
 ) -> Response {
     let header_text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let want = Want::from_headers(header_text("sx-request"), header_text("accept"));
+    let form: Vec<(String, String)> = if header_text("content-type")
+        .is_some_and(|t| t.starts_with("application/x-www-form-urlencoded"))
+    {
+        form_urlencoded::parse(&body)
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let identity = match state.auth.identify(
+        &state.store,
+        header_text("authorization"),
+        header_text("cookie"),
+        crate::handler::now_ms(),
+    ) {
+        Ok(identity) => identity,
+        Err(e) => {
+            tracing::error!("resolving the session: {e}");
+            return into_response(crate::render::error_page(503, "The store is unavailable."));
+        }
+    };
+    // A cookie is an ambient credential: every state-changing request made with one must
+    // carry the session's CSRF token (form field `csrf` or header `X-CSRF-Token`). Logging in
+    // uses no credential, so it is exempt.
+    if let Identity::Session { session, .. } = &identity {
+        let safe = matches!(method, Method::GET | Method::HEAD | Method::OPTIONS);
+        if !safe && uri.path() != "/login" {
+            let sent = form
+                .iter()
+                .find(|(k, _)| k == "csrf")
+                .map(|(_, v)| v.as_str())
+                .or(header_text("x-csrf-token"));
+            if !sent.is_some_and(|t| same_secret(t, &session.csrf)) {
+                return into_response(crate::render::forbidden(
+                    "This form has expired or did not come from this site. Reload the page and try again.",
+                ));
+            }
+        }
+    }
+    let user = match identity {
+        Identity::Anonymous => None,
+        Identity::Session { id, session, user } => Some(Principal {
+            name: user.name,
+            via: "session",
+            grants: user.grants,
+            csrf: Some(session.csrf),
+            session: Some(id),
+        }),
+        Identity::Bearer { user } => Some(Principal {
+            name: user.name,
+            via: "bearer",
+            grants: user.grants,
+            csrf: None,
+            session: None,
+        }),
+    };
     let request = Request {
         id: header_text("x-request-id").unwrap_or("-").to_string(),
         route,
@@ -79,14 +141,21 @@ async fn sx_route(
             .iter()
             .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
             .collect(),
+        form,
+        body: String::from_utf8_lossy(&body).into_owned(),
+        user,
     };
-    let reply = crate::handler::dispatch(request, want).await;
+    into_response(crate::handler::dispatch(request, want).await)
+}
+
+fn into_response(reply: crate::handler::Reply) -> Response {
     let mut response = Response::new(axum::body::Body::from(reply.body));
     *response.status_mut() =
         StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     for (name, value) in reply.headers {
         if let (Ok(name), Ok(value)) = (HeaderName::try_from(name), HeaderValue::try_from(value)) {
-            response.headers_mut().insert(name, value);
+            // `append`: several `Set-Cookie` headers must all be sent.
+            response.headers_mut().append(name, value);
         }
     }
     response
@@ -114,12 +183,14 @@ pub fn router(state: Arc<AppState>, routes: &[(String, String)]) -> Router {
             tracing::warn!("skipping route {method} {path}: unknown method");
             continue;
         };
-        let handler = move |method: Method,
+        let handler = move |State(state): State<Arc<AppState>>,
+                            method: Method,
                             uri: Uri,
                             params: RawPathParams,
                             query: RawQuery,
-                            headers: HeaderMap| {
-            sx_route(index, method, uri, params, query, headers)
+                            headers: HeaderMap,
+                            body: Bytes| {
+            sx_route(state, index, method, uri, params, query, headers, body)
         };
         let entry = by_path.remove(path).unwrap_or_default();
         by_path.insert(path.clone(), entry.on(filter, handler));

@@ -1,12 +1,15 @@
 //! The native host for SX apps (DESIGN.md §3): configuration, the LMDB store, the HTTP
 //! server, and SX handlers on per-thread kernel images.
 
+pub mod accounts;
+pub mod auth;
 pub mod config;
 pub mod handler;
 pub mod http;
 pub mod outgoing;
 pub mod render;
 pub mod store;
+pub mod writes;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -33,20 +36,19 @@ pub async fn serve_on(
             config.persist_dir.display()
         )
     })?;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64);
     if store
-        .seed(now)
+        .seed(handler::now_ms())
         .map_err(|e| format!("cannot seed the store: {e}"))?
     {
         tracing::info!("seeded a fresh store in {}", config.persist_dir.display());
     }
+    let auth = Arc::new(auth::start(&store, &config)?);
     let store = Arc::new(store);
-    let services = Arc::new(handler::Services::new(store.clone()));
+    let services = Arc::new(handler::Services::new(store.clone(), auth.clone()));
     let state = Arc::new(http::AppState {
         config: config.clone(),
         store: store.clone(),
+        auth,
     });
     let listener = listener
         .into_std()

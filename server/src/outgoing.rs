@@ -33,7 +33,10 @@ fn text_field(d: &Dict, name: &str) -> Result<Option<String>, Value> {
     }
 }
 
-pub async fn request(client: &Client<HttpConnector, Full<Bytes>>, d: &Dict) -> Result<Value, Value> {
+pub async fn request(
+    client: &Client<HttpConnector, Full<Bytes>>,
+    d: &Dict,
+) -> Result<Value, Value> {
     let url = text_field(d, "url")?
         .ok_or_else(|| sx_kernel::error::type_error("http/request needs a :url string", vec![]))?;
     let uri: hyper::Uri = url

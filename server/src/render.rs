@@ -7,7 +7,7 @@
 use sx_kernel::engine::unknown_effect;
 use sx_kernel::{Engine, Value};
 
-use crate::handler::{Outcome, Reply};
+use crate::handler::{Outcome, Principal, Reply, Request};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Want {
@@ -70,7 +70,12 @@ fn render_html(tree: &Value) -> Result<String, String> {
     sx_kernel::html::render(tree).map_err(|e| sx_kernel::error::describe(&e))
 }
 
-fn full_page(engine: &mut Engine, title: &str, content: Value) -> Result<String, String> {
+fn full_page(
+    engine: &mut Engine,
+    title: &str,
+    content: Value,
+    request: &Request,
+) -> Result<String, String> {
     let shell = engine
         .lookup("~host/shell")
         .ok_or_else(|| "the apps define no ~host/shell".to_string())?;
@@ -79,20 +84,121 @@ fn full_page(engine: &mut Engine, title: &str, content: Value) -> Result<String,
     } else {
         format!("{title} · {SITE}")
     };
-    let args = vec![
+    let mut args = vec![
         Value::kw("title"),
         Value::str(&title),
         Value::kw("site"),
         Value::str(SITE),
-        content,
     ];
+    // The shell shows a signed-in browser who it is and a Log out button (a form that
+    // carries the session's CSRF token).
+    if let Some(Principal {
+        name,
+        csrf: Some(csrf),
+        ..
+    }) = &request.user
+    {
+        args.extend([
+            Value::kw("user"),
+            Value::str(name),
+            Value::kw("csrf"),
+            Value::str(csrf),
+        ]);
+    }
+    args.push(content);
     let tree = engine
         .call_with(&shell, args, &mut |req| Err(unknown_effect(req)))
         .map_err(|e| sx_kernel::error::describe(&e))?;
     render_html(&tree)
 }
 
-pub fn reply(engine: &mut Engine, outcome: Outcome, want: Want) -> Reply {
+/// Where to send a browser to log in, coming back to `path_and_query` after.
+pub fn login_url(path_and_query: &str) -> String {
+    format!("/login?next={}", percent_encode(path_and_query))
+}
+
+fn refusal(status: u16, request: &Request) -> Reply {
+    let back = match request.query.is_empty() {
+        true => request.path.clone(),
+        false => format!(
+            "{}?{}",
+            request.path,
+            form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(&request.query)
+                .finish()
+        ),
+    };
+    let header = |name: &str| {
+        request
+            .headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
+    if status == 401 {
+        // A browser asking for a page is sent to log in and back; anything else is told.
+        let browser_get = request.method == "GET"
+            && header("accept").is_some_and(|a| a.contains("text/html"))
+            && header("authorization").is_none();
+        if browser_get {
+            return Reply {
+                status: 303,
+                headers: vec![("location".into(), login_url(&back))],
+                body: Vec::new(),
+            };
+        }
+        let mut reply = message_page(
+            401,
+            "Please log in",
+            &format!(
+                "<p>This needs you to be logged in. <a href=\"{}\">Log in</a></p>",
+                html_escape(&login_url(&back))
+            ),
+        );
+        reply
+            .headers
+            .push(("www-authenticate".into(), "Bearer realm=\"sx\"".into()));
+        return reply;
+    }
+    message_page(
+        403,
+        "Not allowed",
+        "<p>Your account may not do this. <a href=\"/\">Back to the start</a></p>",
+    )
+}
+
+fn html_escape(text: &str) -> String {
+    let mut out = String::new();
+    sx_kernel::html::escape_into(&mut out, text);
+    out
+}
+
+/// A plain page for the host's own answers: `heading` is text, `more` is trusted HTML.
+fn message_page(status: u16, heading: &str, more: &str) -> Reply {
+    html(
+        status,
+        format!(
+            "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{heading}</title>\
+             <link rel=\"stylesheet\" href=\"/static/style.css\"></head><body><main id=\"content\">\
+             <h1>{heading}</h1>{more}</main></body></html>",
+            heading = html_escape(heading)
+        ),
+    )
+}
+
+/// A refusal from the host itself (a form POST without its CSRF token).
+pub fn forbidden(reason: &str) -> Reply {
+    message_page(
+        403,
+        "Not allowed",
+        &format!(
+            "<p>{} <a href=\"/\">Back to the start</a></p>",
+            html_escape(reason)
+        ),
+    )
+}
+
+pub fn reply(engine: &mut Engine, outcome: Outcome, want: Want, request: &Request) -> Reply {
     match outcome {
         Outcome::Response {
             status,
@@ -114,15 +220,16 @@ pub fn reply(engine: &mut Engine, outcome: Outcome, want: Want) -> Reply {
                 },
             )
         }
+        Outcome::Refused { status } => refusal(status, request),
         Outcome::Page {
             title,
             content,
             status,
+            headers: extra,
         } => {
             let rendered = match want {
-                Want::Page => {
-                    full_page(engine, &title, content).map(|b| ("text/html; charset=utf-8", b))
-                }
+                Want::Page => full_page(engine, &title, content, request)
+                    .map(|b| ("text/html; charset=utf-8", b)),
                 Want::FragmentHtml => {
                     render_html(&content).map(|b| ("text/html; charset=utf-8", b))
                 }
@@ -139,6 +246,11 @@ pub fn reply(engine: &mut Engine, outcome: Outcome, want: Want) -> Reply {
                     if want != Want::Page {
                         headers.push(("sx-title".to_string(), percent_encode(&title)));
                     }
+                    if request.user.is_some() {
+                        // Made for one person: no shared cache may keep it.
+                        headers.push(("cache-control".into(), "private, no-cache".into()));
+                    }
+                    headers.extend(extra);
                     Reply {
                         status,
                         headers,

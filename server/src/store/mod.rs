@@ -4,6 +4,7 @@
 //! Values are stored as SX wire text (`repr`) and read back in data mode: the store never
 //! evaluates what it reads.
 
+mod auth;
 mod posts;
 
 use std::fmt;
@@ -13,11 +14,13 @@ use heed::types::Str;
 use heed::{Database, Env, EnvOpenOptions};
 use sx_kernel::Value;
 
+pub use auth::{Session, User};
 pub use posts::{fold, sample_posts};
 
 /// Bump when the layout of any database changes; a store written with another version is
-/// refused at open rather than misread.
-pub const SCHEMA_VERSION: u32 = 1;
+/// refused at open rather than misread. Version 2 added users, tokens and sessions (a
+/// version-1 store is upgraded in place: the new databases start empty).
+pub const SCHEMA_VERSION: u32 = 2;
 
 const MAP_SIZE: usize = 1 << 30;
 
@@ -86,6 +89,7 @@ pub struct Store {
     ops: Database<Str, Str>,
     /// `slug` → the fold of its ops (derived; written in the same transaction as the op).
     posts: Database<Str, Str>,
+    auth: auth::AuthDbs,
 }
 
 fn encode(v: &Value) -> String {
@@ -107,15 +111,20 @@ impl Store {
         let env = unsafe {
             EnvOpenOptions::new()
                 .map_size(MAP_SIZE)
-                .max_dbs(8)
+                .max_dbs(16)
                 .open(dir)?
         };
         let mut wtxn = env.write_txn()?;
         let meta: Database<Str, Str> = env.create_database(&mut wtxn, Some("meta"))?;
         let ops = env.create_database(&mut wtxn, Some("ops"))?;
         let posts = env.create_database(&mut wtxn, Some("posts"))?;
+        let auth = auth::AuthDbs {
+            users: env.create_database(&mut wtxn, Some("users"))?,
+            tokens: env.create_database(&mut wtxn, Some("tokens"))?,
+            sessions: env.create_database(&mut wtxn, Some("sessions"))?,
+        };
         match meta.get(&wtxn, "schema")? {
-            None => meta.put(&mut wtxn, "schema", &SCHEMA_VERSION.to_string())?,
+            None | Some("1") => meta.put(&mut wtxn, "schema", &SCHEMA_VERSION.to_string())?,
             Some(found) if found == SCHEMA_VERSION.to_string() => {}
             Some(found) => {
                 return Err(StoreError::Schema {
@@ -130,6 +139,7 @@ impl Store {
             meta,
             ops,
             posts,
+            auth,
         })
     }
 
@@ -147,18 +157,48 @@ impl Store {
     pub fn append(&self, ops: &[(&str, Value)]) -> Result<()> {
         let mut wtxn = self.env.write_txn()?;
         for (slug, op) in ops {
-            let current = match self.posts.get(&wtxn, slug)? {
-                Some(text) => Some(decode(text, slug)?),
-                None => None,
-            };
-            let next = fold(current.as_ref(), slug, op).map_err(StoreError::Invalid)?;
-            let seq = posts::op_count(&next);
-            self.ops
-                .put(&mut wtxn, &format!("{slug}\0{seq:016x}"), &encode(op))?;
-            self.posts.put(&mut wtxn, slug, &encode(&next))?;
+            self.append_in(&mut wtxn, slug, op)?;
         }
         wtxn.commit()?;
         Ok(())
+    }
+
+    fn append_in(&self, wtxn: &mut heed::RwTxn, slug: &str, op: &Value) -> Result<()> {
+        let current = match self.posts.get(wtxn, slug)? {
+            Some(text) => Some(decode(text, slug)?),
+            None => None,
+        };
+        let next = fold(current.as_ref(), slug, op).map_err(StoreError::Invalid)?;
+        let seq = posts::op_count(&next);
+        self.ops
+            .put(wtxn, &format!("{slug}\0{seq:016x}"), &encode(op))?;
+        self.posts.put(wtxn, slug, &encode(&next))?;
+        Ok(())
+    }
+
+    /// Starts a new post's stream under the first free slug made from `title` (`welcome`,
+    /// `welcome-2`, ...; never one of `reserved`); returns the slug. Choosing the slug and
+    /// writing the op share one transaction, so two authors never get the same slug.
+    pub fn create_post(&self, title: &str, create: &Value, reserved: &[&str]) -> Result<String> {
+        let base = posts::slugify(title);
+        let mut wtxn = self.env.write_txn()?;
+        let mut n = 1;
+        let slug = loop {
+            let candidate = if n == 1 {
+                base.clone()
+            } else {
+                format!("{base}-{n}")
+            };
+            if !reserved.contains(&candidate.as_str())
+                && self.posts.get(&wtxn, &candidate)?.is_none()
+            {
+                break candidate;
+            }
+            n += 1;
+        };
+        self.append_in(&mut wtxn, &slug, create)?;
+        wtxn.commit()?;
+        Ok(slug)
     }
 
     /// The current post (the fold of its stream).

@@ -34,6 +34,28 @@ fn tags_field(op: &Dict) -> Result<Option<Value>, String> {
     }
 }
 
+/// A URL slug from a title: lower-case ASCII letters and digits, other runs become one `-`,
+/// at most 60 characters; `post` when nothing is left.
+pub fn slugify(title: &str) -> String {
+    let mut slug = String::new();
+    for c in title.chars().flat_map(char::to_lowercase) {
+        if c.is_ascii_alphanumeric() {
+            if slug.len() >= 60 {
+                break;
+            }
+            slug.push(c);
+        } else if !slug.is_empty() && !slug.ends_with('-') {
+            slug.push('-');
+        }
+    }
+    let slug = slug.trim_end_matches('-');
+    if slug.is_empty() {
+        "post".into()
+    } else {
+        slug.into()
+    }
+}
+
 /// How many ops the post has folded so far (the next op's sequence number).
 pub fn op_count(post: &Value) -> i64 {
     match post {

@@ -1,0 +1,62 @@
+//! Account administration for the `sx user`, `sx token` and `sx grant` commands: they open
+//! the store directly (LMDB allows it while a server runs on the same directory).
+
+use std::path::Path;
+
+use crate::auth::{hash_password, new_token};
+use crate::store::{Store, User};
+
+fn open(dir: &Path) -> Result<Store, String> {
+    Store::open(dir).map_err(|e| format!("cannot open the store in {}: {e}", dir.display()))
+}
+
+/// A user name: 1 to 64 letters, digits, `_`, `-` or `.`.
+pub fn valid_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
+}
+
+pub fn add_user(dir: &Path, name: &str, password: &str) -> Result<(), String> {
+    if !valid_name(name) {
+        return Err(format!(
+            "{name:?} is not a user name (1 to 64 letters, digits, _ - .)"
+        ));
+    }
+    if password.chars().count() < 8 {
+        return Err("the password needs at least 8 characters".into());
+    }
+    let store = open(dir)?;
+    if store.user(name).map_err(|e| e.to_string())?.is_some() {
+        return Err(format!("there is already a user {name:?}"));
+    }
+    store
+        .put_user(&User {
+            name: name.into(),
+            password_hash: hash_password(password)?,
+            grants: Vec::new(),
+        })
+        .map_err(|e| e.to_string())
+}
+
+/// Makes an API token for `name`; the token is returned once, only its hash is kept.
+pub fn create_token(dir: &Path, name: &str) -> Result<String, String> {
+    let store = open(dir)?;
+    let (token, hash) = new_token();
+    match store.add_token(&hash, name).map_err(|e| e.to_string())? {
+        true => Ok(token),
+        false => Err(format!("there is no user {name:?}")),
+    }
+}
+
+pub fn grant(dir: &Path, name: &str, action: &str) -> Result<(), String> {
+    if action.is_empty() || action.chars().any(char::is_whitespace) {
+        return Err(format!("{action:?} is not an action name"));
+    }
+    let store = open(dir)?;
+    match store.grant(name, action).map_err(|e| e.to_string())? {
+        true => Ok(()),
+        false => Err(format!("there is no user {name:?}")),
+    }
+}
