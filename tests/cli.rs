@@ -263,3 +263,69 @@ fn compile_errors_are_reported() {
         text(&out.stderr)
     );
 }
+
+#[test]
+fn account_commands_refuse_bad_input_clearly() {
+    let dir = std::env::temp_dir().join(format!("sx-accounts-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let data = dir.to_str().unwrap();
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["token", "create", "nobody", "--data", data],
+            "there is no user \"nobody\"",
+        ),
+        (
+            &["grant", "nobody", "write", "--data", data],
+            "there is no user \"nobody\"",
+        ),
+        (
+            &[
+                "user",
+                "add",
+                "bad name",
+                "--password",
+                "long enough",
+                "--data",
+                data,
+            ],
+            "is not a user name",
+        ),
+        (
+            &["user", "add", "cy", "--password", "short", "--data", data],
+            "at least 8 characters",
+        ),
+    ];
+    for (args, message) in cases {
+        let out = sx(args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        assert!(
+            text(&out.stderr).contains(message),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+    }
+    let out = sx(&[
+        "user",
+        "add",
+        "cy",
+        "--password",
+        "long enough",
+        "--data",
+        data,
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let out = sx(&[
+        "user",
+        "add",
+        "cy",
+        "--password",
+        "long enough",
+        "--data",
+        data,
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("already a user"));
+    let out = sx(&["grant", "cy", "has space", "--data", data]);
+    assert_eq!(out.status.code(), Some(1));
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,4 +1,5 @@
-//! `sx serve` as a process: it serves the blog from a fresh store, and a server killed with
+//! `sx serve` as a process: it serves the blog from a fresh store, the account commands
+//! (`sx user add`, `sx grant`, `sx token create`) set up an author, and a server killed with
 //! SIGKILL and started again still has everything it acknowledged.
 
 use std::io::{Read, Write};
@@ -29,13 +30,15 @@ fn start(port: u16, data: &std::path::Path) -> Child {
 }
 
 fn get(port: u16, path: &str) -> Option<(u16, String)> {
+    exchange(
+        port,
+        &format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"),
+    )
+}
+
+fn exchange(port: u16, raw: &str) -> Option<(u16, String)> {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream
-        .write_all(
-            format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-                .as_bytes(),
-        )
-        .ok()?;
+    stream.write_all(raw.as_bytes()).ok()?;
     let mut response = String::new();
     stream.read_to_string(&mut response).ok()?;
     let status = response.split_whitespace().nth(1)?.parse().ok()?;
@@ -62,15 +65,65 @@ fn posts(port: u16) -> u64 {
     json["posts"].as_u64().expect("a post count")
 }
 
+/// Runs an `sx` account command on the store in `data`; returns its standard output.
+fn sx(data: &std::path::Path, args: &[&str], stdin: &str) -> String {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sx"))
+        .args(args)
+        .env("SX_PERSIST_DIR", data)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("sx starts");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "sx {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
 #[test]
 fn sigkill_and_restart_lose_nothing_acknowledged() {
     let data = std::env::temp_dir().join(format!("sx-serve-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&data);
+    // An author with a token, made with the account commands (password from stdin).
+    assert_eq!(
+        sx(&data, &["user", "add", "bo"], "a long password\n"),
+        "added user bo\n"
+    );
+    sx(&data, &["grant", "bo", "write"], "");
+    sx(&data, &["grant", "bo", "publish"], "");
+    let token = sx(&data, &["token", "create", "bo"], "").trim().to_string();
+    assert!(token.starts_with("sxt_"), "{token}");
+
     let port = free_port();
     let mut server = start(port, &data);
     wait_until_up(port);
+    let seeded = posts(port);
+    assert!(seeded >= 3, "a fresh store is seeded");
+    let body = "title=Acknowledged&body=Written+before+the+crash.";
+    let request = |path: &str, body: &str| {
+        format!(
+            "POST {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\
+             Authorization: Bearer {token}\r\nContent-Type: application/x-www-form-urlencoded\r\n\
+             Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    let (status, _) = exchange(port, &request("/new", body)).unwrap();
+    assert_eq!(status, 303, "the post is acknowledged");
+    let (status, _) = exchange(port, &request("/acknowledged/publish", "")).unwrap();
+    assert_eq!(status, 303);
     let before = posts(port);
-    assert!(before >= 3, "a fresh store is seeded");
+    assert_eq!(before, seeded + 1);
     let (status, page) = get(port, "/welcome/").unwrap();
     assert_eq!(status, 200);
     assert!(page.contains("Welcome to SX"));
@@ -84,6 +137,9 @@ fn sigkill_and_restart_lose_nothing_acknowledged() {
     let (status, page) = get(port, "/welcome/").unwrap();
     assert_eq!(status, 200);
     assert!(page.contains("Welcome to SX"));
+    let (status, page) = get(port, "/acknowledged/").unwrap();
+    assert_eq!(status, 200);
+    assert!(page.contains("Written before the crash."));
     let (status, css) = get(port, "/static/style.css").unwrap();
     assert_eq!(status, 200);
     assert!(css.contains("--accent"));

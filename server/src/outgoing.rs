@@ -27,7 +27,7 @@ fn text_field(d: &Dict, name: &str) -> Result<Option<String>, Value> {
         None | Some(Value::Nil) => Ok(None),
         Some(Value::Str(s)) => Ok(Some(s.to_string())),
         Some(other) => Err(sx_kernel::error::type_error(
-            &format!("http/request :{name} must be a string"),
+            format!("http/request :{name} must be a string"),
             vec![other.clone()],
         )),
     }
