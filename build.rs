@@ -35,18 +35,8 @@ fn main() {
             files.push((name, source));
         }
     }
-    let bundle = sx_kernel::sxbc::compile_bundle(&files).unwrap_or_else(|err| {
-        let location = match &err {
-            sx_kernel::Value::Error(e) => e
-                .stack
-                .borrow()
-                .iter()
-                .find_map(|s| Some(format!("{}:{}: ", s.file.as_deref()?, s.pos?)))
-                .unwrap_or_default(),
-            _ => String::new(),
-        };
-        panic!("{location}{}", sx_kernel::error::describe(&err))
-    });
+    let bundle = sx_kernel::sxbc::compile_bundle(&files)
+        .unwrap_or_else(|err| panic!("{}", sx_kernel::error::describe_located(&err)));
     let out = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets this")).join("apps.sxbc");
     std::fs::write(&out, bundle).expect("OUT_DIR is writable");
 }

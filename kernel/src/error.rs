@@ -111,3 +111,18 @@ pub fn describe(v: &Value) -> String {
         other => format!("uncaught raise: {}", crate::printer::repr(other)),
     }
 }
+
+/// `describe`, prefixed with the innermost `file:line:col` of the error's stack, for tools
+/// that report errors in source files (the build scripts).
+pub fn describe_located(err: &Value) -> String {
+    let location = match err {
+        Value::Error(e) => e
+            .stack
+            .borrow()
+            .iter()
+            .find_map(|s| Some(format!("{}:{}: ", s.file.as_deref()?, s.pos?)))
+            .unwrap_or_default(),
+        _ => String::new(),
+    };
+    format!("{location}{}", describe(err))
+}
