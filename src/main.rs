@@ -1,5 +1,5 @@
 //! `sx`: the one binary users run. Subcommands: `run`, `test`, `repl`, `compile`, `disasm`,
-//! `serve`, and the account commands `user add`, `token create`, `grant`. Arguments are
+//! `serve`, `stamp-wasm`, and the account commands `user add`, `token create`, `grant`. Arguments are
 //! parsed with clap; SX work happens on a thread with a large stack so that deep (but legal)
 //! data never threatens the process.
 
@@ -62,6 +62,9 @@ enum Command {
     },
     /// Show the instructions in a .sxbc file.
     Disasm { file: PathBuf },
+    /// Stamp a built browser bundle (.wasm) with this kernel's version and opcode-table hash,
+    /// and drop the sections it does not need (the build's post-build step).
+    StampWasm { file: PathBuf },
     /// Serve the SX apps over HTTP with the embedded store (configured by the SX_*
     /// environment variables; the flags override them).
     Serve {
@@ -132,6 +135,13 @@ fn main() -> ExitCode {
             Command::Repl { engine } => repl::run(engine.into()),
             Command::Compile { file, output } => compile(&file, &output),
             Command::Disasm { file } => disasm(&file),
+            Command::StampWasm { file } => match stamp_wasm(&file) {
+                Ok(()) => 0,
+                Err(message) => {
+                    eprintln!("sx stamp-wasm: {message}");
+                    1
+                }
+            },
             Command::Serve { host, port, data } => serve(host, port, data),
             Command::User {
                 command:
@@ -401,6 +411,47 @@ fn disasm(path: &Path) -> u8 {
 
 /// The SX apps, compiled to bytecode by `build.rs`.
 static APPS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/apps.sxbc"));
+
+/// Writes the `sx-stamp` custom section (replacing an old one) and drops names, producers
+/// and debug sections; the file is replaced through a rename, never left half-written.
+fn stamp_wasm(path: &Path) -> Result<(), String> {
+    let mut config = walrus::ModuleConfig::new();
+    config
+        .generate_name_section(false)
+        .generate_producers_section(false);
+    let mut module = config
+        .parse_file(path)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let unneeded: Vec<_> = module
+        .customs
+        .iter()
+        .filter(|(_, section)| {
+            let name = section.name();
+            name == sx_kernel::sxbc::STAMP_SECTION
+                || name == "target_features"
+                || name.starts_with(".debug")
+        })
+        .map(|(id, _)| id)
+        .collect();
+    for id in unneeded {
+        module.customs.delete(id);
+    }
+    module.customs.add(walrus::RawCustomSection {
+        name: sx_kernel::sxbc::STAMP_SECTION.to_string(),
+        data: sx_kernel::sxbc::stamp().into_bytes(),
+    });
+    let bytes = module.emit_wasm();
+    let temporary = path.with_extension("wasm.tmp");
+    std::fs::write(&temporary, bytes)
+        .and_then(|()| std::fs::rename(&temporary, path))
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    println!(
+        "stamped {} with {}",
+        path.display(),
+        sx_kernel::sxbc::stamp()
+    );
+    Ok(())
+}
 
 /// Runs an account command on the store in `data` (else SX_PERSIST_DIR, else ./data).
 fn accounts(

@@ -23,6 +23,9 @@ use crate::auth::Auth;
 use crate::render::Want;
 use crate::store::{DecodeCache, Store};
 
+/// The route id of the apps' 404 page (`host/not-found`), for paths no route matches.
+pub const NOT_FOUND: usize = usize::MAX;
+
 /// Steps a request may take before it is stopped with 503.
 pub const REQUEST_FUEL: u64 = 5_000_000;
 
@@ -102,15 +105,18 @@ thread_local! {
 pub struct Services {
     pub store: Arc<Store>,
     pub auth: Arc<Auth>,
+    /// The browser bundle's script, when a matching bundle is installed (full pages load it).
+    pub client_script: Option<String>,
     client: Client<HttpConnector, Full<Bytes>>,
 }
 
 impl Services {
-    pub fn new(store: Arc<Store>, auth: Arc<Auth>) -> Services {
+    pub fn new(store: Arc<Store>, auth: Arc<Auth>, client_script: Option<String>) -> Services {
         let client = Client::builder(TokioExecutor::new()).build_http();
         Services {
             store,
             auth,
+            client_script,
             client,
         }
     }
@@ -121,6 +127,7 @@ impl Services {
 pub struct Image {
     engine: Engine,
     handlers: Vec<Value>,
+    not_found: Option<Value>,
     cache: Rc<DecodeCache>,
 }
 
@@ -137,9 +144,11 @@ impl Image {
             .into_iter()
             .map(|(method, path, handler)| ((method, path), handler))
             .unzip();
+        let not_found = engine.lookup("host/not-found");
         let image = Image {
             engine,
             handlers,
+            not_found,
             cache: Rc::default(),
         };
         Ok((image, routes))
@@ -163,6 +172,7 @@ impl Image {
                         outcome,
                         job.want,
                         &job.request,
+                        services.client_script.as_deref(),
                     );
                     let _ = job.reply.send(reply);
                 });
@@ -344,13 +354,17 @@ async fn run(image: &RefCell<Image>, request: &Request, services: &Services) -> 
     let cache = image.borrow().cache.clone();
     let mut machine = {
         let image = image.borrow();
-        match image.handlers.get(request.route) {
+        let handler = match request.route {
+            NOT_FOUND => image.not_found.as_ref(),
+            route => image.handlers.get(route),
+        };
+        match handler {
             Some(handler) => image
                 .engine
                 .apply_machine(handler.clone(), vec![request_value(request)]),
             None => {
                 return Outcome::Failed {
-                    status: 500,
+                    status: if request.route == NOT_FOUND { 404 } else { 500 },
                     log: format!("no handler for route {}", request.route),
                 }
             }

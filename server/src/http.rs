@@ -9,7 +9,7 @@ use std::sync::Arc;
 use axum::body::Bytes;
 use axum::extract::{RawPathParams, RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, MethodFilter, MethodRouter};
 use axum::Router;
 use tower_http::limit::RequestBodyLimitLayer;
@@ -239,10 +239,17 @@ async fn health(State(state): State<Arc<AppState>>) -> Response {
         .into_response()
 }
 
-async fn not_found() -> Response {
-    (
-        StatusCode::NOT_FOUND,
-        Html("<!DOCTYPE html><html><head><title>Not found</title><link rel=\"stylesheet\" href=\"/static/style.css\"></head><body><main id=\"content\"><h1>Not found</h1><p>There is no page here. <a href=\"/\">Back to the start</a>.</p></main></body></html>"),
-    )
-        .into_response()
+/// Paths no route matches: the apps' 404 page (`host/not-found`), full or as a fragment.
+#[allow(clippy::too_many_arguments)]
+async fn not_found(
+    State(state): State<Arc<AppState>>,
+    method: Method,
+    uri: Uri,
+    params: RawPathParams,
+    query: RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let route = crate::handler::NOT_FOUND;
+    sx_route(state, route, method, uri, params, query, headers, body).await
 }

@@ -3,6 +3,7 @@
 
 pub mod accounts;
 pub mod auth;
+pub mod client_bundle;
 pub mod config;
 pub mod handler;
 pub mod http;
@@ -30,6 +31,22 @@ pub async fn serve_on(
     bundle: Arc<Vec<u8>>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), String> {
+    // A stale browser bundle is refused before anything else happens.
+    let client_script = match client_bundle::check(&config.static_dir)? {
+        true => Some(format!(
+            "/static/{}/{}",
+            client_bundle::DIR,
+            client_bundle::SCRIPT
+        )),
+        false => {
+            tracing::warn!(
+                "no browser bundle in {}/{}: pages work, without the boost engine",
+                config.static_dir.display(),
+                client_bundle::DIR
+            );
+            None
+        }
+    };
     let store = store::Store::open(&config.persist_dir).map_err(|e| {
         format!(
             "cannot open the store in {}: {e}",
@@ -44,7 +61,11 @@ pub async fn serve_on(
     }
     let auth = Arc::new(auth::start(&store, &config)?);
     let store = Arc::new(store);
-    let services = Arc::new(handler::Services::new(store.clone(), auth.clone()));
+    let services = Arc::new(handler::Services::new(
+        store.clone(),
+        auth.clone(),
+        client_script,
+    ));
     let state = Arc::new(http::AppState {
         config: config.clone(),
         store: store.clone(),

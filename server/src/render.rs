@@ -70,20 +70,26 @@ fn render_html(tree: &Value) -> Result<String, String> {
     sx_kernel::html::render(tree).map_err(|e| sx_kernel::error::describe(&e))
 }
 
+/// The document title of a page: the same for a full load and a fragment (`SX-Title`).
+fn page_title(title: &str) -> String {
+    if title.is_empty() {
+        SITE.to_string()
+    } else {
+        format!("{title} · {SITE}")
+    }
+}
+
 fn full_page(
     engine: &mut Engine,
     title: &str,
     content: Value,
     request: &Request,
+    client_script: Option<&str>,
 ) -> Result<String, String> {
     let shell = engine
         .lookup("~host/shell")
         .ok_or_else(|| "the apps define no ~host/shell".to_string())?;
-    let title = if title.is_empty() {
-        SITE.to_string()
-    } else {
-        format!("{title} · {SITE}")
-    };
+    let title = page_title(title);
     let mut args = vec![
         Value::kw("title"),
         Value::str(&title),
@@ -104,6 +110,9 @@ fn full_page(
             Value::kw("csrf"),
             Value::str(csrf),
         ]);
+    }
+    if let Some(script) = client_script {
+        args.extend([Value::kw("client"), Value::str(script)]);
     }
     args.push(content);
     let tree = engine
@@ -198,7 +207,13 @@ pub fn forbidden(reason: &str) -> Reply {
     )
 }
 
-pub fn reply(engine: &mut Engine, outcome: Outcome, want: Want, request: &Request) -> Reply {
+pub fn reply(
+    engine: &mut Engine,
+    outcome: Outcome,
+    want: Want,
+    request: &Request,
+    client_script: Option<&str>,
+) -> Reply {
     match outcome {
         Outcome::Response {
             status,
@@ -228,7 +243,7 @@ pub fn reply(engine: &mut Engine, outcome: Outcome, want: Want, request: &Reques
             headers: extra,
         } => {
             let rendered = match want {
-                Want::Page => full_page(engine, &title, content, request)
+                Want::Page => full_page(engine, &title, content, request, client_script)
                     .map(|b| ("text/html; charset=utf-8", b)),
                 Want::FragmentHtml => {
                     render_html(&content).map(|b| ("text/html; charset=utf-8", b))
@@ -244,7 +259,7 @@ pub fn reply(engine: &mut Engine, outcome: Outcome, want: Want, request: &Reques
                         ("vary".to_string(), "SX-Request, Accept".to_string()),
                     ];
                     if want != Want::Page {
-                        headers.push(("sx-title".to_string(), percent_encode(&title)));
+                        headers.push(("sx-title".to_string(), percent_encode(&page_title(&title))));
                     }
                     if request.user.is_some() {
                         // Made for one person: no shared cache may keep it.

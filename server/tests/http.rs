@@ -126,7 +126,10 @@ fn a_page_answers_as_full_html_html_fragment_and_sx_fragment() {
     assert!(header(&headers, "content-type")
         .unwrap()
         .starts_with("text/html"));
-    assert_eq!(header(&headers, "sx-title"), Some("Welcome to SX"));
+    assert_eq!(
+        header(&headers, "sx-title"),
+        Some("Welcome to SX %C2%B7 SX blog")
+    );
     let fragment = text(&fragment);
     assert!(
         fragment.starts_with("<article class=\"post\">"),
