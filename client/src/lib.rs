@@ -5,8 +5,9 @@
 //! decided synchronously so the default can still be prevented), and runs the action
 //! (`engine/act`) as a local task, serving its effects: `fetch` (the VM resumes when the
 //! promise settles), `dom/swap` (the SX wire fragment rendered to DOM by `dom.rs`),
-//! `history/*`, `title`, `scroll`, `focus`, `navigate`, `document/replace`, `log`, `now`.
-//! When the engine is up, `<html>` gets `data-sx-ready="true"`.
+//! `history/*`, `title`, `scroll`, `focus`, `navigate`, `document/replace`, `log`, `now`,
+//! `mark`. When the engine is up, `<html>` gets `data-sx-ready="true"` and the performance
+//! timeline an `sx-ready` mark; each boosted navigation ends with an `sx-navigated` mark.
 
 mod dom;
 
@@ -104,6 +105,7 @@ fn boot() -> Result<(), String> {
     if let Some(root) = doc.document_element() {
         let _ = root.set_attribute("data-sx-ready", "true");
     }
+    mark("sx-ready");
     Ok(())
 }
 
@@ -345,6 +347,13 @@ fn history_state(scroll: f64) -> JsValue {
     state.into()
 }
 
+/// A User Timing mark (visible in the browser's performance tools; the benchmarks read them).
+fn mark(name: &str) {
+    if let Some(performance) = window().performance() {
+        let _ = performance.mark(name);
+    }
+}
+
 /// Serves one effect of the engine.
 async fn effect(request: &Value) -> Result<Value, Value> {
     let Value::Dict(d) = request else {
@@ -463,6 +472,10 @@ async fn effect(request: &Value) -> Result<Value, Value> {
             Ok(Value::Nil)
         }
         "now" => Ok(Value::Int(js_sys::Date::now() as i64)),
+        "mark" => {
+            mark(&text_field(d, "name").unwrap_or_default());
+            Ok(Value::Nil)
+        }
         _ => Err(unknown_effect(request)),
     }
 }

@@ -725,6 +725,20 @@ pub fn read_bundle(bytes: &[u8], globals: &mut Globals) -> Result<Vec<Program>, 
     Ok(programs)
 }
 
+/// The stamp a client bundle carries (a `.wasm` custom section named `STAMP_SECTION`): the
+/// kernel version and opcode-table hash it was built with. A server refuses a client whose
+/// stamp differs from its own.
+pub fn stamp() -> String {
+    format!(
+        "sx-kernel {} opcodes {:016x}",
+        crate::KERNEL_VERSION,
+        crate::bytecode::opcode_table_hash()
+    )
+}
+
+/// The name of the `.wasm` custom section that holds `stamp()`.
+pub const STAMP_SECTION: &str = "sx-stamp";
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -782,17 +796,3 @@ mod tests {
         assert_eq!(write(&back).unwrap(), bytes);
     }
 }
-
-/// The stamp a client bundle carries (a `.wasm` custom section named `STAMP_SECTION`): the
-/// kernel version and opcode-table hash it was built with. A server refuses a client whose
-/// stamp differs from its own.
-pub fn stamp() -> String {
-    format!(
-        "sx-kernel {} opcodes {:016x}",
-        crate::KERNEL_VERSION,
-        crate::bytecode::opcode_table_hash()
-    )
-}
-
-/// The name of the `.wasm` custom section that holds `stamp()`.
-pub const STAMP_SECTION: &str = "sx-stamp";
