@@ -147,3 +147,34 @@ fn sigkill_and_restart_lose_nothing_acknowledged() {
     let _ = server.wait();
     let _ = std::fs::remove_dir_all(&data);
 }
+
+#[test]
+fn a_browser_bundle_from_another_kernel_is_refused_at_start() {
+    let root = std::env::temp_dir().join(format!("sx-stale-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    let client = root.join("static").join("client");
+    std::fs::create_dir_all(&client).unwrap();
+    // A wasm module whose stamp names another kernel.
+    let stamp = b"sx-kernel 0.0.1 opcodes 0000000000000000";
+    let mut wasm = b"\0asm\x01\0\0\0".to_vec();
+    let mut section = vec![8u8];
+    section.extend_from_slice(b"sx-stamp");
+    section.extend_from_slice(stamp);
+    wasm.push(0);
+    wasm.push(section.len() as u8);
+    wasm.extend(section);
+    std::fs::write(client.join("sx-client_bg.wasm"), wasm).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_sx"))
+        .args(["serve", "--port", &free_port().to_string(), "--data"])
+        .arg(root.join("data"))
+        .env("SX_STATIC_DIR", root.join("static"))
+        .output()
+        .expect("sx serve runs");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("sx-kernel 0.0.1"), "{stderr}");
+    assert!(stderr.contains(&sx_kernel::sxbc::stamp()), "{stderr}");
+    assert!(stderr.contains("rebuild"), "{stderr}");
+    assert!(!root.join("data").exists(), "nothing was written");
+    let _ = std::fs::remove_dir_all(&root);
+}
