@@ -380,6 +380,9 @@ async fn run(image: &RefCell<Image>, request: &Request, services: &Services) -> 
             }
         }
     };
+    if let Some(left) = machine.fuel() {
+        tracing::debug!(fuel = REQUEST_FUEL - left, "handler finished");
+    }
     match result {
         Ok(value) => outcome_of(value),
         Err(Value::Dict(refusal)) if field(&refusal, "refuse").is_some() => {
