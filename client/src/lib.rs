@@ -231,7 +231,8 @@ fn on_click(ev: &MouseEvent) {
     let Some(target) = ev.target().and_then(|t| t.dyn_into::<Element>().ok()) else {
         return;
     };
-    let Ok(Some(el)) = target.closest("a[href], [sx-get], [sx-post]") else {
+    // A form's sx-post is its submission (handled by on_submit), not a click on it.
+    let Ok(Some(el)) = target.closest("a[href], [sx-get], [sx-post]:not(form)") else {
         return;
     };
     let (origin, location) = location_fields();

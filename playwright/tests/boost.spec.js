@@ -172,6 +172,37 @@ test('sx-get fetches a fragment into its target without a history entry', async 
   expect(await page.evaluate(() => history.length)).toBe(before);
 });
 
+test('sx-post on a form sends it and swaps the answer into its target', async ({ page }) => {
+  await open(page, '/');
+  await page.evaluate(() => {
+    document.getElementById('content').insertAdjacentHTML('afterbegin',
+      '<div id="answer"></div><form id="f" method="post" action="/login" sx-post="/login" sx-target="#answer">'
+      + '<input name="username" value="nobody"><input name="password" value="wrong">'
+      + '<button id="send">send</button></form>');
+  });
+  await page.click('#send');
+  await expect(page.locator('#answer')).toContainText('Wrong name or password.');
+  await expect(page).toHaveURL(/\/$/);
+  expect(await sameDocument(page)).toBe(true);
+});
+
+test('scripts in swapped content are not run', async ({ page }) => {
+  const warnings = [];
+  page.on('console', (m) => { if (m.type() === 'warning') warnings.push(m.text()); });
+  await open(page, '/');
+  await page.route('**/with-script/', (route) => route.fulfill({
+    status: 200,
+    contentType: 'text/sx; charset=utf-8',
+    headers: { 'SX-Title': 'Script' },
+    body: '(<> (h1 "With a script") (script "window.__scriptRan = true"))',
+  }));
+  await boostTo(page, '/with-script/');
+  await expect(page.locator('#content h1')).toHaveText('With a script');
+  expect(await page.evaluate(() => window.__scriptRan)).toBeUndefined();
+  expect(await page.locator('#content script').count()).toBe(0);
+  expect(warnings.join('\n')).toContain('not run');
+});
+
 async function logIn(page) {
   await page.goto('/login');
   await page.fill('input[name=username]', ADMIN.user);
@@ -231,11 +262,7 @@ test('pages work with JavaScript disabled', async ({ browser }) => {
   await context.close();
 });
 
-test('isomorphism: a boosted #content equals a fully loaded one, page by page', async ({ page }) => {
-  await page.goto('/');
-  const links = await page.locator('#content a').evaluateAll((as) => as.map((a) => a.getAttribute('href')));
-  const pages = [...new Set(['/', ...links, '/login', '/no-such-post/'])];
-  expect(pages.length).toBeGreaterThan(4);
+async function sameContentEitherWay(page, pages) {
   for (const url of pages) {
     await page.goto(url);
     const full = await content(page);
@@ -246,6 +273,25 @@ test('isomorphism: a boosted #content equals a fully loaded one, page by page', 
     expect(await content(page), url).toBe(full);
     expect(await sameDocument(page)).toBe(true);
   }
+}
+
+test('isomorphism: a boosted #content equals a fully loaded one, page by page', async ({ page }) => {
+  await page.goto('/');
+  const links = await page.locator('#content a').evaluateAll((as) => as.map((a) => a.getAttribute('href')));
+  const pages = [...new Set(['/', ...links, '/login', '/no-such-post/', '/no/such/route'])];
+  expect(pages.length).toBeGreaterThan(5);
+  await sameContentEitherWay(page, pages);
+});
+
+test('isomorphism for an author: the editor and drafts', async ({ page }) => {
+  await logIn(page);
+  await page.goto('/new');
+  await page.fill('input[name=title]', `Draft ${Date.now()}`);
+  await page.fill('textarea[name=body]', 'A <b>draft</b> & more.\n\nSecond paragraph.');
+  await page.click('form.editor button[type=submit]');
+  await expect(page.locator('#content .meta')).toContainText('Draft');
+  const draft = new URL(page.url()).pathname;
+  await sameContentEitherWay(page, ['/', '/new', draft, `${draft}edit`, '/welcome/edit', '/login']);
 });
 
 test('screenshots of the login page', async ({ page }) => {

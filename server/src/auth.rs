@@ -21,6 +21,8 @@ pub const COOKIE: &str = "sx_session";
 pub const MAX_FAILURES: u32 = 5;
 const THROTTLE_WINDOW: Duration = Duration::from_secs(15 * 60);
 const FIRST_LOCKOUT: Duration = Duration::from_secs(30);
+/// Names with recent failures remembered at most.
+const MAX_TRACKED_NAMES: usize = 100_000;
 
 /// `bytes` random bytes from the OS, as lower-case hex.
 pub fn random_hex(bytes: usize) -> String {
@@ -181,6 +183,13 @@ impl Auth {
 
     pub fn login_failed(&self, name: &str, now: Instant) {
         let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        // Made-up names must not grow this without bound: forget what is past the window.
+        if failures.len() >= MAX_TRACKED_NAMES {
+            failures.retain(|_, f| now.duration_since(f.last) <= THROTTLE_WINDOW);
+            if failures.len() >= MAX_TRACKED_NAMES {
+                failures.clear();
+            }
+        }
         let entry = failures.entry(name.to_lowercase()).or_insert(Failures {
             count: 0,
             last: now,

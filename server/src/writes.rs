@@ -95,7 +95,12 @@ pub async fn effect(
             }
             let who = name.clone();
             let known = blocking(store, move |store| {
-                let user = store.user(&who)?;
+                // A name that cannot exist is never looked up (LMDB refuses empty and very
+                // long keys), but it costs the same verification.
+                let user = match crate::accounts::valid_name(&who) {
+                    true => store.user(&who)?,
+                    false => None,
+                };
                 let hash = user
                     .as_ref()
                     .map_or(decoy_hash(), |u| u.password_hash.as_str());

@@ -91,6 +91,9 @@ pub struct AuthDbs {
 
 impl Store {
     pub fn user(&self, name: &str) -> Result<Option<User>> {
+        if !super::key_fits(name) {
+            return Ok(None);
+        }
         let rtxn = self.env.read_txn()?;
         self.auth
             .users

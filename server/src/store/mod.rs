@@ -92,6 +92,11 @@ pub struct Store {
     auth: auth::AuthDbs,
 }
 
+/// LMDB keys are 1 to 511 bytes: a longer or empty one names nothing stored.
+fn key_fits(key: &str) -> bool {
+    (1..=511).contains(&key.len())
+}
+
 fn encode(v: &Value) -> String {
     sx_kernel::printer::repr(v)
 }
@@ -208,6 +213,9 @@ impl Store {
 
     /// `post`, parsing the record only when its text changed since `cache` last saw it.
     pub fn post_cached(&self, slug: &str, cache: &DecodeCache) -> Result<Option<Value>> {
+        if !key_fits(slug) {
+            return Ok(None);
+        }
         let rtxn = self.env.read_txn()?;
         match self.posts.get(&rtxn, slug)? {
             Some(text) => Ok(Some(cache.decode(slug, text)?)),

@@ -209,3 +209,14 @@ fn a_decode_cache_never_serves_a_stale_post() {
     assert_eq!(get(&second, "title"), Value::str("Second title"));
     assert_eq!(store.posts_cached(&cache).unwrap().len(), 1);
 }
+
+#[test]
+fn keys_lmdb_cannot_hold_name_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let long = "x".repeat(600);
+    for key in ["", long.as_str()] {
+        assert_eq!(store.post(key).unwrap(), None);
+        assert_eq!(store.user(key).unwrap(), None);
+    }
+}
