@@ -165,7 +165,9 @@ impl Image {
             while let Some(job) = jobs.recv().await {
                 let image = image.clone();
                 let services = services.clone();
-                tokio::task::spawn_local(async move {
+                // The task's log lines carry the request id, like the router's.
+                let span = tracing::info_span!("request", id = %job.request.id);
+                let task = async move {
                     let outcome = run(&image, &job.request, &services).await;
                     let reply = crate::render::reply(
                         &mut image.borrow_mut().engine,
@@ -175,7 +177,8 @@ impl Image {
                         services.client_script.as_deref(),
                     );
                     let _ = job.reply.send(reply);
-                });
+                };
+                tokio::task::spawn_local(tracing::Instrument::instrument(task, span));
             }
         }
     }

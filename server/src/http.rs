@@ -32,6 +32,8 @@ pub struct AppState {
     pub config: Config,
     pub store: Arc<Store>,
     pub auth: Arc<Auth>,
+    /// The last request id given out; shared by every worker's router.
+    pub request_ids: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// `/:slug/` (SX routes) → `/{slug}/` (axum's syntax).
@@ -163,7 +165,7 @@ fn into_response(reply: crate::handler::Reply) -> Response {
 
 /// Request ids: a process-wide counter, sent back as `x-request-id` and carried by every log
 /// line of the request.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 struct Counter(Arc<std::sync::atomic::AtomicU64>);
 
 impl MakeRequestId for Counter {
@@ -214,7 +216,9 @@ pub fn router(state: Arc<AppState>, routes: &[(String, String)]) -> Router {
             tracing::info_span!("request", id = %id, method = %request.method(), path = %request.uri().path())
         })
         .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)))
-        .layer(SetRequestIdLayer::x_request_id(Counter::default()))
+        .layer(SetRequestIdLayer::x_request_id(Counter(
+            state.request_ids.clone(),
+        )))
         .with_state(state)
 }
 

@@ -70,6 +70,7 @@ pub async fn serve_on(
         config: config.clone(),
         store: store.clone(),
         auth,
+        request_ids: Arc::default(),
     });
     let listener = listener
         .into_std()

@@ -244,3 +244,16 @@ fn a_handler_can_sleep() {
     assert_eq!(status, 200);
     assert!(text(&body).contains("rested"));
 }
+
+#[test]
+fn request_ids_are_unique_across_workers() {
+    let dir = static_dir();
+    let server = Server::with_workers(dir.path(), 2);
+    let ids: std::collections::BTreeSet<String> = (0..40)
+        .map(|_| {
+            let (_, headers, _) = server.get("/health");
+            header(&headers, "x-request-id").unwrap().to_string()
+        })
+        .collect();
+    assert_eq!(ids.len(), 40);
+}
