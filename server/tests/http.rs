@@ -257,3 +257,26 @@ fn request_ids_are_unique_across_workers() {
         .collect();
     assert_eq!(ids.len(), 40);
 }
+
+#[test]
+fn shutdown_lets_in_flight_requests_finish() {
+    let dir = static_dir();
+    let server = Server::start(dir.path());
+    let addr = server.addr;
+    let napper = std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(addr).unwrap();
+        stream
+            .write_all(b"GET /nap HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        response
+    });
+    // The handler sleeps 300 ms; stop the server while it does.
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    server.stop().unwrap();
+    let response = napper.join().unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(response.contains("rested"), "{response}");
+}
