@@ -248,6 +248,12 @@ pub fn start(store: &Store, config: &crate::Config) -> Result<Auth, String> {
             .secret("session", || random_hex(32))
             .map_err(|e| format!("the session secret: {e}"))?,
     };
+    let swept = store
+        .sweep_sessions(crate::handler::now_ms())
+        .map_err(|e| format!("the sessions: {e}"))?;
+    if swept > 0 {
+        tracing::info!("deleted {swept} expired sessions");
+    }
     let failed = |e: StoreError| format!("the admin account: {e}");
     match (&config.admin_user, &config.admin_password) {
         (Some(name), Some(password)) => {

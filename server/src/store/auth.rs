@@ -203,6 +203,28 @@ impl Store {
         }
     }
 
+    /// Deletes every session that expired before `now` (run at start: a session that is never
+    /// presented again would otherwise stay forever). Returns how many went.
+    pub fn sweep_sessions(&self, now: i64) -> Result<usize> {
+        let mut wtxn = self.env.write_txn()?;
+        let mut expired = Vec::new();
+        for entry in self.auth.sessions.iter(&wtxn)? {
+            let (id, raw) = entry?;
+            let live = matches!(
+                record(raw, "session record").map(|d| d.get(&Key(Value::kw("expires"))).cloned()),
+                Ok(Some(Value::Int(t))) if t > now
+            );
+            if !live {
+                expired.push(id.to_string());
+            }
+        }
+        for id in &expired {
+            self.auth.sessions.delete(&mut wtxn, id)?;
+        }
+        wtxn.commit()?;
+        Ok(expired.len())
+    }
+
     pub fn delete_session(&self, id: &str) -> Result<()> {
         let mut wtxn = self.env.write_txn()?;
         self.auth.sessions.delete(&mut wtxn, id)?;

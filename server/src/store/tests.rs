@@ -220,3 +220,26 @@ fn keys_lmdb_cannot_hold_name_nothing() {
         assert_eq!(store.user(key).unwrap(), None);
     }
 }
+
+#[test]
+fn expired_sessions_are_swept_and_live_ones_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    store
+        .put_user(&User {
+            name: "ann".into(),
+            password_hash: "unused".into(),
+            grants: vec![],
+        })
+        .unwrap();
+    let session = |expires| Session {
+        user: "ann".into(),
+        csrf: "t".into(),
+        expires,
+    };
+    store.put_session("old", &session(1_000)).unwrap();
+    store.put_session("new", &session(3_000)).unwrap();
+    assert_eq!(store.sweep_sessions(2_000).unwrap(), 1);
+    assert!(store.session("new", 2_000).unwrap().is_some());
+    assert!(store.session("old", 0).unwrap().is_none());
+}
