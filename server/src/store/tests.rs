@@ -243,3 +243,19 @@ fn expired_sessions_are_swept_and_live_ones_kept() {
     assert!(store.session("new", 2_000).unwrap().is_some());
     assert!(store.session("old", 0).unwrap().is_none());
 }
+
+#[test]
+fn a_version_1_store_is_upgraded_in_place_and_keeps_its_posts() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = Store::open(dir.path()).unwrap();
+        store.seed(1_000).unwrap();
+        let mut wtxn = store.env.write_txn().unwrap();
+        store.meta.put(&mut wtxn, "schema", "1").unwrap();
+        wtxn.commit().unwrap();
+    }
+    let store = Store::open(dir.path()).unwrap();
+    assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION.to_string());
+    assert!(store.post("welcome").unwrap().is_some());
+    assert_eq!(store.user_count().unwrap(), 0);
+}
