@@ -178,3 +178,48 @@ fn a_browser_bundle_from_another_kernel_is_refused_at_start() {
     assert!(!root.join("data").exists(), "nothing was written");
     let _ = std::fs::remove_dir_all(&root);
 }
+
+#[test]
+fn sigterm_stops_the_server_cleanly() {
+    let data = std::env::temp_dir().join(format!("sx-term-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&data);
+    let port = free_port();
+    let mut server = Command::new(env!("CARGO_BIN_EXE_sx"))
+        .args(["serve", "--port", &port.to_string(), "--data"])
+        .arg(&data)
+        .env(
+            "SX_STATIC_DIR",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/static"),
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("sx serve starts");
+    wait_until_up(port);
+    let status = Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let code = loop {
+        if let Some(status) = server.try_wait().unwrap() {
+            break status.code();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "sx serve did not stop on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(code, Some(0));
+    let mut log = String::new();
+    server
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut log)
+        .unwrap();
+    assert!(log.contains("shutting down"), "{log}");
+    let _ = std::fs::remove_dir_all(&data);
+}
