@@ -5,8 +5,8 @@
 //! decided synchronously so the default can still be prevented), and runs the action
 //! (`engine/act`) as a local task, serving its effects: `fetch` (the VM resumes when the
 //! promise settles), `dom/swap` (the SX wire fragment rendered to DOM by `dom.rs`),
-//! `history/*`, `title`, `scroll`, `focus`, `navigate`, `document/replace`, `log`, `now`,
-//! `mark`. When the engine is up, `<html>` gets `data-sx-ready="true"` and the performance
+//! `history/*`, `title`, `scroll`, `focus`, `navigate`, `document/replace`, `dom/attribute`,
+//! `log`, `now`, `mark`. When the engine is up, `<html>` gets `data-sx-ready="true"` and the performance
 //! timeline an `sx-ready` mark; each boosted navigation ends with an `sx-navigated` mark.
 
 mod dom;
@@ -423,6 +423,13 @@ async fn effect(request: &Value) -> Result<Value, Value> {
             doc.set_title(&text_field(d, "title").unwrap_or_default());
             Ok(Value::Nil)
         }
+        "dom/attribute" => {
+            // `{:selector s :name n}` → the first match's attribute, or nil.
+            let selector = text_field(d, "selector").unwrap_or_default();
+            let name = text_field(d, "name").unwrap_or_default();
+            let el = doc.query_selector(&selector).map_err(dom_failed)?;
+            Ok(opt_str(el.and_then(|el| el.get_attribute(&name))))
+        }
         "scroll" => {
             let coordinate = |name: &str| match field(d, name) {
                 Some(Value::Int(n)) => n as f64,
@@ -564,6 +571,14 @@ async fn fetch(d: &Dict) -> Result<Value, Value> {
             ("redirected", Value::Bool(response.redirected())),
             ("content-type", opt_str(header("content-type"))),
             ("title", opt_str(title)),
+            (
+                "user",
+                opt_str(header("sx-user").map(|u| {
+                    js_sys::decode_uri_component(&u)
+                        .map(String::from)
+                        .unwrap_or(u)
+                })),
+            ),
             ("body", Value::str(&body)),
         ]))
     }

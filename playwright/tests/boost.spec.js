@@ -236,6 +236,20 @@ test('a boosted form posts, follows the redirect and pushes the final URL', asyn
   expect(await sameDocument(page)).toBe(true);
 });
 
+test('a change of login state loads the whole page, so the header is right', async ({ page, context }) => {
+  // Logging in through the (boosted) form: the answer is for `ann`, the page was for nobody.
+  await logIn(page);
+  await expect(page.locator('html')).toHaveAttribute('data-sx-user', ADMIN.user);
+  await open(page, '/');
+  // The session ends elsewhere (expired, or logged out in another tab).
+  await context.clearCookies();
+  await page.click('#content a[href="/welcome/"]');
+  await expect(page.locator('#content h1')).toHaveText('Welcome to SX');
+  await expect(page.locator('header a[href="/login"]')).toBeVisible();
+  await expect(page.locator('html')).toHaveAttribute('data-sx-user', '');
+  expect(await sameDocument(page)).toBe(false);
+});
+
 test('pages work with JavaScript disabled', async ({ browser }) => {
   const context = await browser.newContext({ javaScriptEnabled: false });
   const page = await context.newPage();

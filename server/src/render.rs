@@ -260,6 +260,11 @@ pub fn reply(
                     ];
                     if want != Want::Page {
                         headers.push(("sx-title".to_string(), percent_encode(&page_title(&title))));
+                        // Who the page was made for: when it differs from the page the
+                        // browser shows, the engine loads the whole page (the header shows
+                        // the login state and is outside #content).
+                        let user = request.user.as_ref().map_or("", |u| u.name.as_str());
+                        headers.push(("sx-user".to_string(), percent_encode(user)));
                     }
                     if request.user.is_some() {
                         // Made for one person: no shared cache may keep it.
