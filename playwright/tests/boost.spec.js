@@ -312,3 +312,19 @@ test('screenshots of the login page', async ({ page }) => {
   await page.goto('/login');
   await page.screenshot({ path: 'test-results/screens/login.png', fullPage: true });
 });
+
+test('a damaged fragment falls back to loading the page', async ({ page }) => {
+  await open(page, '/');
+  let calls = 0;
+  await page.route('**/welcome/', (route) => {
+    calls += 1;
+    if (calls === 1) {
+      return route.fulfill({ status: 200, contentType: 'text/sx', body: '(div "unclosed' });
+    }
+    return route.continue();
+  });
+  await page.click('#content a[href="/welcome/"]');
+  await expect(page).toHaveURL(/\/welcome\/$/);
+  await expect(page.locator('#content h1')).toHaveText('Welcome to SX');
+  expect(await sameDocument(page)).toBe(false);
+});
