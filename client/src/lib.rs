@@ -9,6 +9,8 @@
 //! `log`, `now`, `mark`. When the engine is up, `<html>` gets `data-sx-ready="true"` and the performance
 //! timeline an `sx-ready` mark; each boosted navigation ends with an `sx-navigated` mark.
 
+#[cfg(test)]
+mod decisions;
 mod dom;
 
 use std::cell::{Cell, RefCell};
