@@ -329,3 +329,30 @@ fn account_commands_refuse_bad_input_clearly() {
     assert_eq!(out.status.code(), Some(1));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn the_configured_admin_can_get_a_token_before_the_first_start() {
+    let dir = std::env::temp_dir().join(format!("sx-admin-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let run = |args: &[&str], admin: &str| {
+        Command::new(env!("CARGO_BIN_EXE_sx"))
+            .args(args)
+            .arg("--data")
+            .arg(&dir)
+            .env("SX_ADMIN_USER", admin)
+            .env("SX_ADMIN_PASSWORD", "correct horse battery")
+            .output()
+            .unwrap()
+    };
+    let out = run(&["token", "create", "ann"], "ann");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).starts_with("sxt_"));
+    let out = run(&["token", "create", "ann"], "not a name");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("SX_ADMIN_USER"),
+        "{}",
+        text(&out.stderr)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

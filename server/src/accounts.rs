@@ -6,8 +6,13 @@ use std::path::Path;
 use crate::auth::{hash_password, new_token};
 use crate::store::{Store, User};
 
+/// Opens the store, with the admin account from the environment in place (so that
+/// `sx token create $SX_ADMIN_USER` works before the server's first start).
 fn open(dir: &Path) -> Result<Store, String> {
-    Store::open(dir).map_err(|e| format!("cannot open the store in {}: {e}", dir.display()))
+    let store =
+        Store::open(dir).map_err(|e| format!("cannot open the store in {}: {e}", dir.display()))?;
+    crate::auth::ensure_admin(&store, &crate::Config::from_env()?)?;
+    Ok(store)
 }
 
 /// A user name: 1 to 64 letters, digits, `_`, `-` or `.`.

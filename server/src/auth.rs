@@ -238,6 +238,41 @@ impl Auth {
     }
 }
 
+/// The admin account from `SX_ADMIN_USER` / `SX_ADMIN_PASSWORD`, created or updated (only an
+/// argon2 hash is kept; an unchanged password is not hashed again) with every grant. False
+/// when neither is set. Runs at server start and before the account commands, so
+/// `sx token create $SX_ADMIN_USER` works before the first start.
+pub fn ensure_admin(store: &Store, config: &crate::Config) -> Result<bool, String> {
+    let failed = |e: StoreError| format!("the admin account: {e}");
+    let (name, password) = match (&config.admin_user, &config.admin_password) {
+        (Some(name), Some(password)) => (name, password),
+        (None, None) => return Ok(false),
+        _ => return Err("set both SX_ADMIN_USER and SX_ADMIN_PASSWORD, or neither".into()),
+    };
+    if !crate::accounts::valid_name(name) {
+        return Err(format!(
+            "SX_ADMIN_USER {name:?} is not a user name (1 to 64 letters, digits, _ - .)"
+        ));
+    }
+    let current = store.user(name).map_err(failed)?;
+    let hash = match &current {
+        Some(user) if verify_password(password, &user.password_hash) => user.password_hash.clone(),
+        _ => hash_password(password)?,
+    };
+    let mut grants = current.map(|u| u.grants).unwrap_or_default();
+    if !grants.iter().any(|g| g == "*") {
+        grants.push("*".into());
+    }
+    store
+        .put_user(&User {
+            name: name.clone(),
+            password_hash: hash,
+            grants,
+        })
+        .map_err(failed)?;
+    Ok(true)
+}
+
 /// Sets up sessions for a server start: the signing key (`SX_SESSION_SECRET`, else one
 /// generated and kept in the store) and the admin account. With no admin configured and no
 /// users at all, an `admin` account is made with a random password, shown once in the log.
@@ -255,31 +290,9 @@ pub fn start(store: &Store, config: &crate::Config) -> Result<Auth, String> {
         tracing::info!("deleted {swept} expired sessions");
     }
     let failed = |e: StoreError| format!("the admin account: {e}");
-    match (&config.admin_user, &config.admin_password) {
-        (Some(name), Some(password)) => {
-            let current = store.user(name).map_err(failed)?;
-            let hash = match &current {
-                Some(user) if verify_password(password, &user.password_hash) => {
-                    user.password_hash.clone()
-                }
-                _ => hash_password(password)?,
-            };
-            let mut grants = current.map(|u| u.grants).unwrap_or_default();
-            if !grants.iter().any(|g| g == "*") {
-                grants.push("*".into());
-            }
-            store
-                .put_user(&User {
-                    name: name.clone(),
-                    password_hash: hash,
-                    grants,
-                })
-                .map_err(failed)?;
-        }
-        (Some(_), None) | (None, Some(_)) => {
-            return Err("set both SX_ADMIN_USER and SX_ADMIN_PASSWORD, or neither".into())
-        }
-        (None, None) if store.user_count().map_err(failed)? == 0 => {
+    match ensure_admin(store, config)? {
+        true => {}
+        false if store.user_count().map_err(failed)? == 0 => {
             let password = random_hex(12);
             store
                 .put_user(&User {
@@ -293,7 +306,7 @@ pub fn start(store: &Store, config: &crate::Config) -> Result<Auth, String> {
                  SX_ADMIN_USER and SX_ADMIN_PASSWORD to choose your own)"
             );
         }
-        (None, None) => {}
+        false => {}
     }
     Ok(Auth::new(
         key.as_bytes(),
