@@ -4,16 +4,13 @@
 //! browser loads; Playwright checks the effects in Chromium.
 
 use sx_kernel::value::{Dict, Key};
-use sx_kernel::{Backend, Engine, Step, Value};
+use sx_kernel::{Backend, Engine, Value};
 
 fn engine() -> Engine {
     let mut engine = Engine::with_backend(Backend::Vm);
-    let programs = sx_kernel::sxbc::read_bundle(crate::ENGINE_BUNDLE, &mut engine.globals)
+    engine
+        .load_bundle(crate::ENGINE_BUNDLE)
         .expect("the engine bundle loads");
-    for program in programs {
-        let mut run = engine.start_compiled(program);
-        while !matches!(run.step(&mut engine), Step::Done(_)) {}
-    }
     engine
 }
 

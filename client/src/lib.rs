@@ -67,18 +67,9 @@ pub fn start() {
 
 fn boot() -> Result<(), String> {
     let mut engine = Engine::with_backend(Backend::Vm);
-    let programs = sx_kernel::sxbc::read_bundle(ENGINE_BUNDLE, &mut engine.globals)
+    engine
+        .load_bundle(ENGINE_BUNDLE)
         .map_err(|e| format!("the engine bundle: {e}"))?;
-    for program in programs {
-        let mut run = engine.start_compiled(program);
-        loop {
-            match run.step(&mut engine) {
-                Step::Done(_) => break,
-                Step::Error(e) => return Err(sx_kernel::error::describe(&e)),
-                Step::Perform(req) => run.resume(Err(unknown_effect(&req))),
-            }
-        }
-    }
     ENGINE.with(|slot| *slot.borrow_mut() = Some(Rc::new(RefCell::new(engine))));
 
     let doc = document();

@@ -173,6 +173,24 @@ impl Engine {
         })
     }
 
+    /// Loads a bundle (`sxbc::write_bundle`) and runs its top-level forms in order. Loading
+    /// does no IO: a form that performs gets `unknown-effect`. The error is a message.
+    pub fn load_bundle(&mut self, bytes: &[u8]) -> Result<(), String> {
+        let programs =
+            crate::sxbc::read_bundle(bytes, &mut self.globals).map_err(|e| e.to_string())?;
+        for program in programs {
+            let mut run = self.start_compiled(program);
+            loop {
+                match run.step(self) {
+                    Step::Done(_) => break,
+                    Step::Error(e) => return Err(crate::error::describe(&e)),
+                    Step::Perform(request) => run.resume(Err(unknown_effect(&request))),
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Prepares to run a program loaded from `.sxbc` (always on the VM).
     pub fn start_compiled(&self, program: crate::sxbc::Program) -> Run {
         Run {

@@ -135,7 +135,10 @@ impl Image {
     /// Loads the bundle into a fresh VM engine. Also returns the routes the apps declared, in
     /// declaration order: (method, path).
     pub fn load(bundle: &[u8]) -> Result<(Image, Vec<(String, String)>), String> {
-        let mut engine = load(bundle)?;
+        let mut engine = Engine::with_backend(Backend::Vm);
+        engine
+            .load_bundle(bundle)
+            .map_err(|e| format!("the app bundle: {e}"))?;
         engine.limits = Limits {
             fuel: Some(REQUEST_FUEL),
             ..Limits::default()
@@ -204,24 +207,6 @@ pub async fn dispatch(request: Request, want: Want) -> Reply {
     answer
         .await
         .unwrap_or_else(|_| crate::render::error_page(500, "Something went wrong."))
-}
-
-/// Loads the bundle into a fresh VM engine.
-pub fn load(bundle: &[u8]) -> Result<Engine, String> {
-    let mut engine = Engine::with_backend(Backend::Vm);
-    let programs = sx_kernel::sxbc::read_bundle(bundle, &mut engine.globals)
-        .map_err(|e| format!("the app bundle: {e}"))?;
-    for program in programs {
-        let mut run = engine.start_compiled(program);
-        loop {
-            match run.step(&mut engine) {
-                Step::Done(_) => break,
-                Step::Error(e) => return Err(sx_kernel::error::describe(&e)),
-                Step::Perform(req) => run.resume(Err(unknown_effect(&req))),
-            }
-        }
-    }
-    Ok(engine)
 }
 
 fn declared(engine: &Engine) -> Vec<(String, String, Value)> {
