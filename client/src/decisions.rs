@@ -3,7 +3,7 @@
 //! are pure SX, so they are checked here natively on the VM with the same compiled bundle the
 //! browser loads; Playwright checks the effects in Chromium.
 
-use sx_kernel::value::{Dict, Key};
+use sx_kernel::value::{kw_dict, Key};
 use sx_kernel::{Backend, Engine, Value};
 
 fn engine() -> Engine {
@@ -15,11 +15,7 @@ fn engine() -> Engine {
 }
 
 fn event(fields: &[(&str, Value)]) -> Value {
-    let mut d = Dict::new();
-    for (k, v) in fields {
-        d.insert(Key(Value::kw(k)), v.clone());
-    }
-    Value::Dict(d)
+    kw_dict(fields.iter().map(|(k, v)| (*k, v.clone())))
 }
 
 /// The decision's `:kind`, or "leave" when the engine leaves the event to the browser.

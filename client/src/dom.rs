@@ -13,12 +13,7 @@ use web_sys::{Document, DocumentFragment, Element, HtmlTemplateElement, Node};
 const SVG: &str = "http://www.w3.org/2000/svg";
 
 fn js_error(e: wasm_bindgen::JsValue) -> String {
-    e.as_string()
-        .or_else(|| {
-            e.dyn_ref::<js_sys::Error>()
-                .map(|e| String::from(e.message()))
-        })
-        .unwrap_or_else(|| "a DOM error".into())
+    crate::js_text(&e)
 }
 
 /// The nodes of `tree` in a fragment, ready to insert.

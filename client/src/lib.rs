@@ -18,7 +18,7 @@ use std::rc::Rc;
 
 use sx_kernel::engine::unknown_effect;
 use sx_kernel::error::ErrorValue;
-use sx_kernel::value::{Dict, Key};
+use sx_kernel::value::{kw_dict, kw_get, Dict};
 use sx_kernel::{Backend, Engine, Step, Value};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
@@ -120,20 +120,12 @@ fn engine() -> Option<Rc<RefCell<Engine>>> {
     ENGINE.with(|slot| slot.borrow().clone())
 }
 
-fn dict(pairs: Vec<(&str, Value)>) -> Value {
-    let mut d = Dict::new();
-    for (k, v) in pairs {
-        d.insert(Key(Value::kw(k)), v);
-    }
-    Value::Dict(d)
-}
-
 fn opt_str(v: Option<String>) -> Value {
     v.map_or(Value::Nil, |s| Value::str(&s))
 }
 
 fn field(d: &Dict, name: &str) -> Option<Value> {
-    d.get(&Key(Value::kw(name))).cloned()
+    kw_get(d, name).cloned()
 }
 
 fn text_field(d: &Dict, name: &str) -> Option<String> {
@@ -234,7 +226,7 @@ fn on_click(ev: &MouseEvent) {
         .get_attribute("href")
         .and_then(|raw| web_sys::Url::new_with_base(&raw, &location).ok())
         .map(|u| u.href());
-    let event = dict(vec![
+    let event = kw_dict(vec![
         ("button", Value::Int(i64::from(ev.button()))),
         ("ctrl", Value::Bool(ev.ctrl_key())),
         ("meta", Value::Bool(ev.meta_key())),
@@ -287,7 +279,7 @@ fn on_submit(ev: &web_sys::SubmitEvent) {
         .and_then(|s| s.dyn_into::<HtmlElement>().ok());
     let (origin, location) = location_fields();
     let el: &Element = form.as_ref();
-    let event = dict(vec![
+    let event = kw_dict(vec![
         ("action", Value::str(&form.action())),
         ("method", Value::str(&form.method().to_uppercase())),
         ("enctype", Value::str(&form.enctype())),
@@ -321,7 +313,7 @@ fn on_popstate(ev: &web_sys::PopStateEvent) {
         .and_then(|v| v.as_f64())
         .unwrap_or(0.0);
     let (_, location) = location_fields();
-    let event = dict(vec![
+    let event = kw_dict(vec![
         ("url", Value::str(&location)),
         ("scroll", Value::Int(scroll as i64)),
     ]);
@@ -558,7 +550,7 @@ async fn fetch(d: &Dict) -> Result<Value, Value> {
                 .map(String::from)
                 .unwrap_or(t)
         });
-        Ok(dict(vec![
+        Ok(kw_dict(vec![
             ("status", Value::Int(i64::from(response.status()))),
             ("url", Value::str(&response.url())),
             ("redirected", Value::Bool(response.redirected())),

@@ -253,6 +253,20 @@ impl Ord for Key {
 
 pub type Dict = imbl::GenericOrdMap<Key, Value, imbl::shared_ptr::RcK>;
 
+/// A dict with keyword keys: how hosts build effect requests and answers.
+pub fn kw_dict<'a>(pairs: impl IntoIterator<Item = (&'a str, Value)>) -> Value {
+    let mut d = Dict::new();
+    for (k, v) in pairs {
+        d.insert(Key(Value::kw(k)), v);
+    }
+    Value::Dict(d)
+}
+
+/// The value under the keyword `name` (`(get d :name)`).
+pub fn kw_get<'a>(d: &'a Dict, name: &str) -> Option<&'a Value> {
+    d.get(&Key(Value::kw(name)))
+}
+
 /// A function implemented in Rust.
 pub struct Native {
     pub name: &'static str,

@@ -15,7 +15,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use sx_kernel::engine::{unknown_effect, Limits};
-use sx_kernel::value::{Dict, Key};
+use sx_kernel::value::{kw_dict, kw_get, Dict, Key};
 use sx_kernel::{Backend, Engine, Step, Value};
 use tokio::sync::{mpsc, oneshot};
 
@@ -243,36 +243,34 @@ fn dict(pairs: &[(String, String)], keyword_keys: bool) -> Value {
 }
 
 fn request_value(request: &Request) -> Value {
-    let mut d = Dict::new();
-    d.insert(Key(Value::kw("method")), Value::str(&request.method));
-    d.insert(Key(Value::kw("path")), Value::str(&request.path));
-    d.insert(Key(Value::kw("params")), dict(&request.params, true));
-    d.insert(Key(Value::kw("query")), dict(&request.query, false));
-    d.insert(Key(Value::kw("headers")), dict(&request.headers, false));
-    d.insert(Key(Value::kw("form")), dict(&request.form, false));
-    d.insert(Key(Value::kw("body")), Value::str(&request.body));
-    let user = match &request.user {
-        Some(principal) => {
-            let mut u = Dict::new();
-            u.insert(Key(Value::kw("name")), Value::str(&principal.name));
-            u.insert(Key(Value::kw("via")), Value::str(principal.via));
-            u.insert(
-                Key(Value::kw("grants")),
+    let user = request.user.as_ref().map_or(Value::Nil, |principal| {
+        let mut fields = vec![
+            ("name", Value::str(&principal.name)),
+            ("via", Value::str(principal.via)),
+            (
+                "grants",
                 Value::list(principal.grants.iter().map(|g| Value::str(g)).collect()),
-            );
-            if let Some(csrf) = &principal.csrf {
-                u.insert(Key(Value::kw("csrf")), Value::str(csrf));
-            }
-            Value::Dict(u)
+            ),
+        ];
+        if let Some(csrf) = &principal.csrf {
+            fields.push(("csrf", Value::str(csrf)));
         }
-        None => Value::Nil,
-    };
-    d.insert(Key(Value::kw("user")), user);
-    Value::Dict(d)
+        kw_dict(fields)
+    });
+    kw_dict([
+        ("method", Value::str(&request.method)),
+        ("path", Value::str(&request.path)),
+        ("params", dict(&request.params, true)),
+        ("query", dict(&request.query, false)),
+        ("headers", dict(&request.headers, false)),
+        ("form", dict(&request.form, false)),
+        ("body", Value::str(&request.body)),
+        ("user", user),
+    ])
 }
 
 fn field(d: &Dict, name: &str) -> Option<Value> {
-    d.get(&Key(Value::kw(name))).cloned()
+    kw_get(d, name).cloned()
 }
 
 fn needs(request: &Value, what: &str) -> Value {
@@ -373,16 +371,16 @@ async fn run(image: &RefCell<Image>, request: &Request, services: &Services) -> 
     }
     match result {
         Ok(value) => outcome_of(value),
-        Err(Value::Dict(refusal)) if field(&refusal, "refuse").is_some() => {
-            match field(&refusal, "refuse") {
-                Some(Value::Int(status @ (401 | 403))) => Outcome::Refused {
+        Err(Value::Dict(refusal)) if kw_get(&refusal, "refuse").is_some() => {
+            match kw_get(&refusal, "refuse") {
+                Some(&Value::Int(status @ (401 | 403))) => Outcome::Refused {
                     status: status as u16,
                 },
                 other => Outcome::Failed {
                     status: 500,
                     log: format!(
                         "a refusal needs :refuse 401 or 403, not {}",
-                        sx_kernel::printer::repr(&other.unwrap_or(Value::Nil))
+                        sx_kernel::printer::repr(other.unwrap_or(&Value::Nil))
                     ),
                 },
             }
@@ -412,7 +410,7 @@ fn outcome_of(value: Value) -> Outcome {
             headers: Vec::new(),
         };
     };
-    let field = |name: &str| d.get(&Key(Value::kw(name))).cloned();
+    let field = |name: &str| field(d, name);
     let status = match field("status") {
         Some(Value::Int(s)) if (100..=599).contains(&s) => s as u16,
         None => 200,

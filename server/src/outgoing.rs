@@ -10,7 +10,7 @@ use hyper::body::Bytes;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use sx_kernel::error::ErrorValue;
-use sx_kernel::value::{Dict, Key};
+use sx_kernel::value::{kw_get, Dict, Key};
 use sx_kernel::Value;
 
 /// The longest an outgoing request may take, connect to last byte.
@@ -23,7 +23,7 @@ fn failed(message: String, url: &str) -> Value {
 }
 
 fn text_field(d: &Dict, name: &str) -> Result<Option<String>, Value> {
-    match d.get(&Key(Value::kw(name))) {
+    match kw_get(d, name) {
         None | Some(Value::Nil) => Ok(None),
         Some(Value::Str(s)) => Ok(Some(s.to_string())),
         Some(other) => Err(sx_kernel::error::type_error(

@@ -54,15 +54,11 @@ fn html(status: u16, body: String) -> Reply {
 
 /// A page for when the app itself could not answer: nothing internal is shown.
 pub fn error_page(status: u16, message: &str) -> Reply {
-    let mut escaped = String::new();
-    sx_kernel::html::escape_into(&mut escaped, message);
-    html(
+    message_page(
         status,
-        format!(
-            "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{status}</title>\
-             <link rel=\"stylesheet\" href=\"/static/style.css\"></head><body><main id=\"content\">\
-             <h1>{escaped}</h1><p><a href=\"/\">Back to the start</a></p></main></body></html>"
-        ),
+        &status.to_string(),
+        message,
+        "<p><a href=\"/\">Back to the start</a></p>",
     )
 }
 
@@ -159,6 +155,7 @@ fn refusal(status: u16, request: &Request) -> Reply {
         let mut reply = message_page(
             401,
             "Please log in",
+            "Please log in",
             &format!(
                 "<p>This needs you to be logged in. <a href=\"{}\">Log in</a></p>",
                 html_escape(&login_url(&back))
@@ -172,6 +169,7 @@ fn refusal(status: u16, request: &Request) -> Reply {
     message_page(
         403,
         "Not allowed",
+        "Not allowed",
         "<p>Your account may not do this. <a href=\"/\">Back to the start</a></p>",
     )
 }
@@ -182,14 +180,16 @@ fn html_escape(text: &str) -> String {
     out
 }
 
-/// A plain page for the host's own answers: `heading` is text, `more` is trusted HTML.
-fn message_page(status: u16, heading: &str, more: &str) -> Reply {
+/// A plain page for the host's own answers: `title` and `heading` are text, `more` is
+/// trusted HTML.
+fn message_page(status: u16, title: &str, heading: &str, more: &str) -> Reply {
     html(
         status,
         format!(
-            "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{heading}</title>\
+            "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title}</title>\
              <link rel=\"stylesheet\" href=\"/static/style.css\"></head><body><main id=\"content\">\
              <h1>{heading}</h1>{more}</main></body></html>",
+            title = html_escape(title),
             heading = html_escape(heading)
         ),
     )
@@ -199,6 +199,7 @@ fn message_page(status: u16, heading: &str, more: &str) -> Reply {
 pub fn forbidden(reason: &str) -> Reply {
     message_page(
         403,
+        "Not allowed",
         "Not allowed",
         &format!(
             "<p>{} <a href=\"/\">Back to the start</a></p>",

@@ -13,7 +13,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use sx_kernel::error::{type_error, ErrorValue};
-use sx_kernel::value::{Dict, Key};
+use sx_kernel::value::{kw_dict, kw_get, Dict};
 use sx_kernel::Value;
 
 use crate::auth::{random_hex, verify_password};
@@ -38,18 +38,10 @@ pub const RESERVED_SLUGS: &[&str] = &[
 ];
 
 fn text(d: &Dict, op: &str, name: &str) -> Result<String, Value> {
-    match d.get(&Key(Value::kw(name))) {
+    match kw_get(d, name) {
         Some(Value::Str(s)) => Ok(s.to_string()),
         _ => Err(type_error(format!("{op} needs a :{name} string"), vec![])),
     }
-}
-
-fn reply(pairs: Vec<(&str, Value)>) -> Value {
-    let mut d = Dict::new();
-    for (k, v) in pairs {
-        d.insert(Key(Value::kw(k)), v);
-    }
-    Value::Dict(d)
 }
 
 fn store_error(e: StoreError) -> Value {
@@ -88,19 +80,16 @@ pub async fn effect(
             let name = text(d, op, "user")?;
             let password = text(d, op, "password")?;
             if let Some(seconds) = auth.locked_out(&name, Instant::now()) {
-                return Ok(reply(vec![
+                return Ok(kw_dict(vec![
                     ("ok", Value::Bool(false)),
                     ("retry-after", Value::Int(seconds as i64)),
                 ]));
             }
             let who = name.clone();
             let known = blocking(store, move |store| {
-                // A name that cannot exist is never looked up (LMDB refuses empty and very
-                // long keys), but it costs the same verification.
-                let user = match crate::accounts::valid_name(&who) {
-                    true => store.user(&who)?,
-                    false => None,
-                };
+                // An unknown name (the store answers none for keys LMDB could not hold)
+                // costs the same verification as a wrong password.
+                let user = store.user(&who)?;
                 let hash = user
                     .as_ref()
                     .map_or(decoy_hash(), |u| u.password_hash.as_str());
@@ -109,7 +98,7 @@ pub async fn effect(
             .await?;
             if !known {
                 auth.login_failed(&name, Instant::now());
-                return Ok(reply(vec![("ok", Value::Bool(false))]));
+                return Ok(kw_dict(vec![("ok", Value::Bool(false))]));
             }
             auth.login_succeeded(&name);
             let id = random_hex(32);
@@ -120,7 +109,7 @@ pub async fn effect(
             };
             let key = id.clone();
             blocking(store, move |store| store.put_session(&key, &session)).await?;
-            Ok(reply(vec![
+            Ok(kw_dict(vec![
                 ("ok", Value::Bool(true)),
                 ("cookie", Value::str(&auth.session_cookie(&id))),
             ]))
@@ -129,7 +118,7 @@ pub async fn effect(
             if let Some(id) = user.and_then(|u| u.session.clone()) {
                 blocking(store, move |store| store.delete_session(&id)).await?;
             }
-            Ok(reply(vec![("cookie", Value::str(&auth.clear_cookie()))]))
+            Ok(kw_dict(vec![("cookie", Value::str(&auth.clear_cookie()))]))
         }
         "post/create" => {
             let title = text(d, op, "title")?;
@@ -137,7 +126,7 @@ pub async fn effect(
             let author = text(d, op, "author")?;
             let at = now_ms();
             let slug = blocking(store, move |store| {
-                let create = reply(vec![
+                let create = kw_dict(vec![
                     ("op", Value::str("create")),
                     ("title", Value::str(&title)),
                     ("body", Value::str(&body)),
@@ -159,20 +148,20 @@ pub async fn effect(
             let at = now_ms();
             blocking(store, move |store| {
                 let change = match fields {
-                    Some((title, body)) => reply(vec![
+                    Some((title, body)) => kw_dict(vec![
                         ("op", Value::str("edit")),
                         ("title", Value::str(&title)),
                         ("body", Value::str(&body)),
                         ("at", Value::Int(at)),
                     ]),
-                    None => reply(vec![("op", Value::str("publish")), ("at", Value::Int(at))]),
+                    None => kw_dict(vec![("op", Value::str("publish")), ("at", Value::Int(at))]),
                 };
                 store.append(&[(&slug, change)])
             })
             .await?;
             Ok(Value::Nil)
         }
-        _ => Err(sx_kernel::engine::unknown_effect(&reply(vec![(
+        _ => Err(sx_kernel::engine::unknown_effect(&kw_dict(vec![(
             "op",
             Value::str(op),
         )]))),

@@ -3,7 +3,7 @@
 
 use heed::types::Str;
 use heed::Database;
-use sx_kernel::value::{Dict, Key};
+use sx_kernel::value::{kw_dict, kw_get, Dict, Key};
 use sx_kernel::Value;
 
 use super::{decode, encode, Result, Store, StoreError};
@@ -27,15 +27,11 @@ pub struct Session {
 }
 
 fn dict(pairs: Vec<(&str, Value)>) -> String {
-    let mut d = Dict::new();
-    for (k, v) in pairs {
-        d.insert(Key(Value::kw(k)), v);
-    }
-    encode(&Value::Dict(d))
+    encode(&kw_dict(pairs))
 }
 
 fn text(d: &Dict, name: &str, what: &str) -> Result<String> {
-    match d.get(&Key(Value::kw(name))) {
+    match kw_get(d, name) {
         Some(Value::Str(s)) => Ok(s.to_string()),
         _ => Err(StoreError::Corrupt(format!("{what}: no :{name}"))),
     }

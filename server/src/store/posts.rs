@@ -2,15 +2,11 @@
 //! its ops. `create` starts a draft, `edit` changes fields, `publish` makes it public (the
 //! first publication time is kept).
 
-use sx_kernel::value::{Dict, Key};
+use sx_kernel::value::{kw_get as field, Dict, Key};
 use sx_kernel::Value;
 
 fn kw(name: &str) -> Key {
     Key(Value::kw(name))
-}
-
-fn field<'a>(d: &'a Dict, name: &str) -> Option<&'a Value> {
-    d.get(&kw(name))
 }
 
 fn text_field(op: &Dict, name: &str) -> Result<Option<Value>, String> {
