@@ -19,11 +19,7 @@ const kb = (n) => (n / 1024).toFixed(1);
     return { file: path.basename(f), raw: bytes.length, gzip: zlib.gzipSync(bytes, { level: 9 }).length };
   });
 
-  const browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  });
+  const browser = await chromium.launch(require('./chromium'));
   const page = await (await browser.newContext()).newPage();
   const pages = ['/', '/welcome/'];
   const ready = [], full = [], boosted = [];

@@ -17,11 +17,7 @@ module.exports = defineConfig({
   use: {
     baseURL: `http://127.0.0.1:${port}`,
     screenshot: 'only-on-failure',
-    launchOptions: {
-      executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-        '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-    },
+    launchOptions: require('./chromium'),
   },
   webServer: {
     command: `rm -rf "${data}" && exec "${bin}" serve --port ${port} --data "${data}"`,
