@@ -67,6 +67,7 @@ enum Command {
     StampWasm { file: PathBuf },
     /// Serve the SX apps over HTTP with the embedded store (configured by the SX_*
     /// environment variables; the flags override them).
+    #[command(after_help = sx_server::config::variables_help())]
     Serve {
         /// Address to listen on (SX_HTTP_HOST, default 127.0.0.1).
         #[arg(long)]

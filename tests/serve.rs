@@ -223,3 +223,53 @@ fn sigterm_stops_the_server_cleanly() {
     assert!(log.contains("shutting down"), "{log}");
     let _ = std::fs::remove_dir_all(&data);
 }
+
+/// Peak resident memory of a process, in KiB (`VmHWM`).
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM in /proc/PID/status")
+}
+
+/// SECURITY.md: 500 logins at once (argon2 takes 19 MiB each) keep the server's memory
+/// bounded and never make it fail; some are told to come back (503 + Retry-After).
+#[test]
+fn a_login_flood_keeps_memory_bounded_and_never_fails() {
+    let data = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut server = Command::new(env!("CARGO_BIN_EXE_sx"))
+        .args(["serve", "--port", &port.to_string(), "--data"])
+        .arg(data.path())
+        .env("SX_ADMIN_USER", "ann")
+        .env("SX_ADMIN_PASSWORD", "correct horse battery")
+        .env("SX_WORKERS", "2")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("sx serve starts");
+    wait_until_up(port);
+    let body = "username=ann&password=wrong+password";
+    let raw = format!(
+        "POST /login HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let threads: Vec<_> = (0..500)
+        .map(|_| {
+            let raw = raw.clone();
+            std::thread::spawn(move || exchange(port, &raw).map(|(status, _)| status))
+        })
+        .collect();
+    let statuses: Vec<Option<u16>> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    let peak_mb = peak_rss_kib(server.id()) / 1024;
+    server.kill().unwrap();
+    let _ = server.wait();
+    for status in &statuses {
+        // Wrong password, locked out, or come back later; never a failure.
+        assert!(matches!(status, Some(401 | 429 | 503)), "{status:?}");
+    }
+    assert!(peak_mb < 300, "peak RSS {peak_mb} MB");
+}

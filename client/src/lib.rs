@@ -508,7 +508,8 @@ fn set_progress(on: bool) {
 
 /// `{:op "fetch" :url u [:method m] [:body b] [:progress true]}` with `SX-Request: true` and
 /// `Accept: text/sx`, following redirects → `{:status :url :redirected :content-type :title
-/// :body}`; a network failure raises `fetch-error`.
+/// :body}`, or `{:status :url :cross-origin true}` (no body) when the final URL is another
+/// origin's; a network failure raises `fetch-error`.
 async fn fetch(d: &Dict) -> Result<Value, Value> {
     let url = text_field(d, "url").ok_or_else(|| failed("type-error", "fetch needs a :url"))?;
     let method = text_field(d, "method").unwrap_or_else(|| "GET".into());
@@ -535,6 +536,18 @@ async fn fetch(d: &Dict) -> Result<Value, Value> {
             .await
             .map_err(|e| failed("fetch-error", js_text(&e)))?
             .unchecked_into();
+        // An answer from another origin (the request was redirected there) is never read
+        // into this page: the engine sends the browser there instead, so nothing another
+        // site wrote ever runs in this origin.
+        let origin = window().location().origin().unwrap_or_default();
+        let final_url = response.url();
+        if !final_url.starts_with(&format!("{origin}/")) {
+            return Ok(kw_dict(vec![
+                ("status", Value::Int(i64::from(response.status()))),
+                ("url", Value::str(&final_url)),
+                ("cross-origin", Value::Bool(true)),
+            ]));
+        }
         let body = JsFuture::from(
             response
                 .text()

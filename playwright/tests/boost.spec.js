@@ -328,3 +328,58 @@ test('a damaged fragment falls back to loading the page', async ({ page }) => {
   await expect(page.locator('#content h1')).toHaveText('Welcome to SX');
   expect(await sameDocument(page)).toBe(false);
 });
+
+// Another site's server: answers the engine's requests with an SX fragment that would run
+// script if it were ever swapped in, and allows any origin to read it (so only the engine
+// can refuse); a plain navigation gets its own page.
+async function foreignServer() {
+  const http = require('http');
+  const server = http.createServer((req, res) => {
+    const cors = {
+      'access-control-allow-origin': '*',
+      'access-control-allow-headers': '*',
+      'access-control-allow-methods': 'GET, POST',
+    };
+    if (req.method === 'OPTIONS') { res.writeHead(204, cors); res.end(); return; }
+    if (req.headers['sx-request']) {
+      res.writeHead(200, { ...cors, 'content-type': 'text/sx; charset=utf-8' });
+      res.end('(div :id "foreign" (raw! "<img src=x onerror=\\"window.__pwned = 1\\">") "foreign")');
+    } else {
+      res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
+      res.end('<!DOCTYPE html><title>Elsewhere</title><h1>Another site</h1>');
+    }
+  });
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return { server, url: `http://127.0.0.1:${server.address().port}/landing` };
+}
+
+for (const method of ['GET', 'POST']) {
+  test(`a boosted ${method} redirected to another origin is never swapped in`, async ({ page }) => {
+    const foreign = await foreignServer();
+    try {
+      await open(page, '/');
+      await page.route('**/leave-here', (route) =>
+        route.fulfill({ status: method === 'GET' ? 302 : 303, headers: { location: foreign.url } }));
+      if (method === 'GET') {
+        await boostTo(page, '/leave-here');
+      } else {
+        await page.evaluate(() => {
+          const form = document.createElement('form');
+          form.method = 'post';
+          form.action = '/leave-here';
+          form.innerHTML = '<input name="x" value="1"><button id="sx-test-submit">go</button>';
+          document.getElementById('content').prepend(form);
+        });
+        await page.click('#sx-test-submit');
+      }
+      // The browser went to the other site, as it would without the engine...
+      await expect(page).toHaveURL(foreign.url);
+      await expect(page.locator('h1')).toHaveText('Another site');
+      // ...and nothing from it ever ran in this origin's document.
+      expect(await sameDocument(page)).toBe(false);
+      expect(await page.evaluate(() => window.__pwned)).toBeUndefined();
+    } finally {
+      foreign.server.close();
+    }
+  });
+}

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::password_hash::{PasswordHash, PasswordHasher, SaltString};
 use argon2::Argon2;
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
@@ -17,12 +17,18 @@ use crate::store::{Session, Store, StoreError, User};
 /// The session cookie's name.
 pub const COOKIE: &str = "sx_session";
 
-/// Failed logins for one name allowed within `THROTTLE_WINDOW` before it is locked out.
+/// Failed logins for one name from one address allowed within `THROTTLE_WINDOW` before
+/// that pair is locked out.
 pub const MAX_FAILURES: u32 = 5;
+/// Failed logins from one address (any names) before the address is locked out.
+pub const MAX_ADDRESS_FAILURES: u32 = 50;
 const THROTTLE_WINDOW: Duration = Duration::from_secs(15 * 60);
 const FIRST_LOCKOUT: Duration = Duration::from_secs(30);
-/// Names with recent failures remembered at most.
-const MAX_TRACKED_NAMES: usize = 100_000;
+/// Memory the throttle may use for its entries, counted in key bytes plus a fixed cost each.
+const THROTTLE_BYTES: usize = 4 << 20;
+const ENTRY_COST: usize = 64;
+/// The longest login name considered at all (longer ones fail before any work).
+pub const MAX_NAME_BYTES: usize = 64;
 
 /// `bytes` random bytes from the OS, as lower-case hex.
 pub fn random_hex(bytes: usize) -> String {
@@ -55,12 +61,65 @@ pub fn hash_password(password: &str) -> Result<String, String> {
         .map_err(|e| format!("hashing the password: {e}"))
 }
 
+/// Checks `password` against a stored argon2 hash (PHC string), in constant time.
+///
+/// Argon2 needs its whole memory cost (19 MiB by default) per hash. Allocated afresh, that
+/// memory lands in the malloc arena of whichever pool thread ran the hash and stays there:
+/// a login flood once held 574 MB. So the memory comes from a small pool, one block per
+/// hash running at once (the [`HashGate`] bounds that).
 pub fn verify_password(password: &str, hash: &str) -> bool {
-    PasswordHash::new(hash).is_ok_and(|parsed| {
-        Argon2::default()
-            .verify_password(password.as_bytes(), &parsed)
-            .is_ok()
-    })
+    let Ok(parsed) = PasswordHash::new(hash) else {
+        return false;
+    };
+    let (Some(expected), Some(salt)) = (parsed.hash, parsed.salt) else {
+        return false;
+    };
+    let Ok(params) = argon2::Params::try_from(&parsed) else {
+        return false;
+    };
+    let Ok(algorithm) = argon2::Algorithm::try_from(parsed.algorithm) else {
+        return false;
+    };
+    let version = match parsed.version.map(argon2::Version::try_from).transpose() {
+        Ok(version) => version.unwrap_or_default(),
+        Err(_) => return false,
+    };
+    let mut salt_bytes = [0u8; 64];
+    let Ok(salt) = salt.decode_b64(&mut salt_bytes) else {
+        return false;
+    };
+    let argon = Argon2::new(algorithm, version, params.clone());
+    let mut out = vec![0u8; expected.len()];
+    let mut memory = MEMORY.take(params.block_count());
+    let hashed = argon
+        .hash_password_into_with_memory(password.as_bytes(), salt, &mut out, &mut memory[..])
+        .is_ok();
+    MEMORY.give_back(memory);
+    use subtle::ConstantTimeEq;
+    hashed && bool::from(out.ct_eq(expected.as_bytes()))
+}
+
+/// Argon2 memory blocks kept for reuse (see [`verify_password`]).
+struct MemoryPool(Mutex<Vec<Vec<argon2::Block>>>);
+
+static MEMORY: MemoryPool = MemoryPool(Mutex::new(Vec::new()));
+
+impl MemoryPool {
+    fn take(&self, blocks: usize) -> Vec<argon2::Block> {
+        let mut pool = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        match pool.iter().position(|m| m.len() == blocks) {
+            Some(i) => pool.swap_remove(i),
+            None => vec![argon2::Block::default(); blocks],
+        }
+    }
+
+    fn give_back(&self, memory: Vec<argon2::Block>) {
+        let mut pool = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        // More than the hashes that may run at once is never needed.
+        if pool.len() < std::thread::available_parallelism().map_or(2, |n| n.get()) * 2 {
+            pool.push(memory);
+        }
+    }
 }
 
 /// A new API token (shown once) and the hash the store keeps.
@@ -85,6 +144,147 @@ struct Failures {
     last: Instant,
 }
 
+/// Failed logins, counted per (name, client address) and per address, so that failures
+/// from elsewhere never lock an account's owner out. Bounded in bytes: when full, the entries
+/// that failed longest ago are forgotten first.
+#[derive(Default)]
+pub struct Throttle {
+    entries: Mutex<ThrottleEntries>,
+}
+
+#[derive(Default)]
+struct ThrottleEntries {
+    map: HashMap<String, Failures>,
+    bytes: usize,
+}
+
+fn pair_key(name: &str, address: &str) -> String {
+    format!("n {address} {}", name.to_lowercase())
+}
+
+fn address_key(address: &str) -> String {
+    format!("a {address}")
+}
+
+impl Throttle {
+    /// Seconds until `name` may try again from `address`, when either is locked out.
+    pub fn locked_out(&self, name: &str, address: &str, now: Instant) -> Option<u64> {
+        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        let wait = |key: String, allowed: u32| {
+            let entry = entries.map.get(&key)?;
+            if entry.count < allowed || now.duration_since(entry.last) > THROTTLE_WINDOW {
+                return None;
+            }
+            // 30 s after the allowed failures, doubling with each further one, at most the
+            // window.
+            let lockout = FIRST_LOCKOUT
+                .saturating_mul(1 << (entry.count - allowed).min(10))
+                .min(THROTTLE_WINDOW);
+            let until = entry.last + lockout;
+            (until > now).then(|| (until - now).as_secs().max(1))
+        };
+        let pair = wait(pair_key(name, address), MAX_FAILURES);
+        let whole = wait(address_key(address), MAX_ADDRESS_FAILURES);
+        pair.max(whole)
+    }
+
+    pub fn failed(&self, name: &str, address: &str, now: Instant) {
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        for key in [pair_key(name, address), address_key(address)] {
+            entries.bump(key, now);
+        }
+        entries.evict_oldest(THROTTLE_BYTES);
+    }
+
+    pub fn succeeded(&self, name: &str, address: &str) {
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        entries.remove(&pair_key(name, address));
+    }
+
+    /// The memory the entries take, as counted against the bound.
+    pub fn bytes(&self) -> usize {
+        self.entries.lock().unwrap_or_else(|e| e.into_inner()).bytes
+    }
+}
+
+impl ThrottleEntries {
+    fn bump(&mut self, key: String, now: Instant) {
+        let cost = key.len() + ENTRY_COST;
+        let entry = match self.map.entry(key) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                self.bytes += cost;
+                e.insert(Failures {
+                    count: 0,
+                    last: now,
+                })
+            }
+        };
+        if now.duration_since(entry.last) > THROTTLE_WINDOW {
+            entry.count = 0;
+        }
+        entry.count += 1;
+        entry.last = now;
+    }
+
+    fn remove(&mut self, key: &str) {
+        if self.map.remove(key).is_some() {
+            self.bytes -= key.len() + ENTRY_COST;
+        }
+    }
+
+    /// Past `limit` bytes: forget the entries that failed longest ago until a quarter of the
+    /// room is free again (so a flood pays for the sort once per many failures).
+    fn evict_oldest(&mut self, limit: usize) {
+        if self.bytes <= limit {
+            return;
+        }
+        let mut by_age: Vec<(Instant, String)> = self
+            .map
+            .iter()
+            .map(|(key, f)| (f.last, key.clone()))
+            .collect();
+        by_age.sort_unstable();
+        for (_, key) in by_age {
+            if self.bytes <= limit / 4 * 3 {
+                break;
+            }
+            self.remove(&key);
+        }
+    }
+}
+
+/// At most one password hash per CPU at a time (argon2 takes 19 MiB and a CPU for tens of
+/// milliseconds); a bounded number of logins wait their turn, and beyond that a login is
+/// told to come back (503 with `Retry-After`) instead of queueing without end.
+pub struct HashGate {
+    permits: std::sync::Arc<tokio::sync::Semaphore>,
+    waiting: std::sync::atomic::AtomicUsize,
+    max_waiting: usize,
+}
+
+impl HashGate {
+    pub fn new(at_once: usize, max_waiting: usize) -> HashGate {
+        HashGate {
+            permits: std::sync::Arc::new(tokio::sync::Semaphore::new(at_once.max(1))),
+            waiting: std::sync::atomic::AtomicUsize::new(0),
+            max_waiting,
+        }
+    }
+
+    /// A turn to hash, or `None` when too many are already waiting.
+    pub async fn enter(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        use std::sync::atomic::Ordering;
+        if self.waiting.fetch_add(1, Ordering::AcqRel) >= self.max_waiting {
+            self.waiting.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        let permit = self.permits.clone().acquire_owned().await.ok();
+        self.waiting.fetch_sub(1, Ordering::AcqRel);
+        permit
+    }
+}
+
 /// Session signing and login throttling, shared by every worker.
 pub struct Auth {
     key: Vec<u8>,
@@ -92,7 +292,8 @@ pub struct Auth {
     pub secure: bool,
     /// How long a session lives, in milliseconds.
     pub ttl_ms: i64,
-    failures: Mutex<HashMap<String, Failures>>,
+    pub throttle: Throttle,
+    pub hashing: HashGate,
 }
 
 /// Who made a request.
@@ -125,7 +326,11 @@ impl Auth {
             key: key.to_vec(),
             secure,
             ttl_ms,
-            failures: Mutex::new(HashMap::new()),
+            throttle: Throttle::default(),
+            hashing: HashGate::new(
+                std::thread::available_parallelism().map_or(1, |n| n.get()),
+                256,
+            ),
         }
     }
 
@@ -164,46 +369,6 @@ impl Auth {
             "{COOKIE}=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax{}",
             if self.secure { "; Secure" } else { "" }
         )
-    }
-
-    /// Seconds until `name` may try to log in again, when it is locked out.
-    pub fn locked_out(&self, name: &str, now: Instant) -> Option<u64> {
-        let failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        let entry = failures.get(&name.to_lowercase())?;
-        if entry.count < MAX_FAILURES || now.duration_since(entry.last) > THROTTLE_WINDOW {
-            return None;
-        }
-        // 30 s after the fifth failure, doubling with each further one, at most the window.
-        let lockout = FIRST_LOCKOUT
-            .saturating_mul(1 << (entry.count - MAX_FAILURES).min(10))
-            .min(THROTTLE_WINDOW);
-        let until = entry.last + lockout;
-        (until > now).then(|| (until - now).as_secs().max(1))
-    }
-
-    pub fn login_failed(&self, name: &str, now: Instant) {
-        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        // Made-up names must not grow this without bound: forget what is past the window.
-        if failures.len() >= MAX_TRACKED_NAMES {
-            failures.retain(|_, f| now.duration_since(f.last) <= THROTTLE_WINDOW);
-            if failures.len() >= MAX_TRACKED_NAMES {
-                failures.clear();
-            }
-        }
-        let entry = failures.entry(name.to_lowercase()).or_insert(Failures {
-            count: 0,
-            last: now,
-        });
-        if now.duration_since(entry.last) > THROTTLE_WINDOW {
-            entry.count = 0;
-        }
-        entry.count += 1;
-        entry.last = now;
-    }
-
-    pub fn login_succeeded(&self, name: &str) {
-        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        failures.remove(&name.to_lowercase());
     }
 
     /// Resolves a request's identity: a Bearer token, else a signed session cookie. A bad
@@ -351,19 +516,92 @@ mod tests {
 
     #[test]
     fn lockout_starts_after_the_fifth_failure_and_doubles() {
-        let auth = Auth::new(b"k", false, 1000);
+        let throttle = Throttle::default();
         let t0 = Instant::now();
         for _ in 0..MAX_FAILURES - 1 {
-            auth.login_failed("Ann", t0);
+            throttle.failed("Ann", "10.0.0.1", t0);
         }
-        assert_eq!(auth.locked_out("ann", t0), None);
-        auth.login_failed("ann", t0);
-        assert_eq!(auth.locked_out("ANN", t0), Some(30));
-        auth.login_failed("ann", t0);
-        assert_eq!(auth.locked_out("ann", t0), Some(60));
-        assert_eq!(auth.locked_out("ann", t0 + Duration::from_secs(61)), None);
-        auth.login_succeeded("ann");
-        assert_eq!(auth.locked_out("ann", t0), None);
+        assert_eq!(throttle.locked_out("ann", "10.0.0.1", t0), None);
+        throttle.failed("ann", "10.0.0.1", t0);
+        assert_eq!(throttle.locked_out("ANN", "10.0.0.1", t0), Some(30));
+        throttle.failed("ann", "10.0.0.1", t0);
+        assert_eq!(throttle.locked_out("ann", "10.0.0.1", t0), Some(60));
+        assert_eq!(
+            throttle.locked_out("ann", "10.0.0.1", t0 + Duration::from_secs(61)),
+            None
+        );
+        throttle.succeeded("ann", "10.0.0.1");
+        assert_eq!(throttle.locked_out("ann", "10.0.0.1", t0), None);
+    }
+
+    #[test]
+    fn failures_from_one_address_do_not_lock_out_another() {
+        let throttle = Throttle::default();
+        let t0 = Instant::now();
+        for _ in 0..MAX_FAILURES + 3 {
+            throttle.failed("bob", "203.0.113.9", t0);
+        }
+        assert!(throttle.locked_out("bob", "203.0.113.9", t0).is_some());
+        assert_eq!(throttle.locked_out("bob", "198.51.100.7", t0), None);
+    }
+
+    #[test]
+    fn an_address_failing_many_names_is_locked_out() {
+        let throttle = Throttle::default();
+        let t0 = Instant::now();
+        for i in 0..MAX_ADDRESS_FAILURES {
+            throttle.failed(&format!("name{i}"), "203.0.113.9", t0);
+        }
+        assert!(throttle.locked_out("someone", "203.0.113.9", t0).is_some());
+        assert_eq!(throttle.locked_out("someone", "198.51.100.7", t0), None);
+    }
+
+    #[test]
+    fn a_flood_is_bounded_in_bytes_and_forgets_the_oldest_first() {
+        let throttle = Throttle::default();
+        let t0 = Instant::now();
+        for _ in 0..MAX_FAILURES {
+            throttle.failed("ann", "10.0.0.1", t0 + Duration::from_secs(1));
+        }
+        // Far more distinct (name, address) pairs than fit, the newest last.
+        for i in 0..120_000u64 {
+            let at = t0 + Duration::from_millis(2_000 + i);
+            throttle.failed(
+                &format!("n{i}-{}", "x".repeat(40)),
+                &format!("a{}", i % 997),
+                at,
+            );
+        }
+        assert!(throttle.bytes() <= THROTTLE_BYTES, "{}", throttle.bytes());
+        // The newest entries are still counted; the oldest (ann's) were forgotten.
+        let last = t0 + Duration::from_millis(2_000 + 119_999);
+        let newest = format!("n119999-{}", "x".repeat(40));
+        for _ in 0..MAX_FAILURES {
+            throttle.failed(&newest, "a1000", last);
+        }
+        assert!(throttle.locked_out(&newest, "a1000", last).is_some());
+        assert_eq!(throttle.locked_out("ann", "10.0.0.1", last), None);
+    }
+
+    #[tokio::test]
+    async fn the_hash_gate_admits_a_bounded_queue() {
+        let gate = std::sync::Arc::new(HashGate::new(1, 2));
+        let first = gate.enter().await.expect("a free turn");
+        let g1 = gate.clone();
+        let g2 = gate.clone();
+        let waiter1 = tokio::spawn(async move { g1.enter().await.is_some() });
+        let waiter2 = tokio::spawn(async move { g2.enter().await.is_some() });
+        tokio::task::yield_now().await;
+        while gate.waiting.load(std::sync::atomic::Ordering::Acquire) < 2 {
+            tokio::task::yield_now().await;
+        }
+        assert!(
+            gate.enter().await.is_none(),
+            "a third waiter is turned away"
+        );
+        drop(first);
+        assert!(waiter1.await.unwrap());
+        assert!(waiter2.await.unwrap());
     }
 
     #[test]

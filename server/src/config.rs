@@ -2,6 +2,96 @@
 //! `sx serve` work with none set. Only this module reads the environment.
 
 use std::path::PathBuf;
+use std::time::Duration;
+
+/// Every variable `sx serve` reads: (name, default, meaning). `sx serve --help` prints this
+/// table and a test checks the README lists the same names.
+pub const VARIABLES: &[(&str, &str, &str)] = &[
+    ("SX_HTTP_HOST", "127.0.0.1", "address to listen on"),
+    ("SX_HTTP_PORT", "8000", "port to listen on"),
+    ("SX_PERSIST_DIR", "./data", "the LMDB store"),
+    (
+        "SX_STORE_MAX_MB",
+        "1024",
+        "the store's size limit in MB (a full store answers writes with 507)",
+    ),
+    ("SX_STATIC_DIR", "./static", "files served under /static/"),
+    ("SX_DOMAIN", "blog", "which embedded app to serve"),
+    (
+        "SX_WORKERS",
+        "one per CPU",
+        "threads serving requests, each with its own kernel image",
+    ),
+    (
+        "SX_PUBLIC_URL",
+        "http://HOST:PORT",
+        "the canonical base URL used for absolute links (feeds) and the Origin check",
+    ),
+    (
+        "SX_TRUST_PROXY",
+        "0",
+        "1: the client address is the first X-Forwarded-For hop (behind a proxy)",
+    ),
+    (
+        "SX_HEADER_TIMEOUT_S",
+        "10",
+        "seconds a client has to send a request's headers",
+    ),
+    (
+        "SX_BODY_TIMEOUT_S",
+        "10",
+        "seconds a client has to send a request's body",
+    ),
+    (
+        "SX_KEEPALIVE_TIMEOUT_S",
+        "5",
+        "seconds an idle keep-alive connection stays open",
+    ),
+    (
+        "SX_REQUEST_TIMEOUT_S",
+        "30",
+        "seconds a request may take before it is answered 503",
+    ),
+    (
+        "SX_MAX_CONNECTIONS",
+        "1024",
+        "open connections at most; further clients wait to be accepted",
+    ),
+    (
+        "SX_ADMIN_USER",
+        "-",
+        "the admin account, created or updated at start (with SX_ADMIN_PASSWORD)",
+    ),
+    (
+        "SX_ADMIN_PASSWORD",
+        "-",
+        "the admin's password (only an argon2 hash is stored)",
+    ),
+    (
+        "SX_SESSION_SECRET",
+        "generated, kept in the store",
+        "key that signs session cookies",
+    ),
+    (
+        "SX_SESSION_TTL",
+        "1209600",
+        "seconds a login lasts (14 days)",
+    ),
+    (
+        "SX_HTTPS",
+        "false",
+        "cookies get Secure (set when served over https)",
+    ),
+];
+
+/// The variables as `sx serve --help` shows them.
+pub fn variables_help() -> String {
+    let mut out = String::from("Environment (flags override them):\n");
+    for (name, default, meaning) in VARIABLES {
+        out.push_str(&format!("  {name:<24} {meaning} [default: {default}]\n"));
+    }
+    out
+}
 
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -29,6 +119,42 @@ pub struct Config {
     /// (only an argon2 hash of the password is stored).
     pub admin_user: Option<String>,
     pub admin_password: Option<String>,
+    /// `SX_PUBLIC_URL`: the canonical base (`https://blog.example`), without a trailing `/`;
+    /// `None` means `http://HOST:PORT` of the listener (never the request's `Host`).
+    pub public_url: Option<String>,
+    /// `SX_TRUST_PROXY`: the client address is the first `X-Forwarded-For` hop.
+    pub trust_proxy: bool,
+    /// `SX_STORE_MAX_MB`: the LMDB map size.
+    pub store_max_mb: usize,
+    pub limits: Limits,
+}
+
+/// How long clients may take, and how many may be connected at once.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// `SX_HEADER_TIMEOUT_S`: to send a request's headers (also the longest a keep-alive
+    /// connection waits for its next request).
+    pub header: Duration,
+    /// `SX_BODY_TIMEOUT_S`: to send a request's body.
+    pub body: Duration,
+    /// `SX_KEEPALIVE_TIMEOUT_S`: an idle keep-alive connection is closed after this.
+    pub keepalive: Duration,
+    /// `SX_REQUEST_TIMEOUT_S`: a request not answered by then gets 503.
+    pub request: Duration,
+    /// `SX_MAX_CONNECTIONS`: open connections at most (over all workers).
+    pub connections: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            header: Duration::from_secs(10),
+            body: Duration::from_secs(10),
+            keepalive: Duration::from_secs(5),
+            request: Duration::from_secs(30),
+            connections: 1024,
+        }
+    }
 }
 
 impl Default for Config {
@@ -45,6 +171,10 @@ impl Default for Config {
             https: false,
             admin_user: None,
             admin_password: None,
+            public_url: None,
+            trust_proxy: false,
+            store_max_mb: 1024,
+            limits: Limits::default(),
         }
     }
 }
@@ -90,14 +220,119 @@ impl Config {
             })?;
         }
         if let Some(https) = var("SX_HTTPS") {
-            config.https = match https.as_str() {
-                "1" | "true" | "yes" => true,
-                "0" | "false" | "no" => false,
-                _ => return Err(format!("SX_HTTPS must be true or false, not {https:?}")),
-            };
+            config.https = flag("SX_HTTPS", &https)?;
+        }
+        if let Some(trust) = var("SX_TRUST_PROXY") {
+            config.trust_proxy = flag("SX_TRUST_PROXY", &trust)?;
         }
         config.admin_user = var("SX_ADMIN_USER");
         config.admin_password = var("SX_ADMIN_PASSWORD");
+        if let Some(url) = var("SX_PUBLIC_URL") {
+            config.public_url = Some(public_url(&url)?);
+        }
+        if let Some(mb) = var("SX_STORE_MAX_MB") {
+            config.store_max_mb = mb
+                .parse()
+                .ok()
+                .filter(|n| (1..=1 << 24).contains(n))
+                .ok_or_else(|| {
+                    format!("SX_STORE_MAX_MB must be a number of megabytes, not {mb:?}")
+                })?;
+        }
+        let limits = &mut config.limits;
+        for (name, slot) in [
+            ("SX_HEADER_TIMEOUT_S", &mut limits.header),
+            ("SX_BODY_TIMEOUT_S", &mut limits.body),
+            ("SX_KEEPALIVE_TIMEOUT_S", &mut limits.keepalive),
+            ("SX_REQUEST_TIMEOUT_S", &mut limits.request),
+        ] {
+            if let Some(text) = var(name) {
+                *slot = text
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|s| *s > 0.0 && *s <= 86_400.0)
+                    .map(Duration::from_secs_f64)
+                    .ok_or_else(|| format!("{name} must be a number of seconds, not {text:?}"))?;
+            }
+        }
+        if let Some(max) = var("SX_MAX_CONNECTIONS") {
+            limits.connections = max
+                .parse()
+                .ok()
+                .filter(|n| (1..=1_000_000).contains(n))
+                .ok_or_else(|| {
+                    format!("SX_MAX_CONNECTIONS must be a positive number, not {max:?}")
+                })?;
+        }
         Ok(config)
+    }
+
+    /// The site's canonical base URL, without a trailing `/`.
+    pub fn base_url(&self) -> String {
+        match &self.public_url {
+            Some(url) => url.clone(),
+            None => format!("http://{}:{}", self.host, self.port),
+        }
+    }
+}
+
+fn flag(name: &str, value: &str) -> Result<bool, String> {
+    match value {
+        "1" | "true" | "yes" => Ok(true),
+        "0" | "false" | "no" => Ok(false),
+        _ => Err(format!("{name} must be true or false, not {value:?}")),
+    }
+}
+
+/// `SX_PUBLIC_URL`: an http(s) origin, optionally with a path prefix; no query or fragment.
+fn public_url(url: &str) -> Result<String, String> {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+        .ok_or_else(|| format!("SX_PUBLIC_URL must start with http:// or https://, not {url:?}"))?;
+    let host = rest.split('/').next().unwrap_or("");
+    let fine = !host.is_empty()
+        && !url.contains(['?', '#', '\\'])
+        && url.bytes().all(|b| b.is_ascii_graphic());
+    if !fine {
+        return Err(format!(
+            "SX_PUBLIC_URL must be a URL like https://blog.example, not {url:?}"
+        ));
+    }
+    Ok(url.trim_end_matches('/').to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_readme_lists_every_variable() {
+        let readme =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+        for (name, _, _) in VARIABLES {
+            assert!(readme.contains(&format!("`{name}`")), "README lacks {name}");
+        }
+    }
+
+    #[test]
+    fn a_public_url_must_be_an_http_url() {
+        assert_eq!(
+            public_url("https://blog.example/").unwrap(),
+            "https://blog.example"
+        );
+        assert_eq!(
+            public_url("http://127.0.0.1:8000").unwrap(),
+            "http://127.0.0.1:8000"
+        );
+        for bad in [
+            "blog.example",
+            "ftp://x",
+            "https://",
+            "https://a b",
+            "https://x/?q",
+        ] {
+            assert!(public_url(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -33,6 +33,10 @@ pub const REQUEST_FUEL: u64 = 5_000_000;
 pub struct Request {
     /// The request id (`x-request-id`), for log lines written on the worker.
     pub id: String,
+    /// The client's address (the socket's, or a trusted proxy's `X-Forwarded-For`).
+    pub client: String,
+    /// The site's base URL (`SX_PUBLIC_URL`, else the listener's `http://HOST:PORT`).
+    pub base_url: String,
     pub route: usize,
     pub method: String,
     pub path: String,
@@ -266,6 +270,7 @@ fn request_value(request: &Request) -> Value {
         ("form", dict(&request.form, false)),
         ("body", Value::str(&request.body)),
         ("user", user),
+        ("public-url", Value::str(&request.base_url)),
     ])
 }
 
@@ -283,7 +288,7 @@ async fn effect(
     request: &Value,
     services: &Services,
     cache: &DecodeCache,
-    user: Option<&Principal>,
+    asking: &Request,
 ) -> Result<Value, Value> {
     let Value::Dict(d) = request else {
         return Err(unknown_effect(request));
@@ -319,7 +324,7 @@ async fn effect(
         },
         "http/request" => crate::outgoing::request(&services.client, d).await,
         "auth/login" | "auth/logout" | "post/create" | "post/edit" | "post/publish" => {
-            crate::writes::effect(&op, d, services, user).await
+            crate::writes::effect(&op, d, services, asking).await
         }
         _ => Err(unknown_effect(request)),
     }
@@ -362,7 +367,7 @@ async fn run(image: &RefCell<Image>, request: &Request, services: &Services) -> 
             Step::Done(v) => break Ok(v),
             Step::Error(e) => break Err(e),
             Step::Perform(req) => {
-                machine.resume(effect(&req, services, &cache, request.user.as_ref()).await);
+                machine.resume(effect(&req, services, &cache, request).await);
             }
         }
     };
@@ -386,9 +391,13 @@ async fn run(image: &RefCell<Image>, request: &Request, services: &Services) -> 
             }
         }
         Err(err) => {
-            let out_of_fuel = matches!(&err, Value::Error(e) if &*e.error_type == "out-of-fuel");
+            let status = match &err {
+                Value::Error(e) if &*e.error_type == "out-of-fuel" => 503,
+                Value::Error(e) if &*e.error_type == crate::writes::STORE_FULL => 507,
+                _ => 500,
+            };
             Outcome::Failed {
-                status: if out_of_fuel { 503 } else { 500 },
+                status,
                 log: format!(
                     "{} {}: {}",
                     request.method,
@@ -436,6 +445,13 @@ fn outcome_of(value: Value) -> Outcome {
             .collect(),
         _ => Vec::new(),
     };
+    // A redirect leads only to a path on this site, whichever app built it.
+    for (name, value) in headers.iter_mut() {
+        if name == "location" && !crate::render::is_local_path(value) {
+            tracing::warn!("a handler's Location {value:?} is not a path on this site: sending /");
+            *value = "/".into();
+        }
+    }
     // Each cookie is its own `Set-Cookie` header (they cannot be joined with commas).
     match field("set-cookies") {
         None | Some(Value::Nil) => {}

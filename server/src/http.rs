@@ -1,13 +1,20 @@
 //! The HTTP surface: the axum router, and errors turned into responses at the edge.
 //! The routes the SX apps declare (`defroute`) are mounted here and run on this thread's image;
 //! beside them `/health`, `/static/**` (tower-http's `ServeDir`: content types, ETag /
-//! Last-Modified / 304, and no path can leave the directory) and the 404 page.
+//! Last-Modified / 304; dotfiles and paths that resolve outside the directory, symlinks
+//! included, are 404) and the 404 page.
+//!
+//! What every request passes here, before any SX runs: a body read within
+//! `SX_BODY_TIMEOUT_S` and under [`BODY_LIMIT`], a deadline for the whole answer
+//! (`SX_REQUEST_TIMEOUT_S`, then 503), a same-origin check for every state-changing request
+//! (`Origin`, `Sec-Fetch-Site`), the session's CSRF token for one made with a session cookie,
+//! and the security headers on every response.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use axum::body::Bytes;
-use axum::extract::{RawPathParams, RawQuery, State};
+use axum::body::{Body, Bytes};
+use axum::extract::{Extension, RawPathParams, RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, MethodFilter, MethodRouter};
@@ -17,10 +24,12 @@ use tower_http::request_id::{
     MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
 };
 use tower_http::services::ServeDir;
+use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 
 use crate::auth::{same_secret, Auth, Identity};
 use crate::config::Config;
+use crate::connections::ClientAddr;
 use crate::handler::{Principal, Request};
 use crate::render::Want;
 use crate::store::Store;
@@ -34,6 +43,101 @@ pub struct AppState {
     pub auth: Arc<Auth>,
     /// The last request id given out; shared by every worker's router.
     pub request_ids: Arc<std::sync::atomic::AtomicU64>,
+    /// Permits for open connections, shared by every worker (`SX_MAX_CONNECTIONS`).
+    pub open_connections: Arc<tokio::sync::Semaphore>,
+    /// The site's base URL (`SX_PUBLIC_URL`, else `http://HOST:PORT` of the listener).
+    pub base_url: String,
+    /// The browser bundle's module, when one is installed: `/__sx/boot.js` imports it.
+    pub client_boot: Option<String>,
+}
+
+/// The security headers every response carries. Scripts come only from this origin (the
+/// client bundle and its loader are files; no inline script), the wasm client may compile,
+/// and no other site may frame a page.
+const SECURITY_HEADERS: &[(&str, &str)] = &[
+    ("x-content-type-options", "nosniff"),
+    ("referrer-policy", "strict-origin-when-cross-origin"),
+    ("x-frame-options", "DENY"),
+    (
+        "content-security-policy",
+        "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self' 'unsafe-inline'; \
+         img-src 'self' https: data:; object-src 'none'; base-uri 'self'; frame-ancestors 'none'",
+    ),
+];
+
+/// Whether a state-changing request comes from this site. A browser says where a request
+/// comes from (`Origin`, `Sec-Fetch-Site`); a request that says nothing (an API client,
+/// curl) is not a browser's cross-site request and passes. A present `Origin` must be the
+/// site's own: `SX_PUBLIC_URL`'s, or the origin of the `Host` the request was sent to.
+fn same_origin(headers: &HeaderMap, base_url: &str) -> bool {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    if header("sec-fetch-site").is_some_and(|site| site.eq_ignore_ascii_case("cross-site")) {
+        return false;
+    }
+    let Some(origin) = header("origin") else {
+        return true;
+    };
+    let base_origin = origin_of(base_url);
+    if origin.eq_ignore_ascii_case(base_origin) {
+        return true;
+    }
+    let Some(host) = header("host") else {
+        return false;
+    };
+    ["http://", "https://"].iter().any(|scheme| {
+        origin
+            .strip_prefix(scheme)
+            .is_some_and(|rest| rest.eq_ignore_ascii_case(host))
+    })
+}
+
+/// `scheme://host[:port]` of a URL (without its path).
+fn origin_of(url: &str) -> &str {
+    let after_scheme = url.find("://").map_or(0, |i| i + 3);
+    match url[after_scheme..].find('/') {
+        Some(i) => &url[..after_scheme + i],
+        None => url,
+    }
+}
+
+/// The client's address: the socket's, or behind a trusted proxy (`SX_TRUST_PROXY=1`) the
+/// first `X-Forwarded-For` hop.
+fn client_address(headers: &HeaderMap, peer: Option<ClientAddr>, trust_proxy: bool) -> String {
+    if trust_proxy {
+        let forwarded = headers
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(',').next())
+            .map(str::trim)
+            .and_then(|hop| hop.parse::<std::net::IpAddr>().ok());
+        if let Some(ip) = forwarded {
+            return ip.to_string();
+        }
+    }
+    peer.map_or_else(|| "-".to_string(), |ClientAddr(addr)| addr.ip().to_string())
+}
+
+/// Reads a request body within the body timeout and the size limit.
+async fn read_body(body: Body, state: &AppState) -> Result<Bytes, crate::handler::Reply> {
+    use http_body_util::BodyExt;
+    let limited = http_body_util::Limited::new(body, BODY_LIMIT);
+    match tokio::time::timeout(state.config.limits.body, limited.collect()).await {
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
+            Err(crate::render::error_page(413, "That request is too large."))
+        }
+        Ok(Err(e)) => {
+            tracing::debug!("reading a request body: {e}");
+            Err(crate::render::error_page(
+                400,
+                "The request body did not arrive whole.",
+            ))
+        }
+        Err(_) => Err(crate::render::error_page(
+            408,
+            "The request body took too long to arrive.",
+        )),
+    }
 }
 
 /// `/:slug/` (SX routes) → `/{slug}/` (axum's syntax).
@@ -67,9 +171,22 @@ async fn sx_route(
     params: RawPathParams,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
-    body: Bytes,
+    peer: Option<ClientAddr>,
+    body: Body,
 ) -> Response {
     let header_text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let safe = matches!(method, Method::GET | Method::HEAD | Method::OPTIONS);
+    // Another site's page may not make a visitor's browser change anything here (login
+    // included: logging a visitor into the attacker's account is an attack too).
+    if !safe && !same_origin(&headers, &state.base_url) {
+        return into_response(crate::render::forbidden(
+            "This request came from another site.",
+        ));
+    }
+    let body = match read_body(body, &state).await {
+        Ok(body) => body,
+        Err(reply) => return into_response(reply),
+    };
     let want = Want::from_headers(header_text("sx-request"), header_text("accept"));
     let form: Vec<(String, String)> = if header_text("content-type")
         .is_some_and(|t| t.starts_with("application/x-www-form-urlencoded"))
@@ -93,11 +210,9 @@ async fn sx_route(
         }
     };
     // A cookie is an ambient credential: every state-changing request made with one must
-    // carry the session's CSRF token (form field `csrf` or header `X-CSRF-Token`). Logging in
-    // uses no credential, so it is exempt.
+    // carry the session's CSRF token (form field `csrf` or header `X-CSRF-Token`).
     if let Identity::Session { session, .. } = &identity {
-        let safe = matches!(method, Method::GET | Method::HEAD | Method::OPTIONS);
-        if !safe && uri.path() != "/login" {
+        if !safe {
             let sent = form
                 .iter()
                 .find(|(k, _)| k == "csrf")
@@ -129,6 +244,8 @@ async fn sx_route(
     };
     let request = Request {
         id: header_text("x-request-id").unwrap_or("-").to_string(),
+        client: client_address(&headers, peer, state.config.trust_proxy),
+        base_url: state.base_url.clone(),
         route,
         method: method.to_string(),
         path: uri.path().to_string(),
@@ -178,7 +295,7 @@ impl MakeRequestId for Counter {
 }
 
 pub fn router(state: Arc<AppState>, routes: &[(String, String)]) -> Router {
-    let static_files = ServeDir::new(&state.config.static_dir);
+    let static_files = static_files(&state.config.static_dir);
     let mut by_path: BTreeMap<String, MethodRouter<Arc<AppState>>> = BTreeMap::new();
     for (index, (method, path)) in routes.iter().enumerate() {
         let Some(filter) = method_filter(method) else {
@@ -191,8 +308,19 @@ pub fn router(state: Arc<AppState>, routes: &[(String, String)]) -> Router {
                             params: RawPathParams,
                             query: RawQuery,
                             headers: HeaderMap,
-                            body: Bytes| {
-            sx_route(state, index, method, uri, params, query, headers, body)
+                            peer: Option<Extension<ClientAddr>>,
+                            body: Body| {
+            sx_route(
+                state,
+                index,
+                method,
+                uri,
+                params,
+                query,
+                headers,
+                peer.map(|Extension(p)| p),
+                body,
+            )
         };
         let entry = by_path.remove(path).unwrap_or_default();
         by_path.insert(path.clone(), entry.on(filter, handler));
@@ -201,10 +329,34 @@ pub fn router(state: Arc<AppState>, routes: &[(String, String)]) -> Router {
     for (path, methods) in by_path {
         app = app.route(&axum_path(&path), methods);
     }
-    app.route("/health", get(health))
-        .nest_service("/static", static_files)
+    let deadline = state.config.limits.request;
+    let mut app = app
+        .route("/health", get(health))
+        .route("/__sx/boot.js", get(boot_script))
+        .nest("/static", static_files)
         .fallback(not_found)
         .layer(RequestBodyLimitLayer::new(BODY_LIMIT))
+        .layer(axum::middleware::from_fn(
+            move |request: axum::extract::Request, next: axum::middleware::Next| async move {
+                match tokio::time::timeout(deadline, next.run(request)).await {
+                    Ok(response) => response,
+                    Err(_) => {
+                        tracing::warn!("no answer within {deadline:?}: 503");
+                        into_response(crate::render::error_page(
+                            503,
+                            "This page took too long to make.",
+                        ))
+                    }
+                }
+            },
+        ));
+    for (name, value) in SECURITY_HEADERS {
+        app = app.layer(SetResponseHeaderLayer::if_not_present(
+            HeaderName::from_static(name),
+            HeaderValue::from_static(value),
+        ));
+    }
+    app
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(TraceLayer::new_for_http().make_span_with(|request: &axum::http::Request<_>| {
             let id = request
@@ -219,7 +371,86 @@ pub fn router(state: Arc<AppState>, routes: &[(String, String)]) -> Router {
         .layer(SetRequestIdLayer::x_request_id(Counter(
             state.request_ids.clone(),
         )))
+        // Runs first: a client's own id is kept only when it is short and plain, so it can
+        // neither flood nor forge log lines.
+        .layer(axum::middleware::map_request(
+            |mut request: axum::extract::Request| async move {
+                let plain = request
+                    .headers()
+                    .get("x-request-id")
+                    .is_none_or(|id| plain_request_id(id.as_bytes()));
+                if !plain {
+                    request.headers_mut().remove("x-request-id");
+                }
+                request
+            },
+        ))
         .with_state(state)
+}
+
+/// A client's `X-Request-Id` is kept when it is 1 to 64 characters of `[A-Za-z0-9._-]`.
+pub fn plain_request_id(id: &[u8]) -> bool {
+    (1..=64).contains(&id.len())
+        && id
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || b".-_".contains(b))
+}
+
+/// `/static/**`: files under `dir`, never a dotfile and never anything that resolves
+/// outside it (a symlink out of the directory included). ServeDir already refuses `..`.
+fn static_files(dir: &std::path::Path) -> Router<Arc<AppState>> {
+    let root = dir.to_path_buf();
+    Router::new()
+        .fallback_service(ServeDir::new(dir))
+        .layer(axum::middleware::from_fn(
+            move |request: axum::extract::Request, next: axum::middleware::Next| {
+                let allowed = static_path_allowed(&root, request.uri().path());
+                async move {
+                    if allowed {
+                        next.run(request).await
+                    } else {
+                        StatusCode::NOT_FOUND.into_response()
+                    }
+                }
+            },
+        ))
+}
+
+fn static_path_allowed(root: &std::path::Path, path: &str) -> bool {
+    let Ok(decoded) = percent_decode(path) else {
+        return false;
+    };
+    let mut resolved = root.to_path_buf();
+    for segment in decoded.split('/').filter(|s| !s.is_empty()) {
+        if segment.starts_with('.') || segment.contains('\\') || segment.contains('\0') {
+            return false;
+        }
+        resolved.push(segment);
+    }
+    // Whatever the path names must resolve inside the root (a missing file is ServeDir's
+    // 404 either way).
+    match (root.canonicalize(), resolved.canonicalize()) {
+        (Ok(root), Ok(resolved)) => resolved.starts_with(root),
+        _ => false,
+    }
+}
+
+fn percent_decode(path: &str) -> Result<String, ()> {
+    let bytes = path.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = bytes.get(i + 1..i + 3).ok_or(())?;
+            let hex = std::str::from_utf8(hex).map_err(|_| ())?;
+            out.push(u8::from_str_radix(hex, 16).map_err(|_| ())?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|_| ())
 }
 
 async fn health(State(state): State<Arc<AppState>>) -> Response {
@@ -243,6 +474,25 @@ async fn health(State(state): State<Arc<AppState>>) -> Response {
         .into_response()
 }
 
+/// The loader of the browser bundle, a file because the content-security policy allows no
+/// inline script.
+async fn boot_script(State(state): State<Arc<AppState>>) -> Response {
+    match &state.client_boot {
+        Some(module) => (
+            [
+                (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+                (header::CACHE_CONTROL, "no-cache"),
+            ],
+            format!(
+                "import init from {};\ninit();\n",
+                serde_json::Value::from(module.as_str())
+            ),
+        )
+            .into_response(),
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
 /// Paths no route matches: the apps' 404 page (`host/not-found`), full or as a fragment.
 #[allow(clippy::too_many_arguments)]
 async fn not_found(
@@ -252,8 +502,13 @@ async fn not_found(
     params: RawPathParams,
     query: RawQuery,
     headers: HeaderMap,
-    body: Bytes,
+    peer: Option<Extension<ClientAddr>>,
+    body: Body,
 ) -> Response {
     let route = crate::handler::NOT_FOUND;
-    sx_route(state, route, method, uri, params, query, headers, body).await
+    let peer = peer.map(|Extension(p)| p);
+    sx_route(
+        state, route, method, uri, params, query, headers, peer, body,
+    )
+    .await
 }

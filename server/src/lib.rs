@@ -5,6 +5,7 @@ pub mod accounts;
 pub mod auth;
 pub mod client_bundle;
 pub mod config;
+pub mod connections;
 pub mod handler;
 pub mod http;
 pub mod outgoing;
@@ -47,7 +48,13 @@ pub async fn serve_on(
             None
         }
     };
-    let store = store::Store::open(&config.persist_dir).map_err(|e| {
+    let options = store::Options {
+        max_bytes: config.store_max_mb.saturating_mul(1 << 20),
+        // Each worker thread and each of its blocking threads may read at once.
+        max_readers: u32::try_from(config.workers.max(1) * (BLOCKING_THREADS + 1) + 64)
+            .unwrap_or(u32::MAX),
+    };
+    let store = store::Store::open_with(&config.persist_dir, options).map_err(|e| {
         format!(
             "cannot open the store in {}: {e}",
             config.persist_dir.display()
@@ -66,11 +73,24 @@ pub async fn serve_on(
         auth.clone(),
         client_script,
     ));
+    let base_url = match &config.public_url {
+        Some(url) => url.trim_end_matches('/').to_string(),
+        None => format!(
+            "http://{}",
+            listener
+                .local_addr()
+                .map_err(|e| format!("the listening socket: {e}"))?
+        ),
+    };
+    let client_boot = services.client_script.clone();
     let state = Arc::new(http::AppState {
+        base_url,
+        client_boot,
         config: config.clone(),
         store: store.clone(),
         auth,
         request_ids: Arc::default(),
+        open_connections: Arc::new(tokio::sync::Semaphore::new(config.limits.connections)),
     });
     let listener = listener
         .into_std()
@@ -143,6 +163,10 @@ pub async fn serve_on(
     failure.map_or(Ok(()), Err)
 }
 
+/// Threads each worker's runtime may use for blocking work (store writes, argon2, which a
+/// semaphore limits further); the store's reader table is sized from it.
+pub const BLOCKING_THREADS: usize = 32;
+
 struct Worker {
     listener: std::net::TcpListener,
     bundle: Arc<Vec<u8>>,
@@ -156,6 +180,8 @@ impl Worker {
     fn run(self, ready: tokio::sync::oneshot::Sender<Result<(), String>>) -> Result<(), String> {
         let runtime = match tokio::runtime::Builder::new_current_thread()
             .enable_all()
+            // Store writes and argon2 run here; LMDB's reader table is sized for this many.
+            .max_blocking_threads(BLOCKING_THREADS)
             .build()
         {
             Ok(runtime) => runtime,
@@ -180,23 +206,12 @@ impl Worker {
                 }
             };
             tokio::task::spawn_local(image.install(self.services));
+            let limits = self.state.config.limits.clone();
+            let open = self.state.open_connections.clone();
             let app = http::router(self.state, &routes);
             let _ = ready.send(Ok(()));
-            // Without TCP_NODELAY a response written in two parts (headers, then a file body)
-            // waits for the client's delayed ACK: 40 ms per static file on keep-alive
-            // connections.
-            let listener = axum::serve::ListenerExt::tap_io(listener, |stream| {
-                if let Err(e) = stream.set_nodelay(true) {
-                    tracing::debug!("TCP_NODELAY: {e}");
-                }
-            });
-            let mut stopping = self.stopping;
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = stopping.wait_for(|stop| *stop).await;
-                })
-                .await
-                .map_err(|e| format!("server error: {e}"))
+            connections::serve(listener, app, limits, open, self.stopping).await;
+            Ok(())
         })
     }
 }

@@ -2,8 +2,10 @@
 //! (and argon2, slow on purpose) run on tokio's blocking pool, so the worker thread serves
 //! other requests meanwhile. Kernel values are not `Send`: only strings cross to the pool.
 //!
-//! - `{:op "auth/login" :user u :password p}` → `{:ok true :cookie c}`, `{:ok false}`, or
-//!   `{:ok false :retry-after seconds}` while the name is locked out.
+//! - `{:op "auth/login" :user u :password p}` → `{:ok true :cookie c}`, `{:ok false}`,
+//!   `{:ok false :retry-after seconds}` while the name (from this client's address) or the
+//!   address is locked out, or `{:ok false :busy true :retry-after seconds}` when too many
+//!   logins are waiting for a turn to hash. A name over 64 bytes fails before any work.
 //! - `{:op "auth/logout"}` → `{:cookie c}` (the cookie that clears the browser's); the
 //!   session record is deleted.
 //! - `{:op "post/create" :title t :body b :author a}` → the new post's slug.
@@ -17,7 +19,7 @@ use sx_kernel::value::{kw_dict, kw_get, Dict};
 use sx_kernel::Value;
 
 use crate::auth::{random_hex, verify_password};
-use crate::handler::{now_ms, Principal, Services};
+use crate::handler::{now_ms, Request, Services};
 use crate::store::{Session, Store, StoreError};
 
 /// Paths the framework or the apps use at the top level: never a post's slug.
@@ -44,8 +46,15 @@ fn text(d: &Dict, op: &str, name: &str) -> Result<String, Value> {
     }
 }
 
+/// The error type raised when the store is full; the host answers it with 507.
+pub const STORE_FULL: &str = "store-full";
+
 fn store_error(e: StoreError) -> Value {
-    ErrorValue::value("store-error", e.to_string(), vec![])
+    let kind = match e {
+        StoreError::Full => STORE_FULL,
+        _ => "store-error",
+    };
+    ErrorValue::value(kind, e.to_string(), vec![])
 }
 
 /// Runs `work` with the store on the blocking pool.
@@ -71,22 +80,36 @@ pub async fn effect(
     op: &str,
     d: &Dict,
     services: &Services,
-    user: Option<&Principal>,
+    asking: &Request,
 ) -> Result<Value, Value> {
     let store = &services.store;
     let auth = &services.auth;
+    let user = asking.user.as_ref();
     match op {
         "auth/login" => {
             let name = text(d, op, "user")?;
             let password = text(d, op, "password")?;
-            if let Some(seconds) = auth.locked_out(&name, Instant::now()) {
+            let failed = || Ok(kw_dict(vec![("ok", Value::Bool(false))]));
+            if name.is_empty() || name.len() > crate::auth::MAX_NAME_BYTES {
+                return failed();
+            }
+            let address = asking.client.as_str();
+            if let Some(seconds) = auth.throttle.locked_out(&name, address, Instant::now()) {
                 return Ok(kw_dict(vec![
                     ("ok", Value::Bool(false)),
                     ("retry-after", Value::Int(seconds as i64)),
                 ]));
             }
+            let Some(turn) = auth.hashing.enter().await else {
+                return Ok(kw_dict(vec![
+                    ("ok", Value::Bool(false)),
+                    ("busy", Value::Bool(true)),
+                    ("retry-after", Value::Int(2)),
+                ]));
+            };
             let who = name.clone();
             let known = blocking(store, move |store| {
+                let _turn = turn;
                 // An unknown name (the store answers none for keys LMDB could not hold)
                 // costs the same verification as a wrong password.
                 let user = store.user(&who)?;
@@ -97,10 +120,10 @@ pub async fn effect(
             })
             .await?;
             if !known {
-                auth.login_failed(&name, Instant::now());
-                return Ok(kw_dict(vec![("ok", Value::Bool(false))]));
+                auth.throttle.failed(&name, address, Instant::now());
+                return failed();
             }
-            auth.login_succeeded(&name);
+            auth.throttle.succeeded(&name, address);
             let id = random_hex(32);
             let session = Session {
                 user: name,

@@ -384,11 +384,9 @@ fn repeated_failed_logins_are_throttled() {
 fn a_login_with_an_impossible_name_is_just_a_failed_login() {
     let (data, statics) = (tempfile::tempdir().unwrap(), static_dir());
     let server = Server::launch(admin_config(data.path(), statics.path()));
-    let long = "x".repeat(600);
     for body in [
         String::new(),
         form(&[("username", ""), ("password", "x")]),
-        form(&[("username", &long), ("password", "x")]),
         form(&[("username", "a\u{0}b"), ("password", "x")]),
         "%%%=&&&".to_string(),
     ] {

@@ -1,11 +1,16 @@
 //! Hostile input over real HTTP: thousands of random requests — methods, paths, cookies,
 //! tokens, headers, bodies, with and without a valid session — and never a 500, never a
-//! hang, and the server still answers afterwards. Seeded, so a failure can be replayed
-//! (`SX_HOSTILE_SEED`).
+//! hang, never a redirect off the site, and the server still answers afterwards — also
+//! while stalled connections (unfinished headers) pile up. Seeded, so a failure can be
+//! replayed (`SX_HOSTILE_SEED`).
 
 mod common;
 
+use std::io::Write;
+use std::time::Duration;
+
 use common::{config, header, static_dir, text, Server};
+use sx_server::config::Limits;
 use sx_server::Config;
 
 /// xorshift64*: enough randomness for inputs, no dependency.
@@ -63,6 +68,15 @@ impl Rng {
             "Bearer",
             ".",
             "~",
+            "\t",
+            "\n",
+            "\r",
+            "//",
+            "evil.example",
+            "https:",
+            "%09",
+            "%5c",
+            "nnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnn",
         ];
         let n = self.below(12);
         (0..n).map(|_| self.pick(PIECES)).collect()
@@ -84,8 +98,13 @@ fn random_requests_never_get_a_500() {
     let server = Server::launch(Config {
         admin_user: Some("ann".into()),
         admin_password: Some("correct horse battery".into()),
+        limits: Limits {
+            header: Duration::from_millis(500),
+            ..Limits::default()
+        },
         ..config(data.path(), statics.path())
     });
+    let mut stalled = Vec::new();
 
     // A real session, so that the write paths see hostile input too.
     let (_, headers, _) = server.send(
@@ -142,6 +161,21 @@ fn random_requests_never_get_a_500() {
             2 => headers.push(("Authorization", format!("Bearer {}", rng.text()))),
             _ => {}
         }
+        match rng.below(6) {
+            0 => headers.push(("Origin", format!("http://{}", rng.text()))),
+            1 => headers.push(("Origin", "http://localhost".into())),
+            2 => headers.push((
+                "Sec-Fetch-Site",
+                rng.pick(&["cross-site", "same-origin", "none"]).into(),
+            )),
+            _ => {}
+        }
+        if rng.below(50) == 0 {
+            // A client that starts a request and never finishes its headers.
+            let mut slow = std::net::TcpStream::connect(server.addr).unwrap();
+            let _ = slow.write_all(format!("{method} {path} HTTP/1.1\r\nHost: local").as_bytes());
+            stalled.push(slow);
+        }
         if rng.below(2) == 0 {
             headers.push(("SX-Request", "true".into()));
             headers.push(("Accept", rng.pick(&["text/sx", "text/html", "*/*"]).into()));
@@ -171,12 +205,19 @@ fn random_requests_never_get_a_500() {
         }
         let header_refs: Vec<(&str, &str)> =
             headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        let (status, _, answer) = server.send(method, &path, &header_refs, &body);
+        let (status, response_headers, answer) = server.send(method, &path, &header_refs, &body);
         assert!(
             status != 0 && status != 500,
             "request {i} (seed {seed}): {method} {path} {headers:?} {body:?} → {status}: {}",
             text(&answer)
         );
+        if let Some(location) = header(&response_headers, "location") {
+            assert!(
+                sx_server::render::is_local_path(location),
+                "request {i} (seed {seed}): {method} {path} {body:?} → Location {location:?}"
+            );
+        }
     }
+    assert!(!stalled.is_empty());
     assert_eq!(server.get("/health").0, 200);
 }

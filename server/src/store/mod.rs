@@ -22,12 +22,31 @@ pub use posts::{fold, sample_posts};
 /// version-1 store is upgraded in place: the new databases start empty).
 pub const SCHEMA_VERSION: u32 = 2;
 
-const MAP_SIZE: usize = 1 << 30;
+/// How big the store may grow and how many readers it admits.
+#[derive(Clone, Copy, Debug)]
+pub struct Options {
+    /// The LMDB map size: a write that would pass it fails with [`StoreError::Full`].
+    pub max_bytes: usize,
+    /// LMDB's reader table: every thread that may hold a read transaction at once (worker
+    /// threads and their blocking pools). Past it LMDB answers `MDB_READERS_FULL`.
+    pub max_readers: u32,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            max_bytes: 1 << 30,
+            max_readers: 1024,
+        }
+    }
+}
 
 #[derive(Debug)]
 pub enum StoreError {
-    /// LMDB itself failed (disk, permissions, map full...).
+    /// LMDB itself failed (disk, permissions...).
     Lmdb(heed::Error),
+    /// The store reached its size limit (`SX_STORE_MAX_MB`); nothing was written.
+    Full,
     /// The store was written by another schema version.
     Schema { found: String, expected: u32 },
     /// A stored record does not read back (damaged data).
@@ -40,6 +59,7 @@ impl fmt::Display for StoreError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             StoreError::Lmdb(e) => write!(f, "storage error: {e}"),
+            StoreError::Full => write!(f, "the store is full (raise SX_STORE_MAX_MB)"),
             StoreError::Schema { found, expected } => write!(
                 f,
                 "the store has schema version {found}, this build expects {expected}"
@@ -54,7 +74,10 @@ impl std::error::Error for StoreError {}
 
 impl From<heed::Error> for StoreError {
     fn from(e: heed::Error) -> Self {
-        StoreError::Lmdb(e)
+        match e {
+            heed::Error::Mdb(heed::MdbError::MapFull) => StoreError::Full,
+            e => StoreError::Lmdb(e),
+        }
     }
 }
 
@@ -108,6 +131,10 @@ fn decode(text: &str, what: &str) -> Result<Value> {
 impl Store {
     /// Opens (creating if needed) the store in `dir` and checks its schema version.
     pub fn open(dir: &Path) -> Result<Store> {
+        Store::open_with(dir, Options::default())
+    }
+
+    pub fn open_with(dir: &Path, options: Options) -> Result<Store> {
         std::fs::create_dir_all(dir).map_err(|e| StoreError::Lmdb(heed::Error::Io(e)))?;
         // SAFETY: heed requires that the same environment is not opened twice in one
         // process and that the files are not modified by other means while open; each
@@ -115,7 +142,8 @@ impl Store {
         #[allow(unsafe_code)]
         let env = unsafe {
             EnvOpenOptions::new()
-                .map_size(MAP_SIZE)
+                .map_size(options.max_bytes)
+                .max_readers(options.max_readers)
                 .max_dbs(16)
                 .open(dir)?
         };

@@ -17,7 +17,8 @@ pub struct Server {
 }
 
 /// The apps as the build compiles them (`sx/host`, `sx/blog`), plus routes for tests: ones
-/// that fail on purpose, outgoing HTTP, sleeping, and several cookies at once.
+/// that fail on purpose, outgoing HTTP, sleeping, several cookies at once, and a redirect
+/// to wherever the query says.
 pub fn bundle() -> Vec<u8> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let mut files = Vec::new();
@@ -49,6 +50,8 @@ pub fn bundle() -> Vec<u8> {
              (guard (e (else {:status 502 :body (str (error-type e) ": " (error-message e))}))
                (perform {:op "http/request" :url "http://127.0.0.1:1/"}))))
            (defroute "GET" "/nap" (fn (req) (perform {:op "sleep" :ms 300}) "rested"))
+           (defroute "GET" "/bounce" (fn (req)
+             {:status 302 :headers {"location" (get (get req :query) "to" "")}}))
            (defroute "GET" "/cookies" (fn (req)
              {:status 200 :body "two cookies"
               :set-cookies (list "a=1; Path=/" "b=2; Path=/; HttpOnly")}))"#
