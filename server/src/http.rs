@@ -1,6 +1,6 @@
 //! The HTTP surface: the axum router, and errors turned into responses at the edge.
 //! The routes the SX apps declare (`defroute`) are mounted here and run on this thread's image;
-//! beside them `/health`, `/static/**` (tower-http's `ServeDir`: content types, ETag /
+//! beside them `/health`, `/static/**` (`static_files.rs`: content types, ETag /
 //! Last-Modified / 304; dotfiles and paths that resolve outside the directory, symlinks
 //! included, are 404) and the 404 page.
 //!
@@ -23,7 +23,6 @@ use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::{
     MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
 };
-use tower_http::services::ServeDir;
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 
@@ -295,7 +294,7 @@ impl MakeRequestId for Counter {
 }
 
 pub fn router(state: Arc<AppState>, routes: &[(String, String)]) -> Router {
-    let static_files = static_files(&state.config.static_dir);
+    let static_files = crate::static_files::router(&state.config.static_dir);
     let mut by_path: BTreeMap<String, MethodRouter<Arc<AppState>>> = BTreeMap::new();
     for (index, (method, path)) in routes.iter().enumerate() {
         let Some(filter) = method_filter(method) else {
@@ -394,63 +393,6 @@ pub fn plain_request_id(id: &[u8]) -> bool {
         && id
             .iter()
             .all(|b| b.is_ascii_alphanumeric() || b".-_".contains(b))
-}
-
-/// `/static/**`: files under `dir`, never a dotfile and never anything that resolves
-/// outside it (a symlink out of the directory included). ServeDir already refuses `..`.
-fn static_files(dir: &std::path::Path) -> Router<Arc<AppState>> {
-    let root = dir.to_path_buf();
-    Router::new()
-        .fallback_service(ServeDir::new(dir))
-        .layer(axum::middleware::from_fn(
-            move |request: axum::extract::Request, next: axum::middleware::Next| {
-                let allowed = static_path_allowed(&root, request.uri().path());
-                async move {
-                    if allowed {
-                        next.run(request).await
-                    } else {
-                        StatusCode::NOT_FOUND.into_response()
-                    }
-                }
-            },
-        ))
-}
-
-fn static_path_allowed(root: &std::path::Path, path: &str) -> bool {
-    let Ok(decoded) = percent_decode(path) else {
-        return false;
-    };
-    let mut resolved = root.to_path_buf();
-    for segment in decoded.split('/').filter(|s| !s.is_empty()) {
-        if segment.starts_with('.') || segment.contains('\\') || segment.contains('\0') {
-            return false;
-        }
-        resolved.push(segment);
-    }
-    // Whatever the path names must resolve inside the root (a missing file is ServeDir's
-    // 404 either way).
-    match (root.canonicalize(), resolved.canonicalize()) {
-        (Ok(root), Ok(resolved)) => resolved.starts_with(root),
-        _ => false,
-    }
-}
-
-fn percent_decode(path: &str) -> Result<String, ()> {
-    let bytes = path.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = bytes.get(i + 1..i + 3).ok_or(())?;
-            let hex = std::str::from_utf8(hex).map_err(|_| ())?;
-            out.push(u8::from_str_radix(hex, 16).map_err(|_| ())?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).map_err(|_| ())
 }
 
 async fn health(State(state): State<Arc<AppState>>) -> Response {

@@ -10,6 +10,7 @@ pub mod handler;
 pub mod http;
 pub mod outgoing;
 pub mod render;
+pub mod static_files;
 pub mod store;
 pub mod writes;
 
