@@ -149,7 +149,8 @@ fn serve(block: &Block, bundle: Vec<u8>, statics: &Path) -> Vec<String> {
             headers.push(("SX-Request", "true"));
             headers.push(("Accept", "text/sx"));
         }
-        let (status, got_headers, body) = server.send(&want.method, &want.path, &headers, &want.body);
+        let (status, got_headers, body) =
+            server.send(&want.method, &want.path, &headers, &want.body);
         let mut answer: String = got_headers
             .iter()
             .map(|(k, v)| format!("{k}: {v}\n"))
