@@ -16,10 +16,9 @@ pub struct Server {
     _owned: Option<tempfile::TempDir>,
 }
 
-/// The apps as the build compiles them (`sx/host`, `sx/blog`), plus routes for tests: ones
-/// that fail on purpose, outgoing HTTP, sleeping, several cookies at once, and a redirect
-/// to wherever the query says.
-pub fn bundle() -> Vec<u8> {
+/// The sources the build compiles (`sx/host/*.sx`, then `sx/blog/*.sx`, each in file-name
+/// order) as (file name, text).
+pub fn app_sources() -> Vec<(String, String)> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let mut files = Vec::new();
     for dir in ["sx/host", "sx/blog"] {
@@ -36,6 +35,14 @@ pub fn bundle() -> Vec<u8> {
             ));
         }
     }
+    files
+}
+
+/// The apps as the build compiles them (`sx/host`, `sx/blog`), plus routes for tests: ones
+/// that fail on purpose, outgoing HTTP, sleeping, several cookies at once, and a redirect
+/// to wherever the query says.
+pub fn bundle() -> Vec<u8> {
+    let mut files = app_sources();
     files.push((
         "testing.sx".to_string(),
         r#"(defroute "GET" "/boom" (fn (req) (error "secret internals" 42)))
@@ -88,6 +95,19 @@ impl Server {
 
     /// A server with exactly this configuration (the caller owns the store directory).
     pub fn launch(config: Config) -> Server {
+        Server::launch_bundle(config, bundle())
+    }
+
+    /// A server running the apps in `bundle` (on a fresh temporary store).
+    pub fn with_bundle(static_dir: &Path, bundle: Vec<u8>) -> Server {
+        let data = tempfile::tempdir().unwrap();
+        let mut server = Server::launch_bundle(config(data.path(), static_dir), bundle);
+        server._owned = Some(data);
+        server
+    }
+
+    /// A server with exactly this configuration and these apps.
+    pub fn launch_bundle(config: Config, bundle: Vec<u8>) -> Server {
         let data = config.persist_dir.clone();
         let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         std_listener.set_nonblocking(true).unwrap();
@@ -103,7 +123,7 @@ impl Server {
             runtime.block_on(async move {
                 let listener = tokio::net::TcpListener::from_std(std_listener).unwrap();
                 let _ = up.send(());
-                sx_server::serve_on(listener, config, std::sync::Arc::new(bundle()), async {
+                sx_server::serve_on(listener, config, std::sync::Arc::new(bundle), async {
                     let _ = stopped.await;
                 })
                 .await
