@@ -4,7 +4,13 @@
 //! data never threatens the process.
 
 mod effects;
+mod new;
 mod repl;
+
+/// The apps `build.rs` embeds: `HOST_SOURCES` and `EMBEDDED_APPS`.
+mod embedded {
+    include!(concat!(env!("OUT_DIR"), "/apps.rs"));
+}
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -41,7 +47,9 @@ enum Command {
         #[arg(long)]
         fuel: Option<u64>,
     },
-    /// Run every `deftest` in the files (directories are searched recursively for .sx).
+    /// Run every `deftest` in the files (directories are searched recursively for .sx). An
+    /// app folder (one with a `tests/` folder) runs its tests with the host library and the
+    /// app's own files loaded first.
     Test {
         #[arg(required = true)]
         paths: Vec<PathBuf>,
@@ -78,7 +86,15 @@ enum Command {
         /// Store directory (SX_PERSIST_DIR, default ./data).
         #[arg(long)]
         data: Option<PathBuf>,
+        /// Serve the app in this folder instead of an embedded one (SX_APP_DIR).
+        #[arg(long)]
+        app: Option<PathBuf>,
+        /// Dev mode (with --app): recompile on every save and reload open pages.
+        #[arg(long)]
+        dev: bool,
     },
+    /// Create a folder NAME with a starter app (pages, a form, a stylesheet, a test).
+    New { name: PathBuf },
     /// Manage the people who may log in.
     User {
         #[command(subcommand)]
@@ -143,7 +159,14 @@ fn main() -> ExitCode {
                     1
                 }
             },
-            Command::Serve { host, port, data } => serve(host, port, data),
+            Command::Serve {
+                host,
+                port,
+                data,
+                app,
+                dev,
+            } => serve(host, port, data, app, dev),
+            Command::New { name } => new::create(&name),
             Command::User {
                 command:
                     UserCommand::Add {
@@ -313,16 +336,42 @@ fn collect_sx_files(path: &Path, out: &mut Vec<PathBuf>) -> Result<(), String> {
     Ok(())
 }
 
+/// SX sources as (file name, text).
+type Sources = Vec<(String, String)>;
+
+/// What `sx test` runs: test files, each with the sources it needs loaded first (for an app
+/// folder's tests: the host library and the app's files).
+fn test_plan(paths: &[PathBuf]) -> Result<Vec<(PathBuf, Sources)>, String> {
+    let mut plan = Vec::new();
+    for path in paths {
+        let tests = path.join("tests");
+        let mut files = Vec::new();
+        if tests.is_dir() {
+            let mut preload: Sources = embedded::HOST_SOURCES
+                .iter()
+                .map(|(name, text)| (name.to_string(), text.to_string()))
+                .collect();
+            preload.extend(sx_server::apps::folder_sources(path)?);
+            collect_sx_files(&tests, &mut files)?;
+            plan.extend(files.into_iter().map(|f| (f, preload.clone())));
+        } else {
+            collect_sx_files(path, &mut files)?;
+            plan.extend(files.into_iter().map(|f| (f, Vec::new())));
+        }
+    }
+    Ok(plan)
+}
+
 fn test(paths: &[PathBuf], engine_kind: EngineKind) -> u8 {
-    let mut files = Vec::new();
-    for p in paths {
-        if let Err(message) = collect_sx_files(p, &mut files) {
+    let plan = match test_plan(paths) {
+        Ok(plan) => plan,
+        Err(message) => {
             eprintln!("{message}");
             return 1;
         }
-    }
+    };
     let (mut passed, mut failed) = (0, 0);
-    for file in &files {
+    for (file, preload) in &plan {
         let name = file.display().to_string();
         let source = match read_file(file) {
             Ok(s) => s,
@@ -332,8 +381,13 @@ fn test(paths: &[PathBuf], engine_kind: EngineKind) -> u8 {
                 continue;
             }
         };
-        let report =
-            sx_kernel::testing::run_file(&source, &name, engine_kind.into(), &mut effects::serve);
+        let report = sx_kernel::testing::run_file_with(
+            preload,
+            &source,
+            &name,
+            engine_kind.into(),
+            &mut effects::serve,
+        );
         if let Some(err) = &report.load_error {
             println!("FAIL {name} (while loading)");
             for line in format!("{}{}", location_prefix(err), describe(err)).lines() {
@@ -409,9 +463,6 @@ fn disasm(path: &Path) -> u8 {
     }
     0
 }
-
-/// The SX apps, compiled to bytecode by `build.rs`.
-static APPS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/apps.sxbc"));
 
 /// Writes the `sx-stamp` custom section (replacing an old one) and drops names, producers
 /// and debug sections; the file is replaced through a rename, never left half-written.
@@ -492,7 +543,13 @@ fn read_password() -> Result<String, String> {
     Ok(line.trim_end_matches(['\r', '\n']).to_string())
 }
 
-fn serve(host: Option<String>, port: Option<u16>, data: Option<PathBuf>) -> u8 {
+fn serve(
+    host: Option<String>,
+    port: Option<u16>,
+    data: Option<PathBuf>,
+    app: Option<PathBuf>,
+    dev: bool,
+) -> u8 {
     let mut config = match sx_server::Config::from_env() {
         Ok(c) => c,
         Err(message) => {
@@ -509,7 +566,19 @@ fn serve(host: Option<String>, port: Option<u16>, data: Option<PathBuf>) -> u8 {
     if let Some(data) = data {
         config.persist_dir = data;
     }
-    match sx_server::serve(config, APPS.to_vec()) {
+    if let Some(app) = app {
+        config.app_dir = Some(app);
+    }
+    config.dev = dev;
+    let source =
+        match sx_server::apps::select(&config, embedded::HOST_SOURCES, embedded::EMBEDDED_APPS) {
+            Ok(source) => source,
+            Err(message) => {
+                eprintln!("sx serve: {message}");
+                return 1;
+            }
+        };
+    match sx_server::serve(config, source) {
         Ok(()) => 0,
         Err(message) => {
             eprintln!("sx serve: {message}");

@@ -38,17 +38,39 @@ impl FileReport {
 
 /// Loads `source` into a fresh engine, then runs every test it registered.
 pub fn run_file(source: &str, file: &str, backend: Backend, effects: Effects<'_>) -> FileReport {
+    run_file_with(&[], source, file, backend, effects)
+}
+
+/// Like [`run_file`], with `preload` — (file name, source) pairs, e.g. an app's code that
+/// its tests exercise — loaded first, in order. A failure there is the report's load error.
+pub fn run_file_with(
+    preload: &[(String, String)],
+    source: &str,
+    file: &str,
+    backend: Backend,
+    effects: Effects<'_>,
+) -> FileReport {
     let mut engine = Engine::with_backend(backend);
-    let load_error = match engine.start(source, Some(file)) {
-        Err(e) => Some(e),
-        Ok(mut run) => loop {
-            match run.step(&mut engine) {
-                Step::Done(_) => break None,
-                Step::Error(e) => break Some(e),
-                Step::Perform(request) => run.resume(effects(&request)),
-            }
-        },
-    };
+    let mut load_error = None;
+    for (name, text) in preload
+        .iter()
+        .map(|(n, t)| (n.as_str(), t.as_str()))
+        .chain([(file, source)])
+    {
+        load_error = match engine.start(text, Some(name)) {
+            Err(e) => Some(e),
+            Ok(mut run) => loop {
+                match run.step(&mut engine) {
+                    Step::Done(_) => break None,
+                    Step::Error(e) => break Some(e),
+                    Step::Perform(request) => run.resume(effects(&request)),
+                }
+            },
+        };
+        if load_error.is_some() {
+            break;
+        }
+    }
     let tests = engine
         .run_tests(effects)
         .into_iter()

@@ -449,7 +449,7 @@ pub fn start(store: &Store, config: &crate::Config) -> Result<Auth, String> {
             .map_err(|e| format!("the session secret: {e}"))?,
     };
     let swept = store
-        .sweep_sessions(crate::handler::now_ms())
+        .sweep_sessions(crate::effects::now_ms())
         .map_err(|e| format!("the sessions: {e}"))?;
     if swept > 0 {
         tracing::info!("deleted {swept} expired sessions");

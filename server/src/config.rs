@@ -16,7 +16,16 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
         "the store's size limit in MB (a full store answers writes with 507)",
     ),
     ("SX_STATIC_DIR", "./static", "files served under /static/"),
-    ("SX_DOMAIN", "blog", "which embedded app to serve"),
+    (
+        "SX_DOMAIN",
+        "blog",
+        "which embedded app to serve (without SX_APP_DIR)",
+    ),
+    (
+        "SX_APP_DIR",
+        "-",
+        "serve the app in this folder instead of an embedded one (--app)",
+    ),
     (
         "SX_WORKERS",
         "one per CPU",
@@ -101,8 +110,13 @@ pub struct Config {
     pub port: u16,
     /// `SX_PERSIST_DIR`, default `./data`.
     pub persist_dir: PathBuf,
-    /// `SX_DOMAIN` (blog | events), default blog.
+    /// `SX_DOMAIN`: which embedded app to serve, default blog (checked against the apps
+    /// there are by `apps::select`).
     pub domain: String,
+    /// `SX_APP_DIR` / `--app`: serve the app in this folder instead of an embedded one.
+    pub app_dir: Option<PathBuf>,
+    /// `--dev`: recompile the app folder on change and reload open pages.
+    pub dev: bool,
     /// `SX_STATIC_DIR`, default `./static`.
     pub static_dir: PathBuf,
     /// `SX_WORKERS`: threads that serve requests, each with its own kernel image; default one
@@ -164,6 +178,8 @@ impl Default for Config {
             port: 8000,
             persist_dir: PathBuf::from("data"),
             domain: "blog".into(),
+            app_dir: None,
+            dev: false,
             static_dir: PathBuf::from("static"),
             workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
             session_secret: None,
@@ -196,11 +212,9 @@ impl Config {
             config.persist_dir = PathBuf::from(dir);
         }
         if let Some(domain) = var("SX_DOMAIN") {
-            if domain != "blog" && domain != "events" {
-                return Err(format!("SX_DOMAIN must be blog or events, not {domain:?}"));
-            }
             config.domain = domain;
         }
+        config.app_dir = var("SX_APP_DIR").map(PathBuf::from);
         if let Some(dir) = var("SX_STATIC_DIR") {
             config.static_dir = PathBuf::from(dir);
         }

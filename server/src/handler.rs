@@ -1,26 +1,24 @@
 //! SX handlers. Kernel values are `Rc`-based (not `Send`), so each worker thread owns a kernel
-//! image loaded from the bundle and a `LocalSet`; the thread's own axum server hands it
-//! requests through a same-thread channel (`dispatch`), and each request runs as a local task
-//! on the VM. A handler's `perform`s are served here — store reads, clock, timers, outgoing
-//! HTTP — and awaited: the VM is resumed when the answer is ready and the thread serves other
-//! requests meanwhile. An unknown op raises `unknown-effect` at the `perform` site.
+//! image loaded from the apps' bundle and a `LocalSet`; the HTTP layer hands it requests
+//! through a same-thread channel (`dispatch`), and each request runs as a local task on the
+//! VM. When the apps are recompiled (dev mode), the next request loads a new image; requests
+//! in flight finish on the one they started on. A handler's `perform`s are served by
+//! `effects` and awaited: the VM is resumed when the answer is ready, and the thread serves
+//! other requests meanwhile.
 
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use http_body_util::Full;
-use hyper::body::Bytes;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use sx_kernel::engine::{unknown_effect, Limits};
+use sx_kernel::engine::Limits;
 use sx_kernel::value::{kw_dict, kw_get, Dict, Key};
 use sx_kernel::{Backend, Engine, Step, Value};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::auth::Auth;
-use crate::render::Want;
+use crate::exchange::{Outcome, Reply, Request, Want};
 use crate::store::{DecodeCache, Store};
 
 /// The route id of the apps' 404 page (`host/not-found`), for paths no route matches.
@@ -29,71 +27,6 @@ pub const NOT_FOUND: usize = usize::MAX;
 /// Steps a request may take before it is stopped with 503.
 pub const REQUEST_FUEL: u64 = 5_000_000;
 
-/// What axum hands a worker: plain data, `Send`.
-pub struct Request {
-    /// The request id (`x-request-id`), for log lines written on the worker.
-    pub id: String,
-    /// The client's address (the socket's, or a trusted proxy's `X-Forwarded-For`).
-    pub client: String,
-    /// The site's base URL (`SX_PUBLIC_URL`, else the listener's `http://HOST:PORT`).
-    pub base_url: String,
-    pub route: usize,
-    pub method: String,
-    pub path: String,
-    pub params: Vec<(String, String)>,
-    pub query: Vec<(String, String)>,
-    pub headers: Vec<(String, String)>,
-    /// Fields of an `application/x-www-form-urlencoded` body.
-    pub form: Vec<(String, String)>,
-    /// The body as text (lossy UTF-8).
-    pub body: String,
-    /// Who is asking (resolved by the host before the handler runs).
-    pub user: Option<Principal>,
-}
-
-/// An authenticated requester, as handlers see it (`:user` in the request dict).
-pub struct Principal {
-    pub name: String,
-    /// `session` or `bearer`.
-    pub via: &'static str,
-    pub grants: Vec<String>,
-    /// The session's CSRF token (sessions only).
-    pub csrf: Option<String>,
-    /// The session id (sessions only), for logging out.
-    pub session: Option<String>,
-}
-
-/// What a handler produced.
-pub enum Outcome {
-    /// A page: its title, the `#content` tree, a status, and extra headers.
-    Page {
-        title: String,
-        content: Value,
-        status: u16,
-        headers: Vec<(String, String)>,
-    },
-    Response {
-        status: u16,
-        headers: Vec<(String, String)>,
-        body: Vec<u8>,
-    },
-    /// `host/require-user` refused: 401 (no identity) or 403 (no grant).
-    Refused {
-        status: u16,
-    },
-    Failed {
-        status: u16,
-        log: String,
-    },
-}
-
-/// The rendered answer a worker sends back.
-pub struct Reply {
-    pub status: u16,
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
-}
-
 struct Job {
     request: Request,
     want: Want,
@@ -101,7 +34,7 @@ struct Job {
 }
 
 thread_local! {
-    /// This worker thread's queue into its dispatcher (set by `Image::install`).
+    /// This worker thread's queue into its dispatcher (set by `install`).
     static JOBS: RefCell<Option<mpsc::UnboundedSender<Job>>> = const { RefCell::new(None) };
 }
 
@@ -111,24 +44,33 @@ pub struct Services {
     pub auth: Arc<Auth>,
     /// The browser bundle's script, when a matching bundle is installed (full pages load it).
     pub client_script: Option<String>,
-    client: Client<HttpConnector, Full<Bytes>>,
+    /// Dev mode: pages reload themselves when the app is recompiled.
+    pub dev: bool,
+    pub client: crate::effects::http::HttpClient,
 }
 
 impl Services {
-    pub fn new(store: Arc<Store>, auth: Arc<Auth>, client_script: Option<String>) -> Services {
+    pub fn new(
+        store: Arc<Store>,
+        auth: Arc<Auth>,
+        client_script: Option<String>,
+        dev: bool,
+    ) -> Services {
         let client = Client::builder(TokioExecutor::new()).build_http();
         Services {
             store,
             auth,
             client_script,
+            dev,
             client,
         }
     }
 }
 
-/// One worker thread's kernel image: the engine with the bundle loaded, the handlers in
-/// route order, and parsed posts memoised by their stored text.
+/// One worker thread's kernel image of one version of the apps: the engine with the bundle
+/// loaded, the handlers in route order, and parsed posts memoised by their stored text.
 pub struct Image {
+    generation: u64,
     engine: Engine,
     handlers: Vec<Value>,
     not_found: Option<Value>,
@@ -136,63 +78,72 @@ pub struct Image {
 }
 
 impl Image {
-    /// Loads the bundle into a fresh VM engine. Also returns the routes the apps declared, in
-    /// declaration order: (method, path).
-    pub fn load(bundle: &[u8]) -> Result<(Image, Vec<(String, String)>), String> {
+    /// Loads a version of the apps into a fresh VM engine.
+    pub fn load(app: &crate::apps::App) -> Result<Image, String> {
         let mut engine = Engine::with_backend(Backend::Vm);
         engine
-            .load_bundle(bundle)
+            .load_bundle(&app.bundle)
             .map_err(|e| format!("the app bundle: {e}"))?;
         engine.limits = Limits {
             fuel: Some(REQUEST_FUEL),
             ..Limits::default()
         };
-        let (routes, handlers) = declared(&engine)
-            .into_iter()
-            .map(|(method, path, handler)| ((method, path), handler))
-            .unzip();
+        let handlers = declared_handlers(&engine);
         let not_found = engine.lookup("host/not-found");
-        let image = Image {
+        Ok(Image {
+            generation: app.generation,
             engine,
             handlers,
             not_found,
             cache: Rc::default(),
-        };
-        Ok((image, routes))
+        })
     }
+}
 
-    /// Makes this image the one that serves `dispatch` calls on the current thread; the
-    /// returned future (to be run with `spawn_local`) runs each request as a local task, so
-    /// requests suspended at a `perform` interleave.
-    pub fn install(self, services: Arc<Services>) -> impl std::future::Future<Output = ()> {
-        let (sender, mut jobs) = mpsc::unbounded_channel::<Job>();
-        JOBS.with(|j| *j.borrow_mut() = Some(sender));
-        let image = Rc::new(RefCell::new(self));
-        async move {
-            while let Some(job) = jobs.recv().await {
-                let image = image.clone();
-                let services = services.clone();
-                // The task's log lines carry the request id, like the router's.
-                let span = tracing::info_span!("request", id = %job.request.id);
-                let task = async move {
-                    let outcome = run(&image, &job.request, &services).await;
-                    let reply = crate::render::reply(
-                        &mut image.borrow_mut().engine,
-                        outcome,
-                        job.want,
-                        &job.request,
-                        services.client_script.as_deref(),
-                    );
-                    let _ = job.reply.send(reply);
-                };
-                tokio::task::spawn_local(tracing::Instrument::instrument(task, span));
+/// Makes `image` the one that serves `dispatch` calls on the current thread; the returned
+/// future (to be run with `spawn_local`) runs each request as a local task, so requests
+/// suspended at a `perform` interleave.
+pub fn install(image: Image, services: Arc<Services>) -> impl std::future::Future<Output = ()> {
+    let (sender, mut jobs) = mpsc::unbounded_channel::<Job>();
+    JOBS.with(|j| *j.borrow_mut() = Some(sender));
+    let mut image = Rc::new(RefCell::new(image));
+    async move {
+        while let Some(job) = jobs.recv().await {
+            // A new version of the apps: this and later requests run on its image.
+            if image.borrow().generation != job.request.app.generation {
+                match Image::load(&job.request.app) {
+                    Ok(fresh) => image = Rc::new(RefCell::new(fresh)),
+                    Err(e) => {
+                        tracing::error!("loading the new version of the app: {e}");
+                        let _ = job
+                            .reply
+                            .send(crate::render::error_page(500, "Something went wrong."));
+                        continue;
+                    }
+                }
             }
+            let image = image.clone();
+            let services = services.clone();
+            // The task's log lines carry the request id, like the router's.
+            let span = tracing::info_span!("request", id = %job.request.id);
+            let task = async move {
+                let outcome = run(&image, &job.request, &services).await;
+                let reply = crate::render::reply(
+                    &mut image.borrow_mut().engine,
+                    outcome,
+                    job.want,
+                    &job.request,
+                    &services,
+                );
+                let _ = job.reply.send(reply);
+            };
+            tokio::task::spawn_local(tracing::Instrument::instrument(task, span));
         }
     }
 }
 
-/// Runs a request on the current thread's image (see `Image::install`). The future is `Send`
-/// for axum; the SX work happens in the thread's local task, without a thread switch.
+/// Runs a request on the current thread's image (see `install`). The future is `Send` for
+/// axum; the SX work happens in the thread's local task, without a thread switch.
 pub async fn dispatch(request: Request, want: Want) -> Reply {
     let Some(sender) = JOBS.with(|j| j.borrow().clone()) else {
         return crate::render::error_page(503, "The server is starting.");
@@ -213,19 +164,15 @@ pub async fn dispatch(request: Request, want: Want) -> Reply {
         .unwrap_or_else(|_| crate::render::error_page(500, "Something went wrong."))
 }
 
-fn declared(engine: &Engine) -> Vec<(String, String, Value)> {
+/// The handlers of `*routes*`, in declaration order (the order of `apps::App::routes`).
+fn declared_handlers(engine: &Engine) -> Vec<Value> {
     let Some(Value::List(routes)) = engine.lookup("*routes*") else {
         return Vec::new();
     };
-    let mut out: Vec<(String, String, Value)> = routes
+    let mut out: Vec<Value> = routes
         .iter()
         .filter_map(|r| match r {
-            Value::List(parts) => match (parts.nth(0), parts.nth(1), parts.nth(2)) {
-                (Some(Value::Str(m)), Some(Value::Str(p)), Some(h)) => {
-                    Some((m.to_uppercase(), p.to_string(), h.clone()))
-                }
-                _ => None,
-            },
+            Value::List(parts) => parts.nth(2).cloned(),
             _ => None,
         })
         .collect();
@@ -278,67 +225,6 @@ fn field(d: &Dict, name: &str) -> Option<Value> {
     kw_get(d, name).cloned()
 }
 
-fn needs(request: &Value, what: &str) -> Value {
-    sx_kernel::error::type_error(what, vec![request.clone()])
-}
-
-/// Serves one effect of a handler. Store reads are memory-mapped and quick, so they run in
-/// place; time-consuming effects (timers, outgoing HTTP) are awaited.
-async fn effect(
-    request: &Value,
-    services: &Services,
-    cache: &DecodeCache,
-    asking: &Request,
-) -> Result<Value, Value> {
-    let Value::Dict(d) = request else {
-        return Err(unknown_effect(request));
-    };
-    let store_failed = |e: crate::store::StoreError| {
-        sx_kernel::error::ErrorValue::value("store-error", e.to_string(), vec![])
-    };
-    let Some(Value::Str(op)) = field(d, "op") else {
-        return Err(unknown_effect(request));
-    };
-    match &*op {
-        "store/post" => match field(d, "slug") {
-            Some(Value::Str(slug)) => Ok(services
-                .store
-                .post_cached(&slug, cache)
-                .map_err(store_failed)?
-                .unwrap_or(Value::Nil)),
-            _ => Err(needs(request, "store/post needs a :slug string")),
-        },
-        "store/posts" => Ok(Value::list(
-            services.store.posts_cached(cache).map_err(store_failed)?,
-        )),
-        "now" => Ok(Value::Int(now_ms())),
-        "sleep" => match field(d, "ms") {
-            Some(Value::Int(ms)) if (0..=MAX_SLEEP_MS).contains(&ms) => {
-                tokio::time::sleep(std::time::Duration::from_millis(ms as u64)).await;
-                Ok(Value::Nil)
-            }
-            _ => Err(needs(
-                request,
-                "sleep needs :ms, an integer from 0 to 30000",
-            )),
-        },
-        "http/request" => crate::outgoing::request(&services.client, d).await,
-        "auth/login" | "auth/logout" | "post/create" | "post/edit" | "post/publish" => {
-            crate::writes::effect(&op, d, services, asking).await
-        }
-        _ => Err(unknown_effect(request)),
-    }
-}
-
-/// The longest a handler may sleep.
-const MAX_SLEEP_MS: i64 = 30_000;
-
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
 /// Runs a handler to its outcome. The engine is borrowed only while the VM runs; at each
 /// `perform` it is released, so other requests on this thread run while this one waits.
 async fn run(image: &RefCell<Image>, request: &Request, services: &Services) -> Outcome {
@@ -367,7 +253,12 @@ async fn run(image: &RefCell<Image>, request: &Request, services: &Services) -> 
             Step::Done(v) => break Ok(v),
             Step::Error(e) => break Err(e),
             Step::Perform(req) => {
-                machine.resume(effect(&req, services, &cache, request).await);
+                let cx = crate::effects::Context {
+                    services,
+                    cache: &cache,
+                    request,
+                };
+                machine.resume(crate::effects::serve(&req, &cx).await);
             }
         }
     };
@@ -393,7 +284,7 @@ async fn run(image: &RefCell<Image>, request: &Request, services: &Services) -> 
         Err(err) => {
             let status = match &err {
                 Value::Error(e) if &*e.error_type == "out-of-fuel" => 503,
-                Value::Error(e) if &*e.error_type == crate::writes::STORE_FULL => 507,
+                Value::Error(e) if &*e.error_type == crate::effects::STORE_FULL => 507,
                 _ => 500,
             };
             Outcome::Failed {

@@ -10,14 +10,13 @@
 //! (`Origin`, `Sec-Fetch-Site`), the session's CSRF token for one made with a session cookie,
 //! and the security headers on every response.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Extension, RawPathParams, RawQuery, State};
+use axum::extract::{Extension, RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, MethodFilter, MethodRouter};
+use axum::routing::get;
 use axum::Router;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::{
@@ -26,11 +25,11 @@ use tower_http::request_id::{
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 
+use crate::apps::{Apps, Found};
 use crate::auth::{same_secret, Auth, Identity};
 use crate::config::Config;
 use crate::connections::ClientAddr;
-use crate::handler::{Principal, Request};
-use crate::render::Want;
+use crate::exchange::{Principal, Request, Want};
 use crate::store::Store;
 
 /// Request bodies above this are refused with 413.
@@ -48,6 +47,21 @@ pub struct AppState {
     pub base_url: String,
     /// The browser bundle's module, when one is installed: `/__sx/boot.js` imports it.
     pub client_boot: Option<String>,
+    /// The apps and their current version.
+    pub apps: Arc<Apps>,
+}
+
+impl AppState {
+    /// Where `/static/` files come from, first match wins: the app folder's `static/`, then
+    /// the static directory.
+    pub fn static_dirs(&self) -> Vec<std::path::PathBuf> {
+        let mut dirs = Vec::new();
+        if let Some(folder) = self.apps.folder() {
+            dirs.push(folder.join("static"));
+        }
+        dirs.push(self.config.static_dir.clone());
+        dirs
+    }
 }
 
 /// The security headers every response carries. Scripts come only from this origin (the
@@ -117,7 +131,7 @@ fn client_address(headers: &HeaderMap, peer: Option<ClientAddr>, trust_proxy: bo
 }
 
 /// Reads a request body within the body timeout and the size limit.
-async fn read_body(body: Body, state: &AppState) -> Result<Bytes, crate::handler::Reply> {
+async fn read_body(body: Body, state: &AppState) -> Result<Bytes, crate::exchange::Reply> {
     use http_body_util::BodyExt;
     let limited = http_body_util::Limited::new(body, BODY_LIMIT);
     match tokio::time::timeout(state.config.limits.body, limited.collect()).await {
@@ -139,40 +153,41 @@ async fn read_body(body: Body, state: &AppState) -> Result<Bytes, crate::handler
     }
 }
 
-/// `/:slug/` (SX routes) → `/{slug}/` (axum's syntax).
-fn axum_path(path: &str) -> String {
-    path.split('/')
-        .map(|seg| match seg.strip_prefix(':') {
-            Some(name) => format!("{{{name}}}"),
-            None => seg.to_string(),
-        })
-        .collect::<Vec<_>>()
-        .join("/")
-}
-
-fn method_filter(method: &str) -> Option<MethodFilter> {
-    Some(match method {
-        "GET" => MethodFilter::GET,
-        "POST" => MethodFilter::POST,
-        "PUT" => MethodFilter::PUT,
-        "DELETE" => MethodFilter::DELETE,
-        "PATCH" => MethodFilter::PATCH,
-        _ => return None,
-    })
-}
-
-#[allow(clippy::too_many_arguments)]
+/// Every path the host does not serve itself: the routes of the current version of the apps
+/// (`defroute`), else the apps' 404 page.
 async fn sx_route(
-    state: Arc<AppState>,
-    route: usize,
+    State(state): State<Arc<AppState>>,
     method: Method,
     uri: Uri,
-    params: RawPathParams,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
-    peer: Option<ClientAddr>,
+    peer: Option<Extension<ClientAddr>>,
     body: Body,
 ) -> Response {
+    let app = match state.apps.current() {
+        Ok(app) => app,
+        // Dev mode, and the app does not compile: every page says why.
+        Err(error) => return into_response(crate::render::compile_error_page(&error)),
+    };
+    let (route, params, csrf) = match app.find(method.as_str(), uri.path()) {
+        Found::Route {
+            index,
+            params,
+            csrf,
+        } => (index, params, csrf),
+        Found::NotFound => (crate::handler::NOT_FOUND, Vec::new(), true),
+        Found::OtherMethods(allowed) => {
+            let mut response = into_response(crate::render::error_page(
+                405,
+                "This page cannot be asked for that way.",
+            ));
+            if let Ok(allow) = HeaderValue::try_from(allowed.join(", ")) {
+                response.headers_mut().insert(header::ALLOW, allow);
+            }
+            return response;
+        }
+    };
+    let peer = peer.map(|Extension(p)| p);
     let header_text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let safe = matches!(method, Method::GET | Method::HEAD | Method::OPTIONS);
     // Another site's page may not make a visitor's browser change anything here (login
@@ -200,7 +215,7 @@ async fn sx_route(
         &state.store,
         header_text("authorization"),
         header_text("cookie"),
-        crate::handler::now_ms(),
+        crate::effects::now_ms(),
     ) {
         Ok(identity) => identity,
         Err(e) => {
@@ -209,9 +224,10 @@ async fn sx_route(
         }
     };
     // A cookie is an ambient credential: every state-changing request made with one must
-    // carry the session's CSRF token (form field `csrf` or header `X-CSRF-Token`).
+    // carry the session's CSRF token (form field `csrf` or header `X-CSRF-Token`), unless
+    // its route says it authenticates otherwise (`{:csrf false}`).
     if let Identity::Session { session, .. } = &identity {
-        if !safe {
+        if !safe && csrf {
             let sent = form
                 .iter()
                 .find(|(k, _)| k == "csrf")
@@ -243,15 +259,13 @@ async fn sx_route(
     };
     let request = Request {
         id: header_text("x-request-id").unwrap_or("-").to_string(),
+        app,
         client: client_address(&headers, peer, state.config.trust_proxy),
         base_url: state.base_url.clone(),
         route,
         method: method.to_string(),
         path: uri.path().to_string(),
-        params: params
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
+        params,
         query: form_urlencoded::parse(query.as_deref().unwrap_or("").as_bytes())
             .map(|(k, v)| (k.into_owned(), v.into_owned()))
             .collect(),
@@ -266,7 +280,7 @@ async fn sx_route(
     into_response(crate::handler::dispatch(request, want).await)
 }
 
-fn into_response(reply: crate::handler::Reply) -> Response {
+fn into_response(reply: crate::exchange::Reply) -> Response {
     let mut response = Response::new(axum::body::Body::from(reply.body));
     *response.status_mut() =
         StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
@@ -293,47 +307,17 @@ impl MakeRequestId for Counter {
     }
 }
 
-pub fn router(state: Arc<AppState>, routes: &[(String, String)]) -> Router {
-    let static_files = crate::static_files::router(&state.config.static_dir);
-    let mut by_path: BTreeMap<String, MethodRouter<Arc<AppState>>> = BTreeMap::new();
-    for (index, (method, path)) in routes.iter().enumerate() {
-        let Some(filter) = method_filter(method) else {
-            tracing::warn!("skipping route {method} {path}: unknown method");
-            continue;
-        };
-        let handler = move |State(state): State<Arc<AppState>>,
-                            method: Method,
-                            uri: Uri,
-                            params: RawPathParams,
-                            query: RawQuery,
-                            headers: HeaderMap,
-                            peer: Option<Extension<ClientAddr>>,
-                            body: Body| {
-            sx_route(
-                state,
-                index,
-                method,
-                uri,
-                params,
-                query,
-                headers,
-                peer.map(|Extension(p)| p),
-                body,
-            )
-        };
-        let entry = by_path.remove(path).unwrap_or_default();
-        by_path.insert(path.clone(), entry.on(filter, handler));
-    }
-    let mut app = Router::new();
-    for (path, methods) in by_path {
-        app = app.route(&axum_path(&path), methods);
-    }
+pub fn router(state: Arc<AppState>) -> Router {
+    let static_files = crate::static_files::router(&state.static_dirs());
+    let app = Router::new();
     let deadline = state.config.limits.request;
     let mut app = app
         .route("/health", get(health))
         .route("/__sx/boot.js", get(boot_script))
+        .route("/__sx/dev.js", get(crate::dev::script))
+        .route("/__sx/reload", get(crate::dev::reloads))
         .nest("/static", static_files)
-        .fallback(not_found)
+        .fallback(sx_route)
         .layer(RequestBodyLimitLayer::new(BODY_LIMIT))
         .layer(axum::middleware::from_fn(
             move |request: axum::extract::Request, next: axum::middleware::Next| async move {
@@ -433,24 +417,4 @@ async fn boot_script(State(state): State<Arc<AppState>>) -> Response {
             .into_response(),
         None => StatusCode::NOT_FOUND.into_response(),
     }
-}
-
-/// Paths no route matches: the apps' 404 page (`host/not-found`), full or as a fragment.
-#[allow(clippy::too_many_arguments)]
-async fn not_found(
-    State(state): State<Arc<AppState>>,
-    method: Method,
-    uri: Uri,
-    params: RawPathParams,
-    query: RawQuery,
-    headers: HeaderMap,
-    peer: Option<Extension<ClientAddr>>,
-    body: Body,
-) -> Response {
-    let route = crate::handler::NOT_FOUND;
-    let peer = peer.map(|Extension(p)| p);
-    sx_route(
-        state, route, method, uri, params, query, headers, peer, body,
-    )
-    .await
 }

@@ -2,17 +2,19 @@
 //! server, and SX handlers on per-thread kernel images.
 
 pub mod accounts;
+pub mod apps;
 pub mod auth;
 pub mod client_bundle;
 pub mod config;
 pub mod connections;
+pub mod dev;
+pub mod effects;
+pub mod exchange;
 pub mod handler;
 pub mod http;
-pub mod outgoing;
 pub mod render;
 pub mod static_files;
 pub mod store;
-pub mod writes;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -30,7 +32,7 @@ pub use config::Config;
 pub async fn serve_on(
     listener: TcpListener,
     config: Config,
-    bundle: Arc<Vec<u8>>,
+    source: apps::Source,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), String> {
     // A stale browser bundle is refused before anything else happens.
@@ -49,6 +51,8 @@ pub async fn serve_on(
             None
         }
     };
+    // An app that does not compile is refused before the store is touched.
+    let (apps, probe) = apps::Apps::start(source, config.dev)?;
     let options = store::Options {
         max_bytes: config.store_max_mb.saturating_mul(1 << 20),
         // Each worker thread and each of its blocking threads may read at once.
@@ -61,18 +65,37 @@ pub async fn serve_on(
             config.persist_dir.display()
         )
     })?;
+    // A fresh store gets the apps' sample content (`defsite` :samples).
+    let samples = match apps::site_field(&probe, "samples") {
+        Some(sx_kernel::Value::List(samples)) => samples.iter().cloned().collect(),
+        _ => Vec::new(),
+    };
+    drop(probe);
     if store
-        .seed(handler::now_ms())
+        .seed(effects::now_ms(), &samples)
         .map_err(|e| format!("cannot seed the store: {e}"))?
     {
         tracing::info!("seeded a fresh store in {}", config.persist_dir.display());
     }
+    // Dev mode: recompile when the app folder changes. Production with an app folder:
+    // recompile on SIGHUP (a failure keeps the version being served).
+    let _watcher = match (config.dev, apps.folder().is_some()) {
+        (true, true) => Some(apps::watch(apps.clone())?),
+        (true, false) => return Err("--dev needs an app folder (--app DIR)".into()),
+        (false, has_folder) => {
+            if has_folder {
+                reload_on_hangup(apps.clone())?;
+            }
+            None
+        }
+    };
     let auth = Arc::new(auth::start(&store, &config)?);
     let store = Arc::new(store);
     let services = Arc::new(handler::Services::new(
         store.clone(),
         auth.clone(),
         client_script,
+        config.dev,
     ));
     let base_url = match &config.public_url {
         Some(url) => url.trim_end_matches('/').to_string(),
@@ -87,6 +110,7 @@ pub async fn serve_on(
     let state = Arc::new(http::AppState {
         base_url,
         client_boot,
+        apps,
         config: config.clone(),
         store: store.clone(),
         auth,
@@ -105,7 +129,6 @@ pub async fn serve_on(
             listener: listener
                 .try_clone()
                 .map_err(|e| format!("the listening socket: {e}"))?,
-            bundle: bundle.clone(),
             services: services.clone(),
             state: state.clone(),
             stopping: stopping.clone(),
@@ -170,7 +193,6 @@ pub const BLOCKING_THREADS: usize = 32;
 
 struct Worker {
     listener: std::net::TcpListener,
-    bundle: Arc<Vec<u8>>,
     services: Arc<handler::Services>,
     state: Arc<http::AppState>,
     stopping: tokio::sync::watch::Receiver<bool>,
@@ -194,22 +216,23 @@ impl Worker {
         let local = tokio::task::LocalSet::new();
         local.block_on(&runtime, async move {
             let started = (|| {
-                let (image, routes) = handler::Image::load(&self.bundle)?;
+                let app = self.state.apps.current()?;
+                let image = handler::Image::load(&app)?;
                 let listener = TcpListener::from_std(self.listener)
                     .map_err(|e| format!("the listening socket: {e}"))?;
-                Ok::<_, String>((image, routes, listener))
+                Ok::<_, String>((image, listener))
             })();
-            let (image, routes, listener) = match started {
+            let (image, listener) = match started {
                 Ok(started) => started,
                 Err(e) => {
                     let _ = ready.send(Err(e));
                     return Ok(());
                 }
             };
-            tokio::task::spawn_local(image.install(self.services));
+            tokio::task::spawn_local(handler::install(image, self.services));
             let limits = self.state.config.limits.clone();
             let open = self.state.open_connections.clone();
-            let app = http::router(self.state, &routes);
+            let app = http::router(self.state);
             let _ = ready.send(Ok(()));
             connections::serve(listener, app, limits, open, self.stopping).await;
             Ok(())
@@ -217,9 +240,29 @@ impl Worker {
     }
 }
 
-/// `sx serve`: binds the configured address and serves the apps in `bundle` (compiled by
-/// the build) until SIGTERM or Ctrl-C.
-pub fn serve(config: Config, bundle: Vec<u8>) -> Result<(), String> {
+/// Recompiles the app folder on SIGHUP (production's way to take a new version of the app
+/// without a restart).
+fn reload_on_hangup(apps: Arc<apps::Apps>) -> Result<(), String> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut hangups =
+            signal(SignalKind::hangup()).map_err(|e| format!("cannot handle signals: {e}"))?;
+        tokio::spawn(async move {
+            while hangups.recv().await.is_some() {
+                let apps = apps.clone();
+                let _ = tokio::task::spawn_blocking(move || apps.recompile()).await;
+            }
+        });
+    }
+    #[cfg(not(unix))]
+    let _ = apps;
+    Ok(())
+}
+
+/// `sx serve`: binds the configured address and serves the apps from `source` until SIGTERM
+/// or Ctrl-C.
+pub fn serve(config: Config, source: apps::Source) -> Result<(), String> {
     use std::io::IsTerminal;
     let _ = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
@@ -239,8 +282,15 @@ pub fn serve(config: Config, bundle: Vec<u8>) -> Result<(), String> {
         let listener = TcpListener::bind(&address)
             .await
             .map_err(|e| format!("cannot listen on {address}: {e}"))?;
-        tracing::info!("serving {} on http://{address}", config.domain);
-        serve_on(listener, config, Arc::new(bundle), shutdown).await
+        match &config.app_dir {
+            Some(dir) => tracing::info!(
+                "serving the app in {}{} on http://{address}",
+                dir.display(),
+                if config.dev { " (dev mode)" } else { "" }
+            ),
+            None => tracing::info!("serving {} on http://{address}", config.domain),
+        }
+        serve_on(listener, config, source, shutdown).await
     })
 }
 

@@ -7,30 +7,8 @@
 use sx_kernel::engine::unknown_effect;
 use sx_kernel::{Engine, Value};
 
-use crate::handler::{Outcome, Principal, Reply, Request};
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Want {
-    Page,
-    FragmentHtml,
-    FragmentSx,
-}
-
-impl Want {
-    pub fn from_headers(sx_request: Option<&str>, accept: Option<&str>) -> Want {
-        if sx_request.is_some_and(|v| v.eq_ignore_ascii_case("true")) {
-            if accept.is_some_and(|a| a.contains("text/sx")) {
-                Want::FragmentSx
-            } else {
-                Want::FragmentHtml
-            }
-        } else {
-            Want::Page
-        }
-    }
-}
-
-const SITE: &str = "SX blog";
+use crate::exchange::{Outcome, Principal, Reply, Request, Want};
+use crate::handler::Services;
 
 fn percent_encode(text: &str) -> String {
     let mut out = String::new();
@@ -52,6 +30,21 @@ fn html(status: u16, body: String) -> Reply {
     }
 }
 
+/// Dev mode only: the app does not compile, so every page shows why (the message names
+/// `file:line:col`). Production never shows this (it keeps serving the last good version).
+pub fn compile_error_page(error: &str) -> Reply {
+    message_page(
+        500,
+        "The app does not compile",
+        "The app does not compile",
+        &format!(
+            "<pre class=\"sx-error\">{}</pre><p>Fix the file and save: this page reloads.</p>\
+             <script src=\"/__sx/dev.js\"></script>",
+            html_escape(error)
+        ),
+    )
+}
+
 /// A page for when the app itself could not answer: nothing internal is shown.
 pub fn error_page(status: u16, message: &str) -> Reply {
     message_page(
@@ -67,11 +60,12 @@ fn render_html(tree: &Value) -> Result<String, String> {
 }
 
 /// The document title of a page: the same for a full load and a fragment (`SX-Title`).
-fn page_title(title: &str) -> String {
+/// The site's name is the apps' (`defsite`).
+fn page_title(title: &str, site: &str) -> String {
     if title.is_empty() {
-        SITE.to_string()
+        site.to_string()
     } else {
-        format!("{title} · {SITE}")
+        format!("{title} · {site}")
     }
 }
 
@@ -80,17 +74,18 @@ fn full_page(
     title: &str,
     content: Value,
     request: &Request,
-    client_script: Option<&str>,
+    services: &Services,
 ) -> Result<String, String> {
     let shell = engine
         .lookup("~host/shell")
         .ok_or_else(|| "the apps define no ~host/shell".to_string())?;
-    let title = page_title(title);
+    let site = &request.app.site_name;
+    let title = page_title(title, site);
     let mut args = vec![
         Value::kw("title"),
         Value::str(&title),
         Value::kw("site"),
-        Value::str(SITE),
+        Value::str(site),
     ];
     // The shell shows a signed-in browser who it is and a Log out button (a form that
     // carries the session's CSRF token).
@@ -107,8 +102,11 @@ fn full_page(
             Value::str(csrf),
         ]);
     }
-    if let Some(script) = client_script {
+    if let Some(script) = &services.client_script {
         args.extend([Value::kw("client"), Value::str(script)]);
+    }
+    if services.dev {
+        args.extend([Value::kw("dev"), Value::Bool(true)]);
     }
     args.push(content);
     let tree = engine
@@ -225,7 +223,7 @@ pub fn reply(
     outcome: Outcome,
     want: Want,
     request: &Request,
-    client_script: Option<&str>,
+    services: &Services,
 ) -> Reply {
     match outcome {
         Outcome::Response {
@@ -256,7 +254,7 @@ pub fn reply(
             headers: extra,
         } => {
             let rendered = match want {
-                Want::Page => full_page(engine, &title, content, request, client_script)
+                Want::Page => full_page(engine, &title, content, request, services)
                     .map(|b| ("text/html; charset=utf-8", b)),
                 Want::FragmentHtml => {
                     render_html(&content).map(|b| ("text/html; charset=utf-8", b))
@@ -272,7 +270,10 @@ pub fn reply(
                         ("vary".to_string(), "SX-Request, Accept".to_string()),
                     ];
                     if want != Want::Page {
-                        headers.push(("sx-title".to_string(), percent_encode(&page_title(&title))));
+                        headers.push((
+                            "sx-title".to_string(),
+                            percent_encode(&page_title(&title, &request.app.site_name)),
+                        ));
                         // Who the page was made for: when it differs from the page the
                         // browser shows, the engine loads the whole page (the header shows
                         // the login state and is outside #content).

@@ -1,8 +1,9 @@
 //! `/static/**`: files from the static directory through tower-http's `ServeDir` (content
 //! types, ETag / Last-Modified / 304; `..` never leaves the directory), never a dotfile and
 //! never anything that resolves outside the directory (a symlink out of it included): 404.
+//! Several directories may be given: the first that has a file serves it.
 
-use std::path::Path;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::http::StatusCode;
@@ -14,13 +15,18 @@ use crate::http::AppState;
 
 /// `/static/**`: files under `dir`, never a dotfile and never anything that resolves
 /// outside it (a symlink out of the directory included). ServeDir already refuses `..`.
-pub fn router(dir: &Path) -> Router<Arc<AppState>> {
-    let root = dir.to_path_buf();
+pub fn router(dirs: &[PathBuf]) -> Router<Arc<AppState>> {
+    let roots = dirs.to_vec();
+    // The first directory that has the file serves it.
+    let mut files = Router::new();
+    for dir in dirs.iter().rev() {
+        files = Router::new().fallback_service(ServeDir::new(dir).fallback(files));
+    }
     Router::new()
-        .fallback_service(ServeDir::new(dir))
+        .fallback_service(files)
         .layer(axum::middleware::from_fn(
             move |request: axum::extract::Request, next: axum::middleware::Next| {
-                let allowed = allowed(&root, request.uri().path());
+                let allowed = allowed(&roots, request.uri().path());
                 async move {
                     if allowed {
                         next.run(request).await
@@ -32,39 +38,42 @@ pub fn router(dir: &Path) -> Router<Arc<AppState>> {
         ))
 }
 
-fn allowed(root: &Path, path: &str) -> bool {
-    let Ok(decoded) = percent_decode(path) else {
+/// Whether `path` may be served: no dotfile anywhere in it, and in the first directory that
+/// has it, it resolves inside that directory.
+fn allowed(roots: &[PathBuf], path: &str) -> bool {
+    let Some(decoded) = percent_decode(path) else {
         return false;
     };
-    let mut resolved = root.to_path_buf();
-    for segment in decoded.split('/').filter(|s| !s.is_empty()) {
-        if segment.starts_with('.') || segment.contains('\\') || segment.contains('\0') {
-            return false;
+    let segments: Vec<&str> = decoded.split('/').filter(|s| !s.is_empty()).collect();
+    if segments
+        .iter()
+        .any(|s| s.starts_with('.') || s.contains('\\') || s.contains('\0'))
+    {
+        return false;
+    }
+    for root in roots {
+        let resolved: PathBuf = segments.iter().fold(root.clone(), |p, s| p.join(s));
+        if let (Ok(root), Ok(resolved)) = (root.canonicalize(), resolved.canonicalize()) {
+            return resolved.starts_with(root);
         }
-        resolved.push(segment);
     }
-    // Whatever the path names must resolve inside the root (a missing file is ServeDir's
-    // 404 either way).
-    match (root.canonicalize(), resolved.canonicalize()) {
-        (Ok(root), Ok(resolved)) => resolved.starts_with(root),
-        _ => false,
-    }
+    // Nowhere: ServeDir answers 404.
+    true
 }
 
-fn percent_decode(path: &str) -> Result<String, ()> {
+fn percent_decode(path: &str) -> Option<String> {
     let bytes = path.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] == b'%' {
-            let hex = bytes.get(i + 1..i + 3).ok_or(())?;
-            let hex = std::str::from_utf8(hex).map_err(|_| ())?;
-            out.push(u8::from_str_radix(hex, 16).map_err(|_| ())?);
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
             i += 3;
         } else {
             out.push(bytes[i]);
             i += 1;
         }
     }
-    String::from_utf8(out).map_err(|_| ())
+    String::from_utf8(out).ok()
 }

@@ -282,6 +282,7 @@ fn connections_beyond_the_cap_wait_their_turn() {
         limits: Limits {
             connections: 2,
             header: Duration::from_millis(600),
+            keepalive: Duration::from_secs(10),
             ..quick_limits()
         },
         ..config(data.path(), statics.path())

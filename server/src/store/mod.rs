@@ -15,7 +15,7 @@ use heed::{Database, Env, EnvOpenOptions};
 use sx_kernel::Value;
 
 pub use auth::{Session, User};
-pub use posts::{fold, sample_posts};
+pub use posts::{fold, sample_ops};
 
 /// Bump when the layout of any database changes; a store written with another version is
 /// refused at open rather than misread. Version 2 added users, tokens and sessions (a
@@ -281,11 +281,11 @@ impl Store {
     }
 
     /// Seeds an empty store with the sample posts; a store with posts is left alone.
-    pub fn seed(&self, now: i64) -> Result<bool> {
-        if !self.posts()?.is_empty() {
+    pub fn seed(&self, now: i64, samples: &[Value]) -> Result<bool> {
+        if samples.is_empty() || !self.posts()?.is_empty() {
             return Ok(false);
         }
-        let samples = sample_posts(now);
+        let samples = sample_ops(now, samples);
         let ops: Vec<(&str, Value)> = samples
             .iter()
             .map(|(slug, op)| (slug.as_str(), op.clone()))

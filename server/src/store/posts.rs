@@ -147,41 +147,33 @@ fn op(fields: &[(&str, Value)]) -> Value {
     Value::Dict(d)
 }
 
-/// The posts a fresh store starts with (`welcome` among them), as create and publish ops.
-pub fn sample_posts(now: i64) -> Vec<(String, Value)> {
-    let samples = [
-        (
-            "welcome",
-            "Welcome to SX",
-            "This blog is served by SX: pages are SX data rendered on the server, boosted in the browser by the same kernel.",
-            vec!["sx", "meta"],
-        ),
-        (
-            "content-streams",
-            "Posts are content streams",
-            "Every edit appends an op; a post is the fold of its ops, so its history comes for free.",
-            vec!["sx", "storage"],
-        ),
-        (
-            "gig-night",
-            "Gig Night",
-            "Live music on Friday. The events calendar links here once the event is allocated.",
-            vec!["events", "music"],
-        ),
-    ];
+/// The ops that create and publish an app's sample posts (`defsite` :samples: dicts with
+/// `:slug :title :body` and optionally `:tags`), a minute apart, the last the newest.
+/// Samples without a slug, title or body are skipped.
+pub fn sample_ops(now: i64, samples: &[Value]) -> Vec<(String, Value)> {
     let mut out = Vec::new();
-    for (i, (slug, title, body, tags)) in samples.iter().enumerate() {
+    for (i, sample) in samples.iter().enumerate() {
+        let Value::Dict(d) = sample else { continue };
+        let text = |name: &str| match sx_kernel::value::kw_get(d, name) {
+            Some(Value::Str(s)) => Some(s.clone()),
+            _ => None,
+        };
+        let (Some(slug), Some(title), Some(body)) = (text("slug"), text("title"), text("body"))
+        else {
+            continue;
+        };
+        let tags = match sx_kernel::value::kw_get(d, "tags") {
+            Some(tags @ Value::List(_)) => tags.clone(),
+            _ => Value::list(Vec::new()),
+        };
         let at = now - (samples.len() - i) as i64 * 60_000;
         out.push((
             slug.to_string(),
             op(&[
                 ("op", Value::str("create")),
-                ("title", Value::str(title)),
-                ("body", Value::str(body)),
-                (
-                    "tags",
-                    Value::list(tags.iter().map(|t| Value::str(t)).collect()),
-                ),
+                ("title", Value::Str(title)),
+                ("body", Value::Str(body)),
+                ("tags", tags),
                 ("at", Value::Int(at)),
             ]),
         ));

@@ -11,6 +11,31 @@ fn op(fields: &[(&str, Value)]) -> Value {
     Value::Dict(d)
 }
 
+/// Sample posts as an app declares them (`defsite` :samples), plus one without a body that
+/// seeding skips.
+fn samples() -> Vec<Value> {
+    let sample = |slug: &str, title: &str, tags: &[&str]| {
+        op(&[
+            ("slug", Value::str(slug)),
+            ("title", Value::str(title)),
+            ("body", Value::str("Text.")),
+            (
+                "tags",
+                Value::list(tags.iter().map(|t| Value::str(t)).collect()),
+            ),
+        ])
+    };
+    vec![
+        sample("welcome", "Welcome", &["sx", "meta"]),
+        sample("second", "Second", &[]),
+        sample("third", "Third", &["x"]),
+        op(&[
+            ("slug", Value::str("broken")),
+            ("title", Value::str("No body")),
+        ]),
+    ]
+}
+
 fn get(post: &Value, field: &str) -> Value {
     match post {
         Value::Dict(d) => d.get(&Key(Value::kw(field))).cloned().unwrap_or(Value::Nil),
@@ -146,10 +171,14 @@ fn posts_list_newest_first() {
 fn seeding_is_idempotent_and_includes_welcome() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
-    assert!(store.seed(1_000_000).unwrap());
+    assert!(
+        !store.seed(1_000_000, &[]).unwrap(),
+        "no samples, nothing seeded"
+    );
+    assert!(store.seed(1_000_000, &samples()).unwrap());
     let count = store.posts().unwrap().len();
-    assert!(count >= 3);
-    assert!(!store.seed(2_000_000).unwrap());
+    assert_eq!(count, 3);
+    assert!(!store.seed(2_000_000, &samples()).unwrap());
     assert_eq!(store.posts().unwrap().len(), count);
     let welcome = store.post("welcome").unwrap().expect("welcome is seeded");
     assert_eq!(get(&welcome, "status"), Value::str("published"));
@@ -249,7 +278,7 @@ fn a_version_1_store_is_upgraded_in_place_and_keeps_its_posts() {
     let dir = tempfile::tempdir().unwrap();
     {
         let store = Store::open(dir.path()).unwrap();
-        store.seed(1_000).unwrap();
+        store.seed(1_000, &samples()).unwrap();
         let mut wtxn = store.env.write_txn().unwrap();
         store.meta.put(&mut wtxn, "schema", "1").unwrap();
         wtxn.commit().unwrap();

@@ -123,7 +123,8 @@ impl Server {
             runtime.block_on(async move {
                 let listener = tokio::net::TcpListener::from_std(std_listener).unwrap();
                 let _ = up.send(());
-                sx_server::serve_on(listener, config, std::sync::Arc::new(bundle), async {
+                let source = sx_server::apps::Source::Bundle(std::sync::Arc::new(bundle));
+                sx_server::serve_on(listener, config, source, async {
                     let _ = stopped.await;
                 })
                 .await

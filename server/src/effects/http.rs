@@ -33,10 +33,11 @@ fn text_field(d: &Dict, name: &str) -> Result<Option<String>, Value> {
     }
 }
 
-pub async fn request(
-    client: &Client<HttpConnector, Full<Bytes>>,
-    d: &Dict,
-) -> Result<Value, Value> {
+/// The pooled client every worker shares.
+pub type HttpClient = Client<HttpConnector, Full<Bytes>>;
+
+pub async fn request(d: &Dict, cx: &super::Context<'_>) -> Result<Value, Value> {
+    let client = &cx.services.client;
     let url = text_field(d, "url")?
         .ok_or_else(|| sx_kernel::error::type_error("http/request needs a :url string", vec![]))?;
     let uri: hyper::Uri = url

@@ -1,0 +1,448 @@
+//! Which SX apps a server runs. An app comes from a precompiled bundle (the apps embedded in
+//! the binary, chosen by `SX_DOMAIN`) or from a folder (`sx serve --app DIR`): the host
+//! library's sources plus the folder's `.sx` files in file-name order, subfolders depth
+//! first, compiled at start and again when the folder changes (`--dev`, or SIGHUP).
+//!
+//! Each compiled version is an [`App`]: the bundle, and the facts the host needs without a
+//! kernel — its routes (matched here, so a recompile may change them), the site's name, the
+//! reserved top-level paths. Workers load their own image of the current version when it
+//! changes; a request in flight finishes on the image it started on. When a recompile fails,
+//! dev mode answers every page with the error (`file:line:col`); production keeps serving
+//! the last version that compiled and logs the error.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+use sx_kernel::value::kw_get;
+use sx_kernel::{Backend, Engine, Value};
+
+/// Where the apps come from.
+#[derive(Clone)]
+pub enum Source {
+    /// A compiled bundle of the host and an app (an embedded app, or a test's).
+    Bundle(Arc<Vec<u8>>),
+    /// The host library's sources, then an app folder's files.
+    Folder {
+        host: Vec<(String, String)>,
+        dir: PathBuf,
+    },
+}
+
+/// The apps `sx serve` runs: the folder `--app` / `SX_APP_DIR` names, else the embedded app
+/// `SX_DOMAIN` names (`embedded`: name → bundle; `host`: the host library's sources).
+pub fn select(
+    config: &crate::Config,
+    host: &[(&str, &str)],
+    embedded: &[(&str, &[u8])],
+) -> Result<Source, String> {
+    if let Some(dir) = &config.app_dir {
+        if !dir.is_dir() {
+            return Err(format!("the app folder {} does not exist", dir.display()));
+        }
+        return Ok(Source::Folder {
+            host: host
+                .iter()
+                .map(|(name, text)| (name.to_string(), text.to_string()))
+                .collect(),
+            dir: dir.clone(),
+        });
+    }
+    let names: Vec<&str> = embedded.iter().map(|(name, _)| *name).collect();
+    match embedded.iter().find(|(name, _)| *name == config.domain) {
+        Some((_, bundle)) => Ok(Source::Bundle(Arc::new(bundle.to_vec()))),
+        None if config.domain == "events" => Err(format!(
+            "SX_DOMAIN=events: the events app is not part of this version yet. The apps \
+             there are: {} (or serve your own with --app DIR)",
+            names.join(", ")
+        )),
+        None => Err(format!(
+            "SX_DOMAIN={:?} names no app. The apps there are: {} (or serve your own with \
+             --app DIR)",
+            config.domain,
+            names.join(", ")
+        )),
+    }
+}
+
+/// A route an app declared with `defroute`.
+#[derive(Clone, Debug)]
+pub struct Route {
+    pub method: String,
+    segments: Vec<Segment>,
+    /// Whether a request made with a session cookie must carry its CSRF token (route option
+    /// `{:csrf false}` turns it off, for endpoints that authenticate otherwise).
+    pub csrf: bool,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+enum Segment {
+    Literal(String),
+    Param(String),
+}
+
+impl Route {
+    fn parse(method: &str, path: &str, csrf: bool) -> Result<Route, String> {
+        if !path.starts_with('/') {
+            return Err(format!("the route path {path:?} must start with /"));
+        }
+        let segments = path[1..]
+            .split('/')
+            .map(|s| match s.strip_prefix(':') {
+                Some("") => Err(format!("the route path {path:?} has a `:` without a name")),
+                Some(name) => Ok(Segment::Param(name.to_string())),
+                None => Ok(Segment::Literal(s.to_string())),
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Route {
+            method: method.to_uppercase(),
+            segments,
+            csrf,
+        })
+    }
+
+    /// The path's parameters when `path` matches this route's pattern.
+    fn matches(&self, path: &str) -> Option<Vec<(String, String)>> {
+        let parts: Vec<&str> = path.strip_prefix('/')?.split('/').collect();
+        if parts.len() != self.segments.len() {
+            return None;
+        }
+        let mut params = Vec::new();
+        for (segment, part) in self.segments.iter().zip(parts) {
+            match segment {
+                Segment::Literal(text) if text == part => {}
+                Segment::Literal(_) => return None,
+                Segment::Param(_) if part.is_empty() => return None,
+                Segment::Param(name) => params.push((name.clone(), percent_decode(part)?)),
+            }
+        }
+        Some(params)
+    }
+
+    /// The literal first segment (`/new` → `new`), which no content slug may take.
+    fn top_level(&self) -> Option<&str> {
+        match self.segments.first() {
+            Some(Segment::Literal(text)) if !text.is_empty() => Some(text),
+            _ => None,
+        }
+    }
+}
+
+fn percent_decode(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// What a request's method and path lead to.
+pub enum Found {
+    /// The route's index (its handler's, in declaration order) and the path's parameters.
+    Route {
+        index: usize,
+        params: Vec<(String, String)>,
+        csrf: bool,
+    },
+    /// The path exists, with other methods.
+    OtherMethods(Vec<String>),
+    NotFound,
+}
+
+/// One compiled version of the apps: plain data that every worker shares.
+pub struct App {
+    /// Counts versions; a worker whose image is of another generation loads this one.
+    pub generation: u64,
+    pub bundle: Arc<Vec<u8>>,
+    pub routes: Vec<Route>,
+    /// `(defsite {:name ...})`; "SX" when the apps declare none.
+    pub site_name: String,
+    /// Paths of the top level the apps and the host use: never a content slug.
+    pub reserved: Vec<String>,
+}
+
+/// Top-level paths of the host itself (not declared with `defroute`).
+const HOST_PATHS: &[&str] = &["static", "health", "__sx"];
+
+impl App {
+    /// Loads `bundle` in a probe engine and reads its routes and site facts. A bundle whose
+    /// forms fail to run is an error here, before any worker loads it.
+    fn probe(generation: u64, bundle: Vec<u8>) -> Result<(App, Engine), String> {
+        let mut engine = Engine::with_backend(Backend::Vm);
+        engine.load_bundle(&bundle)?;
+        let mut routes = Vec::new();
+        for (method, path, options) in declared_routes(&engine) {
+            let csrf = !matches!(
+                options.as_ref().and_then(|o| match o {
+                    Value::Dict(d) => kw_get(d, "csrf").cloned(),
+                    _ => None,
+                }),
+                Some(Value::Bool(false))
+            );
+            routes.push(Route::parse(&method, &path, csrf)?);
+        }
+        let site_name = site_field(&engine, "name")
+            .map(|v| sx_kernel::printer::display(&v))
+            .unwrap_or_else(|| "SX".into());
+        let mut reserved: Vec<String> = HOST_PATHS.iter().map(|p| p.to_string()).collect();
+        for route in &routes {
+            if let Some(top) = route.top_level() {
+                if !reserved.iter().any(|r| r == top) {
+                    reserved.push(top.to_string());
+                }
+            }
+        }
+        let app = App {
+            generation,
+            bundle: Arc::new(bundle),
+            routes,
+            site_name,
+            reserved,
+        };
+        Ok((app, engine))
+    }
+
+    pub fn find(&self, method: &str, path: &str) -> Found {
+        // HEAD is answered by the GET route (the body is dropped by the HTTP layer).
+        let method = if method == "HEAD" { "GET" } else { method };
+        let mut others = Vec::new();
+        for (index, route) in self.routes.iter().enumerate() {
+            if let Some(params) = route.matches(path) {
+                if route.method == method {
+                    return Found::Route {
+                        index,
+                        params,
+                        csrf: route.csrf,
+                    };
+                }
+                others.push(route.method.clone());
+            }
+        }
+        if others.is_empty() {
+            Found::NotFound
+        } else {
+            Found::OtherMethods(others)
+        }
+    }
+}
+
+/// A field of `*site*` (`defsite`).
+pub fn site_field(engine: &Engine, name: &str) -> Option<Value> {
+    match engine.lookup("*site*") {
+        Some(Value::Dict(d)) => kw_get(&d, name).cloned(),
+        _ => None,
+    }
+}
+
+/// `*routes*` in declaration order: (method, path, options).
+fn declared_routes(engine: &Engine) -> Vec<(String, String, Option<Value>)> {
+    let Some(Value::List(routes)) = engine.lookup("*routes*") else {
+        return Vec::new();
+    };
+    let mut out: Vec<_> = routes
+        .iter()
+        .filter_map(|r| match r {
+            Value::List(parts) => match (parts.nth(0), parts.nth(1)) {
+                (Some(Value::Str(m)), Some(Value::Str(p))) => {
+                    Some((m.to_string(), p.to_string(), parts.nth(3).cloned()))
+                }
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect();
+    out.reverse();
+    out
+}
+
+enum Current {
+    Ready(Arc<App>),
+    /// The last recompile failed: the error, and the last version that compiled.
+    Broken {
+        error: String,
+        last_good: Arc<App>,
+    },
+}
+
+/// The apps a server runs, and their current version.
+pub struct Apps {
+    source: Source,
+    /// Dev mode: a failed recompile answers every page with its error.
+    pub dev: bool,
+    current: RwLock<Current>,
+    generations: AtomicU64,
+    /// Tells dev-mode pages (`/__sx/reload`) that a new version is being served.
+    pub reloaded: tokio::sync::broadcast::Sender<u64>,
+}
+
+impl Apps {
+    /// Compiles and probes the apps. Also returns the probe engine, so the caller can read
+    /// more of what the apps declare (e.g. sample content) on this thread.
+    pub fn start(source: Source, dev: bool) -> Result<(Arc<Apps>, Engine), String> {
+        let bundle = compile(&source)?;
+        let (app, engine) = App::probe(1, bundle)?;
+        let apps = Apps {
+            source,
+            dev,
+            current: RwLock::new(Current::Ready(Arc::new(app))),
+            generations: AtomicU64::new(1),
+            reloaded: tokio::sync::broadcast::channel(16).0,
+        };
+        Ok((Arc::new(apps), engine))
+    }
+
+    /// The version to serve a request with, or (dev mode, after a failed recompile) the
+    /// error to show instead.
+    pub fn current(&self) -> Result<Arc<App>, String> {
+        match &*self.current.read().unwrap_or_else(|e| e.into_inner()) {
+            Current::Ready(app) => Ok(app.clone()),
+            Current::Broken { error, .. } if self.dev => Err(error.clone()),
+            Current::Broken { last_good, .. } => Ok(last_good.clone()),
+        }
+    }
+
+    /// The folder an app came from (its `static/` is served under `/static/`).
+    pub fn folder(&self) -> Option<&Path> {
+        match &self.source {
+            Source::Folder { dir, .. } => Some(dir),
+            Source::Bundle(_) => None,
+        }
+    }
+
+    /// Compiles the source again. On success the new version is served from the next request
+    /// on; on failure the error is logged and (dev mode) shown on every page.
+    pub fn recompile(&self) {
+        let generation = self.generations.fetch_add(1, Ordering::AcqRel) + 1;
+        let compiled = compile(&self.source).and_then(|bundle| App::probe(generation, bundle));
+        let mut current = self.current.write().unwrap_or_else(|e| e.into_inner());
+        let last_good = match &*current {
+            Current::Ready(app) => app.clone(),
+            Current::Broken { last_good, .. } => last_good.clone(),
+        };
+        match compiled {
+            Ok((app, _)) => {
+                tracing::info!("recompiled the app (version {generation})");
+                *current = Current::Ready(Arc::new(app));
+                drop(current);
+                let _ = self.reloaded.send(generation);
+            }
+            Err(error) => {
+                tracing::error!("the app does not compile: {error}");
+                *current = Current::Broken { error, last_good };
+            }
+        }
+    }
+}
+
+/// The bundle of a source: as it is, or compiled from the host's and the folder's files.
+fn compile(source: &Source) -> Result<Vec<u8>, String> {
+    match source {
+        Source::Bundle(bundle) => Ok(bundle.as_ref().clone()),
+        Source::Folder { host, dir } => {
+            let mut files = host.clone();
+            files.extend(folder_sources(dir)?);
+            sx_kernel::sxbc::compile_bundle(&files)
+                .map_err(|e| sx_kernel::error::describe_located(&e))
+        }
+    }
+}
+
+/// An app folder's `.sx` files in file-name order, subfolders (depth first) in their place
+/// among the files; `static/` and `tests/` are not app code. Names are shown as the folder's
+/// own path joined with the file's.
+pub fn folder_sources(dir: &Path) -> Result<Vec<(String, String)>, String> {
+    let mut files = Vec::new();
+    collect(dir, dir, &mut files)?;
+    Ok(files)
+}
+
+fn collect(root: &Path, dir: &Path, files: &mut Vec<(String, String)>) -> Result<(), String> {
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| format!("cannot read the app folder {}: {e}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    entries.sort();
+    for path in entries {
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if name.starts_with('.') {
+            continue;
+        }
+        if path.is_dir() {
+            if dir == root && (name == "static" || name == "tests") {
+                continue;
+            }
+            collect(root, &path, files)?;
+        } else if path.extension().is_some_and(|x| x == "sx") {
+            let source = std::fs::read_to_string(&path)
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            files.push((path.display().to_string(), source));
+        }
+    }
+    Ok(())
+}
+
+/// Watches an app folder and recompiles when a file changes (dev mode). Changes that come
+/// together (an editor's save writes several times) make one recompile.
+pub fn watch(apps: Arc<Apps>) -> Result<notify::RecommendedWatcher, String> {
+    use notify::Watcher;
+    let dir = apps
+        .folder()
+        .ok_or("only an app folder can be watched")?
+        .to_path_buf();
+    let (changed, changes) = std::sync::mpsc::channel::<()>();
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        if event.is_ok_and(|e| !e.kind.is_access()) {
+            let _ = changed.send(());
+        }
+    })
+    .map_err(|e| format!("cannot watch {}: {e}", dir.display()))?;
+    watcher
+        .watch(&dir, notify::RecursiveMode::Recursive)
+        .map_err(|e| format!("cannot watch {}: {e}", dir.display()))?;
+    std::thread::Builder::new()
+        .name("sx-watch".into())
+        .spawn(move || {
+            while changes.recv().is_ok() {
+                // Let the burst settle, then take everything it queued.
+                std::thread::sleep(std::time::Duration::from_millis(50));
+                while changes.try_recv().is_ok() {}
+                apps.recompile();
+            }
+        })
+        .map_err(|e| format!("cannot start the watcher: {e}"))?;
+    Ok(watcher)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_match_literals_and_parameters() {
+        let route = Route::parse("get", "/:slug/edit", true).unwrap();
+        assert_eq!(
+            route.matches("/hello%20world/edit"),
+            Some(vec![("slug".into(), "hello world".into())])
+        );
+        assert_eq!(route.matches("/hello/edit/"), None);
+        assert_eq!(route.matches("//edit"), None);
+        assert_eq!(route.matches("/a/publish"), None);
+        assert_eq!(route.top_level(), None);
+        let index = Route::parse("GET", "/", true).unwrap();
+        assert_eq!(index.matches("/"), Some(vec![]));
+        assert_eq!(index.matches("/x"), None);
+        let new = Route::parse("GET", "/new", true).unwrap();
+        assert_eq!(new.top_level(), Some("new"));
+        assert!(Route::parse("GET", "new", true).is_err());
+        assert!(Route::parse("GET", "/:/x", true).is_err());
+    }
+}

@@ -1,0 +1,173 @@
+//! The effects a handler's `perform` reaches: one table from op name to the function that
+//! serves it, one module per family. docs/apps.md lists the same ops (a test checks both
+//! agree). An unknown op raises `unknown-effect` at the `perform` site.
+//!
+//! Effects run on the worker thread as local futures (kernel values are not `Send`); slow
+//! work — LMDB writes, argon2, outgoing HTTP — is awaited, so the thread serves other
+//! requests meanwhile.
+
+mod auth;
+mod clock;
+pub mod http;
+mod posts;
+mod store;
+
+use std::future::Future;
+use std::pin::Pin;
+
+use sx_kernel::engine::unknown_effect;
+use sx_kernel::error::{type_error, ErrorValue};
+use sx_kernel::value::{kw_get, Dict};
+use sx_kernel::Value;
+
+use crate::exchange::Request;
+use crate::handler::Services;
+use crate::store::{DecodeCache, StoreError};
+
+pub use clock::now_ms;
+
+/// What an effect may use: the shared services, this worker's parsed-record memo, and the
+/// request being served (who is asking, from where, on which version of the apps).
+pub struct Context<'a> {
+    pub services: &'a Services,
+    pub cache: &'a DecodeCache,
+    pub request: &'a Request,
+}
+
+type Answer<'a> = Pin<Box<dyn Future<Output = Result<Value, Value>> + 'a>>;
+
+/// An effect: its op name, what it takes and answers (as documented), and its function.
+pub struct Effect {
+    pub op: &'static str,
+    pub family: &'static str,
+    run: for<'a> fn(&'a Dict, &'a Context<'a>) -> Answer<'a>,
+}
+
+/// Every effect the host serves.
+pub static EFFECTS: &[Effect] = &[
+    Effect {
+        op: "now",
+        family: "clock",
+        run: |d, cx| Box::pin(clock::now(d, cx)),
+    },
+    Effect {
+        op: "sleep",
+        family: "clock",
+        run: |d, cx| Box::pin(clock::sleep(d, cx)),
+    },
+    Effect {
+        op: "store/post",
+        family: "store",
+        run: |d, cx| Box::pin(store::post(d, cx)),
+    },
+    Effect {
+        op: "store/posts",
+        family: "store",
+        run: |d, cx| Box::pin(store::posts(d, cx)),
+    },
+    Effect {
+        op: "http/request",
+        family: "http",
+        run: |d, cx| Box::pin(http::request(d, cx)),
+    },
+    Effect {
+        op: "auth/login",
+        family: "auth",
+        run: |d, cx| Box::pin(auth::login(d, cx)),
+    },
+    Effect {
+        op: "auth/logout",
+        family: "auth",
+        run: |d, cx| Box::pin(auth::logout(d, cx)),
+    },
+    Effect {
+        op: "post/create",
+        family: "posts",
+        run: |d, cx| Box::pin(posts::create(d, cx)),
+    },
+    Effect {
+        op: "post/edit",
+        family: "posts",
+        run: |d, cx| Box::pin(posts::edit(d, cx)),
+    },
+    Effect {
+        op: "post/publish",
+        family: "posts",
+        run: |d, cx| Box::pin(posts::publish(d, cx)),
+    },
+];
+
+/// Serves one `perform`.
+pub async fn serve(request: &Value, cx: &Context<'_>) -> Result<Value, Value> {
+    let Value::Dict(d) = request else {
+        return Err(unknown_effect(request));
+    };
+    let Some(Value::Str(op)) = kw_get(d, "op") else {
+        return Err(unknown_effect(request));
+    };
+    match EFFECTS.iter().find(|e| e.op == &**op) {
+        Some(effect) => (effect.run)(d, cx).await,
+        None => Err(unknown_effect(request)),
+    }
+}
+
+/// A string field an effect needs.
+fn text(d: &Dict, op: &str, name: &str) -> Result<String, Value> {
+    match kw_get(d, name) {
+        Some(Value::Str(s)) => Ok(s.to_string()),
+        _ => Err(type_error(format!("{op} needs a :{name} string"), vec![])),
+    }
+}
+
+/// The error type raised when the store is full; the host answers it with 507.
+pub const STORE_FULL: &str = "store-full";
+
+/// Runs `work` with the store on the blocking pool (kernel values are not `Send`: only
+/// plain data crosses).
+async fn blocking<T: Send + 'static>(
+    store: &std::sync::Arc<crate::store::Store>,
+    work: impl FnOnce(&crate::store::Store) -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, Value> {
+    let store = store.clone();
+    tokio::task::spawn_blocking(move || work(&store))
+        .await
+        .map_err(|e| ErrorValue::value("store-error", format!("a store task failed: {e}"), vec![]))?
+        .map_err(store_error)
+}
+
+fn store_error(e: StoreError) -> Value {
+    let kind = match e {
+        StoreError::Full => STORE_FULL,
+        _ => "store-error",
+    };
+    ErrorValue::value(kind, e.to_string(), vec![])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::EFFECTS;
+
+    /// docs/apps.md's effect table and this one name the same ops.
+    #[test]
+    fn the_documented_effects_are_the_served_ones() {
+        let docs = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/apps.md"))
+            .unwrap();
+        let start = docs
+            .find("<!-- effects -->")
+            .expect("docs/apps.md marks its effect table");
+        let end = docs[start..]
+            .find("<!-- /effects -->")
+            .expect("the table ends")
+            + start;
+        let documented: Vec<&str> = docs[start..end]
+            .lines()
+            .filter_map(|l| l.strip_prefix("| `"))
+            .filter_map(|l| l.split('`').next())
+            .collect();
+        let served: Vec<&str> = EFFECTS.iter().map(|e| e.op).collect();
+        assert_eq!(
+            documented, served,
+            "docs/apps.md's effect table and EFFECTS differ"
+        );
+    }
+}
