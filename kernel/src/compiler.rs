@@ -471,6 +471,9 @@ impl Compiler {
                 self.expr(c, false)?;
                 self.two_way(Op::JumpIfFalse(0), t, e, tail)?;
             }
+            Expr::Seq(items) | Expr::And(items) | Expr::Or(items) if items.is_empty() => {
+                self.expr(&Rc::new(Expr::Const(expr.empty_value())), tail)?;
+            }
             Expr::Seq(items) => {
                 for (i, item) in items.iter().enumerate() {
                     let last = i + 1 == items.len();
@@ -600,7 +603,10 @@ impl Compiler {
     }
 
     fn call(&mut self, items: &[ExprRef], loc: &Option<Rc<SrcLoc>>, tail: bool) -> Compiled {
-        let argc = count(items.len() - 1)?;
+        let Some(argc) = items.len().checked_sub(1) else {
+            return Err(syntax_error("internal: a call without a function", vec![]));
+        };
+        let argc = count(argc)?;
         if tail {
             self.moves.extend(last_reads(items));
         }

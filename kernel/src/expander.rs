@@ -79,7 +79,8 @@ pub enum Expr {
         value: ExprRef,
     },
     If(ExprRef, ExprRef, ExprRef),
-    /// Never empty.
+    /// The expander builds these three only through [`seq`] and [`and_or`], which give
+    /// them at least two items; an empty one still runs (as `(begin)`, `(and)`, `(or)`).
     Seq(Vec<ExprRef>),
     And(Vec<ExprRef>),
     Or(Vec<ExprRef>),
@@ -141,6 +142,18 @@ impl Expr {
             | Expr::MakeDict(items)
             | Expr::MakeElement { items, .. } => Some(items),
             _ => None,
+        }
+    }
+}
+
+impl Expr {
+    /// What an empty `Seq`, `And` or `Or` evaluates to: `(begin)` and `(or)` are nil,
+    /// `(and)` is true. The expander never makes one (see [`and_or`]); the engines still
+    /// run one rather than index into it.
+    pub fn empty_value(&self) -> Value {
+        match self {
+            Expr::And(_) => Value::Bool(true),
+            _ => Value::Nil,
         }
     }
 }
@@ -236,11 +249,28 @@ fn native_call(name: &str, args: Vec<ExprRef>) -> ExprRef {
     Rc::new(Expr::Call { items, loc: None })
 }
 
+/// `(begin e...)`: nil for none, the expression itself for one.
 fn seq(mut exprs: Vec<ExprRef>) -> ExprRef {
     match exprs.len() {
         0 => konst(Value::Nil),
         1 => exprs.pop().unwrap_or_else(|| konst(Value::Nil)),
         _ => Rc::new(Expr::Seq(exprs)),
+    }
+}
+
+/// `(and e...)` / `(or e...)`: `true` / `nil` for none, the expression itself for one.
+/// Every `And` and `Or` the expander makes comes from here, whatever built the list
+/// (the `and`/`or` forms, `case` tests, `cond` clauses without a body).
+fn and_or(is_and: bool, mut exprs: Vec<ExprRef>) -> ExprRef {
+    match exprs.len() {
+        0 => konst(if is_and {
+            Value::Bool(true)
+        } else {
+            Value::Nil
+        }),
+        1 => exprs.pop().unwrap_or_else(|| konst(Value::Nil)),
+        _ if is_and => Rc::new(Expr::And(exprs)),
+        _ => Rc::new(Expr::Or(exprs)),
     }
 }
 
@@ -501,24 +531,7 @@ impl<'a> Expander<'a> {
             }
             "cond" => self.cond(form, args),
             "case" => self.case(form, args),
-            "and" | "or" => {
-                if args.is_empty() {
-                    return Ok(konst(if name == "and" {
-                        Value::Bool(true)
-                    } else {
-                        Value::Nil
-                    }));
-                }
-                let exprs = self.expand_all(args.iter())?;
-                if exprs.len() == 1 {
-                    return Ok(exprs[0].clone());
-                }
-                Ok(Rc::new(if name == "and" {
-                    Expr::And(exprs)
-                } else {
-                    Expr::Or(exprs)
-                }))
-            }
+            "and" | "or" => Ok(and_or(name == "and", self.expand_all(args.iter())?)),
             "begin" => Ok(seq(self.expand_all(args.iter())?)),
             "set!" => match args {
                 [Value::Symbol(s), e] => {
@@ -925,7 +938,7 @@ impl<'a> Expander<'a> {
             }
             let test = self.expand(test)?;
             result = if body.is_empty() {
-                Rc::new(Expr::Or(vec![test, result]))
+                and_or(false, vec![test, result])
             } else {
                 Rc::new(Expr::If(test, seq(self.expand_all(body.iter())?), result))
             };
@@ -969,12 +982,8 @@ impl<'a> Expander<'a> {
                         )
                     })
                     .collect();
-                let test = if tests.len() == 1 {
-                    tests[0].clone()
-                } else {
-                    Rc::new(Expr::Or(tests))
-                };
-                result = Rc::new(Expr::If(test, body, result));
+                // `()` lists no datum: `(or)`, never true, so the clause never matches.
+                result = Rc::new(Expr::If(and_or(false, tests), body, result));
             }
             Ok(result)
         })();
