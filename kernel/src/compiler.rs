@@ -619,8 +619,12 @@ impl Compiler {
             };
             if let Some(prim) = prim {
                 let g = self.global(global)?;
-                self.state().prim_globals[prim.code() as usize] = g;
-                if let [_, a, b] = items {
+                // A fused instruction finds its global in the function's one-per-primitive
+                // table: fuse only while that entry is free or this same global (a
+                // function may call both `=` and the library's own `=`, from a `case`).
+                let entry = self.state().prim_globals[prim.code() as usize];
+                let can_fuse = entry == u16::MAX || entry == g;
+                if let ([_, a, b], true) = (items, can_fuse) {
                     if let Some(a) = self.plain_local(a)? {
                         let fused = match &**b {
                             Expr::Const(Value::Int(k)) => {
@@ -629,6 +633,7 @@ impl Compiler {
                             _ => self.plain_local(b)?.map(|b| Op::PrimLocals(prim, a, b)),
                         };
                         if let Some(op) = fused {
+                            self.state().prim_globals[prim.code() as usize] = g;
                             self.mark(loc);
                             self.emit(op);
                             return Ok(());
