@@ -173,9 +173,7 @@ impl Expr {
             _ => None,
         }
     }
-}
 
-impl Expr {
     /// What an empty `Seq`, `And` or `Or` evaluates to: `(begin)` and `(or)` are nil,
     /// `(and)` is true. The expander never makes one (see [`and_or`]); the engines still
     /// run one rather than index into it.

@@ -7,9 +7,12 @@
 //! recursion), user redefinitions of library names (`reverse`, `first`, `+`, `=`, `map`...)
 //! and `print`s of expressions over every special form (`if cond case` — including `()`
 //! datum lists — `let let*` named `let`, `fn`, `guard`/`raise`/`error`, quasiquote,
-//! `and or when unless begin`), arithmetic on edge integers, strings, lists, dicts and the
-//! higher-order library. Loops and recursion count down from small literals with names no
-//! program redefines, so every program terminates (running out of the fuel safety net is a
+//! `and or when unless begin`, `defmacro`, `defcomp`), arithmetic on edge integers,
+//! strings, lists, dicts, HTML rendering and the higher-order library; after the
+//! redefinitions, library calls whose names the program left alone must give their known
+//! answers. Loops and recursion count down from small literals with names no program
+//! redefines, and what a loop builds grows linearly, so every program terminates quickly
+//! and prints a bounded amount (running out of the fuel safety net is a
 //! failure too).
 //!
 //! `cargo test` runs 300 programs. A long run:
@@ -220,6 +223,8 @@ struct Gen {
     fns: Vec<FnSig>,
     redefined: Vec<&'static str>,
     macro_defined: bool,
+    /// `~card` is defined.
+    components: bool,
     fresh: usize,
     /// What the program prints last when it runs to the end (see `LIBRARY_CHECKS`).
     expected: String,
@@ -237,6 +242,7 @@ impl Gen {
             fns: Vec::new(),
             redefined: Vec::new(),
             macro_defined: false,
+            components: false,
             fresh: 0,
             in_loop: 0,
             expected: String::new(),
@@ -405,7 +411,21 @@ impl Gen {
     }
 
     fn str_expr(&mut self, d: usize) -> String {
-        match self.rng.below(16) {
+        match self.rng.below(18) {
+            16 => format!(
+                "(render-html (div :class {} :title {} (p {} {}) (br {})))",
+                self.expr(Ty::Str, d),
+                self.expr(Ty::Any, d),
+                self.expr(Ty::Any, d),
+                self.rng
+                    .pick(&["(raw! \"<b>\")", "nil", "(<> \"x\" 1)", "(span)"]),
+                self.rng.pick(&["", "nil", "()", "false", "\"x\""]),
+            ),
+            17 if self.components => format!(
+                "(render-html (~card :title {} {}))",
+                self.expr(Ty::Any, d),
+                self.expr(Ty::Any, d)
+            ),
             0 | 1 => format!("(str {} {})", self.expr(Ty::Any, d), self.expr(Ty::Any, d)),
             2 => format!(
                 "({} {})",
@@ -548,10 +568,9 @@ impl Gen {
                 // A captured, assigned accumulator (boxed in the VM).
                 let acc = self.fresh("acc");
                 let x = self.fresh("x");
-                self.vars.push((acc.clone(), Ty::List));
                 self.vars.push((x.clone(), Ty::Any));
                 let item = self.expr(Ty::Any, d);
-                self.vars.truncate(self.vars.len() - 2);
+                self.vars.pop();
                 format!(
                     "(let (({acc} ())) (for-each (fn ({x}) (set! {acc} (cons {item} {acc}))) {}) {acc})",
                     self.expr(Ty::List, d)
@@ -841,12 +860,35 @@ impl Gen {
         let acc = self.fresh("acc");
         let t = *self.rng.pick(&[Ty::Int, Ty::List, Ty::Str, Ty::Any]);
         let init = self.expr(t, d);
+        // The next accumulator uses the old one once, at the top, and adds a part made
+        // without it: what the loop builds grows linearly, however it is shared.
         self.vars.push((i.clone(), Ty::Int));
-        self.vars.push((acc.clone(), t));
         self.in_loop += 1;
-        let next = self.expr(t, d);
+        let next = match t {
+            Ty::Int => format!(
+                "({} {acc} {})",
+                self.rng.pick(&["+", "-", "max", "rem"]),
+                self.expr(Ty::Int, d)
+            ),
+            Ty::List => match self.rng.below(5) {
+                0 | 1 => format!("(cons {} {acc})", self.expr(Ty::Any, d)),
+                2 => format!("(append {acc} {})", self.expr(Ty::List, d)),
+                3 => format!("(map {} {acc})", self.unary(d)),
+                _ => format!("(filter {} (rest {acc}))", self.predicate(d)),
+            },
+            Ty::Str => format!("(str {acc} {})", self.expr(Ty::Any, d)),
+            _ => match self.rng.below(3) {
+                0 => format!("[{i} {acc}]"),
+                1 => format!(
+                    "(if {} {acc} {})",
+                    self.expr(Ty::Bool, d),
+                    self.expr(Ty::Any, d)
+                ),
+                _ => self.expr(Ty::Any, d),
+            },
+        };
         self.in_loop -= 1;
-        self.vars.truncate(self.vars.len() - 2);
+        self.vars.pop();
         let test = test.replace("{i}", &i);
         let step = step.replace("{i}", &i);
         format!(
@@ -955,6 +997,10 @@ impl Gen {
             return self.leaf(ty);
         }
         let i = candidates[self.rng.below(candidates.len())];
+        self.call_fn(i, d)
+    }
+
+    fn call_fn(&mut self, i: usize, d: usize) -> String {
         let name = self.fns[i].name.clone();
         let counter = self.fns[i].counter;
         let params = self.fns[i].params.clone();
@@ -994,8 +1040,12 @@ impl Gen {
             // Recursion on a counter the callers pass as a small literal.
             let c = &params[0].0;
             let base = self.expr(ret, 2);
+            // The arguments of the recursive call are made from the counter only, so they do
+            // not grow with the depth.
+            let scope = std::mem::replace(&mut self.vars, vec![params[0].clone()]);
             let other_args: Vec<String> =
                 params[1..].iter().map(|(_, t)| self.expr(*t, 1)).collect();
+            self.vars = scope;
             let rec = format!("({name} (dec {c}) {})", other_args.join(" "));
             let combine = match self.rng.below(3) {
                 0 => rec.clone(),
@@ -1044,6 +1094,13 @@ impl Gen {
             out.push("(defmacro my-unless (c &rest body) `(if ,c nil (begin ,@body)))".to_string());
             self.macro_defined = true;
         }
+        if self.rng.chance(30) {
+            out.push(
+                "(defcomp ~card (&key title children) (div :class \"card\" (h2 title) children))"
+                    .to_string(),
+            );
+            self.components = true;
+        }
         let forms = self.rng.below(12) + 4;
         for _ in 0..forms {
             let form = match self.rng.below(16) {
@@ -1083,6 +1140,13 @@ impl Gen {
         }
         for name in pending {
             out.push(self.redefinition(name));
+        }
+        // Functions compiled before the redefinitions, run after them.
+        for i in 0..self.fns.len() {
+            let call = self.call_fn(i, 1);
+            out.push(format!(
+                "(print (guard (e (true [:raised (%fz e)])) {call}))"
+            ));
         }
         // The library after the redefinitions: each check whose names this program left
         // alone must print its known answer (the library's own bindings are untouched).
@@ -1246,8 +1310,9 @@ fn engines_agree_on_random_programs() {
         let mut gen = Gen::new(seed);
         let source = gen.program();
         if show {
+            eprintln!("seed {seed}\n{source}");
             let o = run_source(Backend::Vm, &source);
-            eprintln!("{source}\n=> {}{}\n", o.output, o.end);
+            eprintln!("=> {}{}\n", o.output, o.end);
         }
         if let Err(why) = check(&source, &gen.expected) {
             failures.push(format!(
@@ -1296,6 +1361,8 @@ fn the_generator_is_deterministic_and_varied() {
         "(eval ",
         "9223372036854775807",
         "(my-unless ",
+        "(render-html (~card ",
+        "(br ()",
     ] {
         assert!(all.contains(form), "no program contains {form:?}");
     }
