@@ -471,6 +471,9 @@ impl Compiler {
                 self.expr(c, false)?;
                 self.two_way(Op::JumpIfFalse(0), t, e, tail)?;
             }
+            Expr::Seq(items) | Expr::And(items) | Expr::Or(items) if items.is_empty() => {
+                self.expr(&Rc::new(Expr::Const(expr.empty_value())), tail)?;
+            }
             Expr::Seq(items) => {
                 for (i, item) in items.iter().enumerate() {
                     let last = i + 1 == items.len();
@@ -600,7 +603,10 @@ impl Compiler {
     }
 
     fn call(&mut self, items: &[ExprRef], loc: &Option<Rc<SrcLoc>>, tail: bool) -> Compiled {
-        let argc = count(items.len() - 1)?;
+        let Some(argc) = items.len().checked_sub(1) else {
+            return Err(syntax_error("internal: a call without a function", vec![]));
+        };
+        let argc = count(argc)?;
         if tail {
             self.moves.extend(last_reads(items));
         }
@@ -613,8 +619,12 @@ impl Compiler {
             };
             if let Some(prim) = prim {
                 let g = self.global(global)?;
-                self.state().prim_globals[prim.code() as usize] = g;
-                if let [_, a, b] = items {
+                // A fused instruction finds its global in the function's one-per-primitive
+                // table: fuse only while that entry is free or this same global (a
+                // function may call both `=` and the library's own `=`, from a `case`).
+                let entry = self.state().prim_globals[prim.code() as usize];
+                let can_fuse = entry == u16::MAX || entry == g;
+                if let ([_, a, b], true) = (items, can_fuse) {
                     if let Some(a) = self.plain_local(a)? {
                         let fused = match &**b {
                             Expr::Const(Value::Int(k)) => {
@@ -623,6 +633,7 @@ impl Compiler {
                             _ => self.plain_local(b)?.map(|b| Op::PrimLocals(prim, a, b)),
                         };
                         if let Some(op) = fused {
+                            self.state().prim_globals[prim.code() as usize] = g;
                             self.mark(loc);
                             self.emit(op);
                             return Ok(());

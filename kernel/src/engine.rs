@@ -132,7 +132,18 @@ impl Engine {
             output: Box::new(|_| {}),
         };
         builtins::install(&mut engine.globals);
-        if let Err(err) = engine.eval_source(builtins::PRELUDE, Some("prelude.sx")) {
+        let prelude = engine
+            .start(builtins::PRELUDE, Some("prelude.sx"))
+            .and_then(|mut run| {
+                // The prelude is the library: it names the library's own bindings.
+                run.library = true;
+                match run.step(&mut engine) {
+                    Step::Done(v) => Ok(v),
+                    Step::Error(e) => Err(e),
+                    Step::Perform(request) => Err(unknown_effect(&request)),
+                }
+            });
+        if let Err(err) = prelude {
             panic!(
                 "the SX prelude failed to load: {}",
                 crate::error::describe(&err)
@@ -170,6 +181,7 @@ impl Engine {
             machine: None,
             last: Value::Nil,
             fuel: self.limits.fuel,
+            library: false,
         })
     }
 
@@ -202,6 +214,7 @@ impl Engine {
             machine: None,
             last: Value::Nil,
             fuel: self.limits.fuel,
+            library: false,
         }
     }
 
@@ -394,6 +407,8 @@ pub struct Run {
     machine: Option<Machine>,
     last: Value,
     fuel: Option<u64>,
+    /// The library's own code (the prelude): expanded in library mode.
+    library: bool,
 }
 
 impl Run {
@@ -427,8 +442,12 @@ impl Run {
                 return Step::Done(std::mem::replace(&mut self.last, Value::Nil));
             };
             self.next += 1;
-            let machine = engine
-                .expand(form, &mut self.sources, self.file.clone())
+            let mut expander = Expander::new(engine, &mut self.sources, self.file.clone());
+            if self.library {
+                expander = expander.for_library();
+            }
+            let machine = expander
+                .expand_toplevel(form)
                 .and_then(|expr| engine.machine_for(&expr, self.file.clone(), self.fuel));
             match machine {
                 Ok(machine) => self.machine = Some(machine),

@@ -5,11 +5,17 @@
 //! (`depth`, `index`) or a global cell, and checks special forms: a malformed one is a
 //! `syntax-error` raised before the top-level form runs. It never evaluates user code itself
 //! except macro bodies.
+//!
+//! The library's own bindings: every library name `n` (natives, the prelude's definitions)
+//! is bound twice, publicly as `n` and privately as [`library_name`]`(n)`, a symbol no reader
+//! produces. Code the library itself is made of (the prelude, expanded in *library mode*)
+//! and code the expander generates (`case` tests, quasiquote, `guard`'s re-raise) name only
+//! the private bindings, and user code cannot define or assign those; so a user's
+//! `(define (reverse xs) ...)` rebinds their `reverse`, never what `map` calls.
 
 use std::collections::HashMap;
 use std::rc::Rc;
 
-use crate::builtins;
 use crate::error::{syntax_error, StackEntry};
 use crate::html;
 use crate::reader::{dict_literal_head, SourceMap};
@@ -37,6 +43,29 @@ impl Global {
 }
 
 pub type Globals = HashMap<Symbol, Rc<Global>>;
+
+/// The prefix of the library's private names: `#` starts no symbol the reader reads.
+const LIBRARY_PREFIX: &str = "#lib/";
+
+/// The library's own binding of `name` (see the module comment).
+pub fn library_name(name: Symbol) -> Symbol {
+    thread_local! {
+        static NAMES: std::cell::RefCell<HashMap<Symbol, Symbol>> = Default::default();
+    }
+    if is_library_name(name) {
+        return name;
+    }
+    NAMES.with(|names| {
+        *names
+            .borrow_mut()
+            .entry(name)
+            .or_insert_with(|| Symbol::new(&format!("{LIBRARY_PREFIX}{}", name.name())))
+    })
+}
+
+pub fn is_library_name(name: Symbol) -> bool {
+    name.name().starts_with(LIBRARY_PREFIX)
+}
 
 /// A source location: file and `line:col`.
 #[derive(Clone, Debug, PartialEq)]
@@ -79,7 +108,8 @@ pub enum Expr {
         value: ExprRef,
     },
     If(ExprRef, ExprRef, ExprRef),
-    /// Never empty.
+    /// The expander builds these three only through [`seq`] and [`and_or`], which give
+    /// them at least two items; an empty one still runs (as `(begin)`, `(and)`, `(or)`).
     Seq(Vec<ExprRef>),
     And(Vec<ExprRef>),
     Or(Vec<ExprRef>),
@@ -141,6 +171,16 @@ impl Expr {
             | Expr::MakeDict(items)
             | Expr::MakeElement { items, .. } => Some(items),
             _ => None,
+        }
+    }
+
+    /// What an empty `Seq`, `And` or `Or` evaluates to: `(begin)` and `(or)` are nil,
+    /// `(and)` is true. The expander never makes one (see [`and_or`]); the engines still
+    /// run one rather than index into it.
+    pub fn empty_value(&self) -> Value {
+        match self {
+            Expr::And(_) => Value::Bool(true),
+            _ => Value::Nil,
         }
     }
 }
@@ -222,6 +262,9 @@ pub struct Expander<'a> {
     depth: usize,
     /// Position of the innermost list being expanded, for error messages.
     here: Option<Pos>,
+    /// Expanding the library itself: free names mean the library's own bindings, and a
+    /// top-level definition binds the private name and publishes it under the public one.
+    library: bool,
 }
 
 type Expanded = Result<ExprRef, Value>;
@@ -230,17 +273,28 @@ fn konst(v: Value) -> ExprRef {
     Rc::new(Expr::Const(v))
 }
 
-fn native_call(name: &str, args: Vec<ExprRef>) -> ExprRef {
-    let mut items = vec![konst(builtins::native(name))];
-    items.extend(args);
-    Rc::new(Expr::Call { items, loc: None })
-}
-
+/// `(begin e...)`: nil for none, the expression itself for one.
 fn seq(mut exprs: Vec<ExprRef>) -> ExprRef {
     match exprs.len() {
         0 => konst(Value::Nil),
         1 => exprs.pop().unwrap_or_else(|| konst(Value::Nil)),
         _ => Rc::new(Expr::Seq(exprs)),
+    }
+}
+
+/// `(and e...)` / `(or e...)`: `true` / `nil` for none, the expression itself for one.
+/// Every `And` and `Or` the expander makes comes from here, whatever built the list
+/// (the `and`/`or` forms, `case` tests, `cond` clauses without a body).
+fn and_or(is_and: bool, mut exprs: Vec<ExprRef>) -> ExprRef {
+    match exprs.len() {
+        0 => konst(if is_and {
+            Value::Bool(true)
+        } else {
+            Value::Nil
+        }),
+        1 => exprs.pop().unwrap_or_else(|| konst(Value::Nil)),
+        _ if is_and => Rc::new(Expr::And(exprs)),
+        _ => Rc::new(Expr::Or(exprs)),
     }
 }
 
@@ -290,7 +344,14 @@ impl<'a> Expander<'a> {
             scopes: Vec::new(),
             depth: 0,
             here: None,
+            library: false,
         }
+    }
+
+    /// An expander for the library's own code (the prelude): see the module comment.
+    pub fn for_library(mut self) -> Self {
+        self.library = true;
+        self
     }
 
     /// Expands one top-level form.
@@ -337,15 +398,62 @@ impl<'a> Expander<'a> {
         None
     }
 
+    /// The global a free name refers to here: in library mode, the library's own.
     fn global(&mut self, name: Symbol) -> Rc<Global> {
+        let name = if self.library {
+            library_name(name)
+        } else {
+            name
+        };
         global_cell(self.host.globals(), name)
     }
 
     fn global_value(&mut self, name: Symbol) -> Option<Value> {
-        self.host
-            .globals()
-            .get(&name)
-            .and_then(|g| g.value.borrow().clone())
+        self.global(name).value.borrow().clone()
+    }
+
+    /// A call of the library's own `name`, for code the expander generates.
+    fn library_call(&mut self, name: &str, args: Vec<ExprRef>) -> ExprRef {
+        let global = global_cell(self.host.globals(), library_name(Symbol::new(name)));
+        let mut items = vec![Rc::new(Expr::Global { global, loc: None })];
+        items.extend(args);
+        Rc::new(Expr::Call { items, loc: None })
+    }
+
+    /// The global a `define` / `set!` / `defmacro` of `name` binds: user code may not bind
+    /// the library's private names.
+    fn assignable(&mut self, name: Symbol, form: &Value) -> Result<Rc<Global>, Value> {
+        if is_library_name(name) && !self.library {
+            return self.syntax(
+                format!(
+                    "{} is the library's own binding and cannot be rebound",
+                    name.name()
+                ),
+                form,
+            );
+        }
+        Ok(self.global(name))
+    }
+
+    /// A top-level definition: in library mode the private binding is defined and then
+    /// published under the public name (`define_public` of the private global's value).
+    fn define_global(&mut self, name: Symbol, define: Expr) -> Expanded {
+        let define = Rc::new(define);
+        if !self.library {
+            return Ok(define);
+        }
+        let private = self.global(name);
+        let public = global_cell(self.host.globals(), name);
+        Ok(Rc::new(Expr::Seq(vec![
+            define,
+            Rc::new(Expr::Define {
+                global: public,
+                value: Rc::new(Expr::Global {
+                    global: private,
+                    loc: None,
+                }),
+            }),
+        ])))
     }
 
     fn expand(&mut self, form: &Value) -> Expanded {
@@ -501,24 +609,7 @@ impl<'a> Expander<'a> {
             }
             "cond" => self.cond(form, args),
             "case" => self.case(form, args),
-            "and" | "or" => {
-                if args.is_empty() {
-                    return Ok(konst(if name == "and" {
-                        Value::Bool(true)
-                    } else {
-                        Value::Nil
-                    }));
-                }
-                let exprs = self.expand_all(args.iter())?;
-                if exprs.len() == 1 {
-                    return Ok(exprs[0].clone());
-                }
-                Ok(Rc::new(if name == "and" {
-                    Expr::And(exprs)
-                } else {
-                    Expr::Or(exprs)
-                }))
-            }
+            "and" | "or" => Ok(and_or(name == "and", self.expand_all(args.iter())?)),
             "begin" => Ok(seq(self.expand_all(args.iter())?)),
             "set!" => match args {
                 [Value::Symbol(s), e] => {
@@ -530,7 +621,7 @@ impl<'a> Expander<'a> {
                             value,
                         },
                         None => Expr::SetGlobal {
-                            global: self.global(*s),
+                            global: self.assignable(*s, form)?,
                             value,
                         },
                     }))
@@ -545,8 +636,8 @@ impl<'a> Expander<'a> {
                     );
                 }
                 let (name, value) = self.definition(form, args)?;
-                let global = self.global(name);
-                Ok(Rc::new(Expr::Define { global, value }))
+                let global = self.assignable(name, form)?;
+                self.define_global(name, Expr::Define { global, value })
             }
             "fn" | "lambda" => match args {
                 [params, body @ ..] => {
@@ -579,8 +670,8 @@ impl<'a> Expander<'a> {
                 match args {
                     [Value::Symbol(name), params, body @ ..] => {
                         let code = self.lambda(Some(*name), params, body, form)?;
-                        let global = self.global(*name);
-                        Ok(Rc::new(Expr::DefMacro { global, code }))
+                        let global = self.assignable(*name, form)?;
+                        self.define_global(*name, Expr::DefMacro { global, code })
                     }
                     _ => self.syntax("defmacro takes a name, a parameter list and a body", form),
                 }
@@ -925,7 +1016,7 @@ impl<'a> Expander<'a> {
             }
             let test = self.expand(test)?;
             result = if body.is_empty() {
-                Rc::new(Expr::Or(vec![test, result]))
+                and_or(false, vec![test, result])
             } else {
                 Rc::new(Expr::If(test, seq(self.expand_all(body.iter())?), result))
             };
@@ -963,18 +1054,14 @@ impl<'a> Expander<'a> {
                 let tests: Vec<ExprRef> = data
                     .iter()
                     .map(|d| {
-                        native_call(
+                        self.library_call(
                             "=",
                             vec![Rc::new(Expr::Local { depth: 0, index: 0 }), konst(datum(d))],
                         )
                     })
                     .collect();
-                let test = if tests.len() == 1 {
-                    tests[0].clone()
-                } else {
-                    Rc::new(Expr::Or(tests))
-                };
-                result = Rc::new(Expr::If(test, body, result));
+                // `()` lists no datum: `(or)`, never true, so the clause never matches.
+                result = Rc::new(Expr::If(and_or(false, tests), body, result));
             }
             Ok(result)
         })();
@@ -1016,8 +1103,8 @@ impl<'a> Expander<'a> {
         let mut all: Vec<Value> = keys.iter().map(|k| Value::Symbol(*k)).collect();
         all.push(Value::sym("children"));
         let code = self.lambda(Some(*name), &Value::list(all), body, form)?;
-        let global = self.global(*name);
-        Ok(Rc::new(Expr::DefComp { global, keys, code }))
+        let global = self.assignable(*name, form)?;
+        self.define_global(*name, Expr::DefComp { global, keys, code })
     }
 
     fn guard(&mut self, form: &Value, args: &[Value]) -> Expanded {
@@ -1042,7 +1129,7 @@ impl<'a> Expander<'a> {
             clauses.push(Value::list(vec![
                 Value::sym("else"),
                 Value::list(vec![
-                    Value::Native(builtins::native_rc("raise")),
+                    Value::Symbol(library_name(Symbol::new("raise"))),
                     Value::Symbol(var),
                 ]),
             ]));
@@ -1070,24 +1157,18 @@ impl<'a> Expander<'a> {
                     return self.expand(&arg);
                 }
                 let inner = self.quasi(&arg, level - 1)?;
-                return Ok(native_call(
-                    "list",
-                    vec![konst(Value::sym("unquote")), inner],
-                ));
+                return Ok(self.library_call("list", vec![konst(Value::sym("unquote")), inner]));
             }
             Some("quasiquote") if items.len() == 2 => {
                 let arg = items.nth(1).cloned().unwrap_or(Value::Nil);
                 let inner = self.quasi(&arg, level + 1)?;
-                return Ok(native_call(
-                    "list",
-                    vec![konst(Value::sym("quasiquote")), inner],
-                ));
+                return Ok(self.library_call("list", vec![konst(Value::sym("quasiquote")), inner]));
             }
             _ => {}
         }
         if items.first() == Some(&Value::Symbol(dict_literal_head())) {
             let parts = self.quasi_items(&items.rest(), level)?;
-            return Ok(native_call("%dict-from-list", vec![parts]));
+            return Ok(self.library_call("%dict-from-list", vec![parts]));
         }
         self.quasi_items(items, level)
     }
@@ -1108,10 +1189,12 @@ impl<'a> Expander<'a> {
                         continue;
                     }
                     let inner = self.quasi(&arg, level - 1)?;
-                    pending.push(native_call(
-                        "list",
-                        vec![konst(Value::sym("unquote-splicing")), inner],
-                    ));
+                    pending.push(
+                        self.library_call(
+                            "list",
+                            vec![konst(Value::sym("unquote-splicing")), inner],
+                        ),
+                    );
                     continue;
                 }
             }
@@ -1123,6 +1206,6 @@ impl<'a> Expander<'a> {
         if !pending.is_empty() {
             segments.push(Rc::new(Expr::MakeList(pending)));
         }
-        Ok(native_call("%splice", segments))
+        Ok(self.library_call("%splice", segments))
     }
 }

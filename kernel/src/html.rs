@@ -271,7 +271,12 @@ fn render_element(
     out.push('>');
     let children = &args[i..];
     if is_void(tag) {
-        if children.iter().any(|c| !matches!(c, Value::Nil)) {
+        // Children that render nothing are allowed (SX.md §10): nil, booleans and `()`,
+        // as written; a non-empty list is an error even if all it holds is nil.
+        let renders_nothing = |c: &&Value| {
+            matches!(c, Value::Nil | Value::Bool(_)) || matches!(c, Value::List(l) if l.is_empty())
+        };
+        if !children.iter().all(renders_nothing) {
             return Err(type_error(
                 format!("<{tag}> is a void element and takes no children"),
                 vec![whole.clone()],

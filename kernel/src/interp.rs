@@ -11,7 +11,7 @@ use std::rc::Rc;
 
 use crate::builtins;
 use crate::engine::{Engine, Test};
-use crate::error::{arity_error, type_error, ErrorValue, StackEntry};
+use crate::error::{arity_error, syntax_error, type_error, ErrorValue, StackEntry};
 use crate::expander::{Expr, ExprRef, LambdaCode, SrcLoc};
 use crate::value::{Closure, Component, Dict, Key, List, NativeKind, Value};
 
@@ -249,7 +249,9 @@ impl Machine {
                 Ctl::Eval(c, env)
             }
             Expr::Seq(items) | Expr::And(items) | Expr::Or(items) => {
-                let first = items[0].clone();
+                let Some(first) = items.first().cloned() else {
+                    return Some(Ctl::Return(expr.empty_value()));
+                };
                 let k = if matches!(&*expr, Expr::Seq(_)) {
                     Kont::Seq(expr, 1, env.clone())
                 } else {
@@ -327,9 +329,12 @@ impl Machine {
     fn collected(&mut self, node: ExprRef, vals: Vec<Value>, env: Env) -> Option<Ctl> {
         Some(match &*node {
             Expr::Call { loc, .. } => {
-                let mut vals = vals;
-                let f = vals.remove(0);
-                Ctl::Apply(f, vals, loc.clone())
+                let mut vals = vals.into_iter();
+                let Some(f) = vals.next() else {
+                    let err = syntax_error("internal: a call without a function", vec![]);
+                    return Some(self.raise(err, None));
+                };
+                Ctl::Apply(f, vals.collect(), loc.clone())
             }
             Expr::MakeList(_) => Ctl::Return(Value::List(List::from(vals))),
             Expr::MakeElement { tag, .. } => Ctl::Return(Value::List(List::from_iter_with_tail(

@@ -19,7 +19,10 @@ use crate::expander::{global_cell, Globals};
 use crate::value::{Dict, Key, List, Pos, Symbol, Value};
 
 pub const MAGIC: &[u8; 4] = b"SXBC";
-pub const FORMAT_VERSION: u16 = 1;
+/// 2: code names the library's own bindings (`#lib/...` globals, see `expander`), which a
+/// kernel of format 1 does not define; and `case`/quasiquote call them instead of native
+/// constants.
+pub const FORMAT_VERSION: u16 = 2;
 
 /// Deeper constants or function nesting than this is rejected (the decoder recurses).
 const MAX_NESTING: usize = 512;

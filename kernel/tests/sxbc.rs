@@ -24,6 +24,10 @@ const PROGRAM: &str = r#"
 (print (guard (e ((error? e) (error-type e))) (quot 1 0)))
 (print (case 2 ((1) "one") ((2 3) "few") (else "many")) {:a [1 2.5 "s"] :b 'sym})
 (print `(1 ,@(list 2 3) ,(+ 2 2)))
+(define (empty? x) true)
+(define (list &rest xs) :mine)
+(print `(1 ,@'(2 3)) (map (fn (x) (* 2 x)) '(1 2)) (case 1 (() :no) ((1) :yes)) (list 1))
+(print (guard (o (true :outer)) (guard (e ((string? e) 1)) (raise 5))) (assert-raises "division-by-zero" (quot 1 0)))
 "#;
 
 /// Runs a started program to the end; returns what it printed, or the error text.
@@ -54,6 +58,11 @@ fn a_compiled_program_prints_what_its_source_prints() {
     let started = source_engine.start(PROGRAM, Some("program.sx")).unwrap();
     let expected = run(&mut source_engine, started).unwrap();
     assert!(expected.starts_with("2 40 15 (0 1 2)\n"), "{expected}");
+    // Library functions and expanded forms keep the library's own bindings.
+    assert!(
+        expected.ends_with("(1 2 3) (2 4) :yes :mine\n:outer true\n"),
+        "{expected}"
+    );
 
     let bytes = compiled();
     let mut engine = Engine::with_backend(Backend::Vm);

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::rc::Rc;
 
 use crate::error::{arity_error, type_error, ErrorValue};
-use crate::expander::{global_cell, Globals};
+use crate::expander::{global_cell, library_name, Globals};
 use crate::value::{gensym, List, Native, NativeFn, NativeKind, Symbol, Value};
 
 pub const PRELUDE: &str = include_str!("prelude.sx");
@@ -131,6 +131,13 @@ fn table() -> Vec<Entry> {
         pure("%filter-native", 2, Some(2), filter_native),
         pure("%reduce-native", 3, Some(3), reduce_native),
         pure("%entries", 1, Some(1), entries),
+        pure("%library-name", 1, Some(1), |a| match &a[0] {
+            Value::Symbol(s) => Ok(Value::Symbol(library_name(*s))),
+            other => Err(type_error(
+                "%library-name expects a symbol",
+                vec![other.clone()],
+            )),
+        }),
     ];
     t.extend(numbers::table());
     t.extend(strings::table());
@@ -150,8 +157,7 @@ thread_local! {
     );
 }
 
-/// The native called `name`. The expander embeds natives directly (quasiquote, `case`,
-/// `guard`), so user rebinding of a global cannot change what derived forms do.
+/// The native called `name`.
 pub fn native_rc(name: &str) -> Rc<Native> {
     NATIVES.with(|n| {
         n.borrow()
@@ -170,13 +176,17 @@ pub fn native(name: &str) -> Value {
     Value::Native(native_rc(name))
 }
 
-/// Binds every native in `globals`.
+/// Binds every native in `globals`, under its public name and as the library's own
+/// binding (`expander::library_name`), which user code cannot rebind.
 pub fn install(globals: &mut Globals) {
     NATIVES.with(|n| {
         for (name, native) in n.borrow().iter() {
-            let cell = global_cell(globals, Symbol::new(name));
-            *cell.value.borrow_mut() = Some(Value::Native(native.clone()));
-            cell.builtin.set(true);
+            let name = Symbol::new(name);
+            for name in [name, library_name(name)] {
+                let cell = global_cell(globals, name);
+                *cell.value.borrow_mut() = Some(Value::Native(native.clone()));
+                cell.builtin.set(true);
+            }
         }
     });
 }

@@ -161,8 +161,18 @@ fn quot(a: &[Value]) -> NResult {
     int_division(a, "quot", i64::checked_div, |x, y| (x / y).trunc())
 }
 
+/// `x rem y`, defined for every `y != 0`: `i64::MIN rem -1` is 0 (only the quotient of
+/// that pair overflows, not the remainder).
+fn int_rem(x: i64, y: i64) -> Option<i64> {
+    if y == -1 {
+        Some(0)
+    } else {
+        x.checked_rem(y)
+    }
+}
+
 fn rem(a: &[Value]) -> NResult {
-    int_division(a, "rem", i64::checked_rem, |x, y| x % y)
+    int_division(a, "rem", int_rem, |x, y| x % y)
 }
 
 fn modulo(a: &[Value]) -> NResult {
@@ -170,7 +180,7 @@ fn modulo(a: &[Value]) -> NResult {
         a,
         "mod",
         |x, y| {
-            let r = x.checked_rem(y)?;
+            let r = int_rem(x, y)?;
             Some(if r != 0 && ((r < 0) != (y < 0)) {
                 r + y
             } else {
@@ -227,10 +237,13 @@ fn round_with(a: &[Value], who: &str, f: fn(f64) -> f64) -> NResult {
 
 fn expt(a: &[Value]) -> NResult {
     match (&a[0], &a[1]) {
-        (Value::Int(b), Value::Int(e)) if *e >= 0 => {
-            let e = u32::try_from(*e).map_err(|_| overflow())?;
-            b.checked_pow(e).map(Value::Int).ok_or_else(overflow)
-        }
+        (Value::Int(b), Value::Int(e)) if *e >= 0 => match (*b, u32::try_from(*e)) {
+            (b, Ok(e)) => b.checked_pow(e).map(Value::Int).ok_or_else(overflow),
+            // Exponents beyond u32: only 0, 1 and -1 have a power that fits in an i64.
+            (0 | 1, Err(_)) => Ok(Value::Int(*b)),
+            (-1, Err(_)) => Ok(Value::Int(if e % 2 == 0 { 1 } else { -1 })),
+            (_, Err(_)) => Err(overflow()),
+        },
         (b, e) => Ok(Value::Float(float(b, "expt")?.powf(float(e, "expt")?))),
     }
 }
