@@ -106,6 +106,8 @@ struct Plan {
     /// Filters without variables.
     pre: Vec<Filter>,
     steps: Vec<Step>,
+    /// The indexes the plan reads (brought up to date before it runs).
+    indexes: Vec<usize>,
 }
 
 /// A compiled rule.
@@ -117,8 +119,6 @@ pub struct Rule {
     pub nvars: usize,
     /// `plans[d]` reads the delta of `pos[d]`; a rule without positive atoms has one plan.
     plans: Vec<Plan>,
-    /// Every index the plans use.
-    pub indexes: Vec<usize>,
 }
 
 /// Finds or creates the index of `rel` on `cols`.
@@ -142,24 +142,20 @@ impl Rule {
             cmps,
             nvars,
             plans: Vec::new(),
-            indexes: Vec::new(),
         };
-        let mut used = Vec::new();
         if rule.pos.is_empty() {
-            let plan = rule.plan(None, pool, &mut used);
+            let plan = rule.plan(None, pool);
             rule.plans.push(plan);
         }
         for d in 0..rule.pos.len() {
-            let plan = rule.plan(Some(d), pool, &mut used);
+            let plan = rule.plan(Some(d), pool);
             rule.plans.push(plan);
         }
-        used.sort_unstable();
-        used.dedup();
-        rule.indexes = used;
         rule
     }
 
-    fn plan(&self, delta: Option<usize>, pool: &mut impl IndexPool, used: &mut Vec<usize>) -> Plan {
+    fn plan(&self, delta: Option<usize>, pool: &mut impl IndexPool) -> Plan {
+        let mut used = Vec::new();
         let mut bound = vec![false; self.nvars];
         let mut order: Vec<usize> = delta.into_iter().collect();
         order.extend((0..self.pos.len()).filter(|&j| Some(j) != delta));
@@ -217,6 +213,7 @@ impl Rule {
         let mut plan = Plan {
             pre: take_ready(&bound),
             steps: Vec::new(),
+            indexes: Vec::new(),
         };
         for (k, &j) in order.iter().enumerate() {
             let atom = &self.pos[j];
@@ -276,6 +273,9 @@ impl Rule {
             step.filters = take_ready(&bound);
             plan.steps.push(step);
         }
+        used.sort_unstable();
+        used.dedup();
+        plan.indexes = used;
         plan
     }
 }
@@ -362,42 +362,35 @@ pub fn run_stratum(
     let mut first = true;
     loop {
         for rule in rules {
-            for &ix in &rule.indexes {
-                let rel = indexes[ix].rel;
-                indexes[ix].catch_up(&rels[rel].all);
-            }
-        }
-        let mut join = Join {
-            rels: &mut *rels,
-            indexes: &*indexes,
-            terms,
-            lo: &lo,
-            hi: &hi,
-            env: Vec::new(),
-            tuple: Vec::new(),
-            key: Vec::new(),
-        };
-        for rule in rules {
-            join.env.clear();
-            join.env.resize(rule.nvars, 0);
-            if rule.pos.is_empty() {
-                if first && reset {
-                    join.run(rule, &rule.plans[0]);
-                }
-                continue;
-            }
             for plan in &rule.plans {
-                let has_delta = plan.steps[0].rel;
-                if lo[has_delta] == hi[has_delta] {
+                let runs = match plan.steps.first() {
+                    None => first && reset,
+                    // Something new to read, and nothing to read from an empty "old".
+                    Some(step) => {
+                        lo[step.rel] < hi[step.rel]
+                            && !plan
+                                .steps
+                                .iter()
+                                .any(|s| s.range == Range::Old && lo[s.rel] == 0)
+                    }
+                };
+                if !runs {
                     continue;
                 }
-                if plan
-                    .steps
-                    .iter()
-                    .any(|s| s.range == Range::Old && lo[s.rel] == 0)
-                {
-                    continue;
+                for &ix in &plan.indexes {
+                    let rel = indexes[ix].rel;
+                    indexes[ix].catch_up(&rels[rel].all);
                 }
+                let mut join = Join {
+                    rels: &mut *rels,
+                    indexes: &*indexes,
+                    terms,
+                    lo: &lo,
+                    hi: &hi,
+                    env: vec![0; rule.nvars],
+                    tuple: Vec::with_capacity(rule.head.terms.len()),
+                    key: Vec::new(),
+                };
                 join.run(rule, plan);
             }
         }
@@ -492,12 +485,28 @@ impl Join<'_> {
         true
     }
 
+    /// Adds the head's tuple for the current bindings.
+    #[inline]
+    fn emit(&mut self, rule: &Rule) {
+        self.tuple.clear();
+        self.tuple
+            .extend(rule.head.terms.iter().map(|&t| resolve(&self.env, t)));
+        self.rels[rule.head.rel].all.insert(&self.tuple);
+    }
+
+    /// Continues after step `k` matched: the next step, or the head.
+    #[inline]
+    fn next(&mut self, rule: &Rule, plan: &Plan, k: usize) {
+        if k + 1 == plan.steps.len() {
+            self.emit(rule);
+        } else {
+            self.step(rule, plan, k + 1);
+        }
+    }
+
     fn step(&mut self, rule: &Rule, plan: &Plan, k: usize) {
         let Some(step) = plan.steps.get(k) else {
-            self.tuple.clear();
-            self.tuple
-                .extend(rule.head.terms.iter().map(|&t| resolve(&self.env, t)));
-            self.rels[rule.head.rel].all.insert(&self.tuple);
+            self.emit(rule);
             return;
         };
         let (lo, hi) = (self.lo[step.rel], self.hi[step.rel]);
@@ -510,21 +519,27 @@ impl Join<'_> {
             Access::Scan => {
                 for r in start..end {
                     if self.bind(step, r) && self.filters(rule, step) {
-                        self.step(rule, plan, k + 1);
+                        self.next(rule, plan, k);
                     }
                 }
             }
             Access::Index { index, key } => {
-                self.key.clear();
-                self.key.extend(key.iter().map(|&t| resolve(&self.env, t)));
                 let indexes: &[Index] = self.indexes;
-                for &r in indexes[*index].get(&self.key) {
+                let bucket = match key.as_slice() {
+                    [t] => indexes[*index].get(&[resolve(&self.env, *t)]),
+                    _ => {
+                        self.key.clear();
+                        self.key.extend(key.iter().map(|&t| resolve(&self.env, t)));
+                        indexes[*index].get(&self.key)
+                    }
+                };
+                for &r in bucket {
                     let r = r as usize;
                     if r >= end {
                         break;
                     }
                     if self.bind(step, r) && self.filters(rule, step) {
-                        self.step(rule, plan, k + 1);
+                        self.next(rule, plan, k);
                     }
                 }
             }
@@ -533,7 +548,7 @@ impl Join<'_> {
                 self.key
                     .extend(tuple.iter().map(|&t| resolve(&self.env, t)));
                 if self.rels[step.rel].all.contains(&self.key) && self.filters(rule, step) {
-                    self.step(rule, plan, k + 1);
+                    self.next(rule, plan, k);
                 }
             }
         }

@@ -380,7 +380,9 @@ impl Database {
     }
 
     /// Evaluates, then matches `pattern` against its relation.
-    fn matches(&mut self, pattern: &Value) -> Result<(Vec<Symbol>, Matches), Value> {
+    /// `project`: collect the variables' ids (else only count the rows that match, which is
+    /// all a count needs when answers cannot repeat).
+    fn matches(&mut self, pattern: &Value, project: bool) -> Result<(Vec<Symbol>, Matches), Value> {
         let (a, names) = syntax::pattern(pattern)?;
         let nvars = names.len();
         let none = |names| {
@@ -414,6 +416,7 @@ impl Database {
                 PTerm::Wild => may_repeat = true,
             }
         }
+        let project = project || may_repeat;
         let proj: Vec<usize> = first.iter().map(|c| c.unwrap_or(0)).collect();
         let rows = &self.rels[r].all;
         let mut ids = Vec::new();
@@ -421,13 +424,17 @@ impl Database {
         if consts.len() == arity {
             let key: Vec<Id> = consts.iter().map(|&(_, id)| id).collect();
             matched = usize::from(rows.contains(&key));
+        } else if consts.is_empty() && same.is_empty() && !project {
+            matched = rows.len();
         } else if consts.is_empty() {
             let mut take = |row: usize| {
                 if same
                     .iter()
                     .all(|&(c, c0)| rows.at(row, c) == rows.at(row, c0))
                 {
-                    ids.extend(proj.iter().map(|&c| rows.at(row, c)));
+                    if project {
+                        ids.extend(proj.iter().map(|&c| rows.at(row, c)));
+                    }
                     matched += 1;
                 }
             };
@@ -451,7 +458,9 @@ impl Database {
                     .iter()
                     .all(|&(c, c0)| rows.at(row, c) == rows.at(row, c0))
                 {
-                    ids.extend(proj.iter().map(|&c| rows.at(row, c)));
+                    if project {
+                        ids.extend(proj.iter().map(|&c| rows.at(row, c)));
+                    }
                     matched += 1;
                 }
             }
@@ -468,7 +477,7 @@ impl Database {
     /// `(dl/query db pattern)`: the distinct answers as dicts from the variables (keywords
     /// without the `?`) to values, sorted by the variables' values in order of appearance.
     pub fn query(&mut self, pattern: &Value) -> Result<Value, Value> {
-        let (names, m) = self.matches(pattern)?;
+        let (names, m) = self.matches(pattern, true)?;
         let keys: Vec<Key> = names
             .iter()
             .map(|n| Key(Value::kw(n.name().get(1..).unwrap_or(""))))
@@ -507,7 +516,7 @@ impl Database {
 
     /// `(dl/count db pattern)`: the number of distinct answers.
     pub fn count(&mut self, pattern: &Value) -> Result<usize, Value> {
-        let (_, m) = self.matches(pattern)?;
+        let (_, m) = self.matches(pattern, false)?;
         if m.nvars == 0 {
             return Ok(usize::from(m.rows > 0));
         }

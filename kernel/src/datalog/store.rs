@@ -248,16 +248,31 @@ fn int_key(v: &Value) -> Option<i64> {
 
 const EMPTY: u64 = u64::MAX;
 
+/// The membership set of a relation's rows.
+#[derive(Clone)]
+enum Set {
+    /// Open addressing, linear probing, at most 3/4 full. A slot holds the row itself packed
+    /// into 64 bits when the arity is at most 2 (one memory access per probe), else 32 bits
+    /// of hash and the row number.
+    Hash(Vec<u64>),
+    /// For arity 1 and 2 when the ids in the relation are dense: one bit per possible row,
+    /// `(a << shift) | b`, every id below `1 << shift`. Chosen whenever it takes no more
+    /// memory than the hash set would (a dense graph's closure: a few hundred kilobytes that
+    /// stay in cache instead of tens of megabytes probed at random).
+    Bits { shift: u32, words: Vec<u64> },
+}
+
 /// The rows of one relation: `arity` ids per row, in insertion order (so a row number range
 /// is a version of the relation: semi-naive evaluation reads "old" and "delta" as ranges),
-/// and a hash set of them. A set slot holds the row itself packed into 64 bits when the
-/// arity is at most 2 (one memory access per probe), else 32 bits of hash and the row number.
+/// and a set of them against duplicates.
 #[derive(Clone)]
 pub struct Rows {
     arity: usize,
     data: Vec<Id>,
     len: usize,
-    slots: Vec<u64>,
+    set: Set,
+    /// The largest id in any row.
+    max_id: Id,
     /// An insert was refused because the relation reached `MAX_ROWS`.
     pub overflow: bool,
 }
@@ -268,7 +283,8 @@ impl Rows {
             arity,
             data: Vec::new(),
             len: 0,
-            slots: vec![EMPTY; 16],
+            set: Set::Hash(vec![EMPTY; 16]),
+            max_id: 0,
             overflow: false,
         }
     }
@@ -314,20 +330,32 @@ impl Rows {
         mix(h.0)
     }
 
-    /// Is `t` (of this arity) a row?
+    /// The bit of `t` in a bitmap with ids below `1 << shift`, if they all are.
     #[inline]
-    pub fn contains(&self, t: &[Id]) -> bool {
-        let mask = self.slots.len() - 1;
+    fn bit(t: &[Id], shift: u32) -> Option<usize> {
+        match *t {
+            [a] if (a as u64) >> shift == 0 => Some(a as usize),
+            [a, b] if (a as u64 | b as u64) >> shift == 0 => {
+                Some(((a as usize) << shift) | b as usize)
+            }
+            _ => None,
+        }
+    }
+
+    /// The slot where `t` is, or the empty slot where it would go.
+    #[inline]
+    fn probe(&self, slots: &[u64], t: &[Id]) -> (usize, bool) {
+        let mask = slots.len() - 1;
         if self.packed() {
             let key = Self::pack(t);
             let mut i = mix(key) as usize & mask;
             loop {
-                let s = self.slots[i];
+                let s = slots[i];
                 if s == key {
-                    return true;
+                    return (i, true);
                 }
                 if s == EMPTY {
-                    return false;
+                    return (i, false);
                 }
                 i = (i + 1) & mask;
             }
@@ -336,85 +364,132 @@ impl Rows {
         let tag = h >> 32;
         let mut i = h as usize & mask;
         loop {
-            let s = self.slots[i];
+            let s = slots[i];
             if s == EMPTY {
-                return false;
+                return (i, false);
             }
             if s >> 32 == tag && self.row((s & 0xffff_ffff) as usize) == t {
-                return true;
+                return (i, true);
             }
             i = (i + 1) & mask;
+        }
+    }
+
+    /// Is `t` (of this arity) a row?
+    #[inline]
+    pub fn contains(&self, t: &[Id]) -> bool {
+        match &self.set {
+            Set::Hash(slots) => self.probe(slots, t).1,
+            Set::Bits { shift, words } => match Self::bit(t, *shift) {
+                Some(bit) => words[bit >> 6] & (1 << (bit & 63)) != 0,
+                None => false,
+            },
         }
     }
 
     /// Adds `t` unless it is a row already; true when added.
     #[inline]
     pub fn insert(&mut self, t: &[Id]) -> bool {
-        if (self.len + 1) * 4 > self.slots.len() * 3 {
-            self.grow();
-        }
-        let mask = self.slots.len() - 1;
-        if self.packed() {
-            let key = Self::pack(t);
-            let mut i = mix(key) as usize & mask;
-            loop {
-                let s = self.slots[i];
-                if s == key {
+        if let Set::Bits { shift, words } = &mut self.set {
+            if let Some(bit) = Self::bit(t, *shift) {
+                let (word, mask) = (bit >> 6, 1u64 << (bit & 63));
+                if words[word] & mask != 0 {
                     return false;
                 }
-                if s == EMPTY {
-                    break;
+                if self.len >= MAX_ROWS {
+                    self.overflow = true;
+                    return false;
                 }
-                i = (i + 1) & mask;
+                words[word] |= mask;
+                self.push(t);
+                return true;
             }
+            // An id beyond the bitmap: a new row. Choose the set again, then add it.
             if self.len >= MAX_ROWS {
                 self.overflow = true;
                 return false;
             }
-            self.slots[i] = key;
+            self.push(t);
+            self.rebuild_set();
+            return true;
+        }
+        let Set::Hash(slots) = &self.set else {
+            return false;
+        };
+        let (i, found) = self.probe(slots, t);
+        if found {
+            return false;
+        }
+        if self.len >= MAX_ROWS {
+            self.overflow = true;
+            return false;
+        }
+        let slot = if self.packed() {
+            Self::pack(t)
         } else {
-            let h = Self::hash_row(t);
-            let tag = h >> 32;
-            let mut i = h as usize & mask;
-            loop {
-                let s = self.slots[i];
-                if s == EMPTY {
-                    break;
-                }
-                if s >> 32 == tag && self.row((s & 0xffff_ffff) as usize) == t {
-                    return false;
-                }
-                i = (i + 1) & mask;
-            }
-            if self.len >= MAX_ROWS {
-                self.overflow = true;
-                return false;
-            }
-            self.slots[i] = (tag << 32) | self.len as u64;
+            (Self::hash_row(t) >> 32) << 32 | self.len as u64
+        };
+        if let Set::Hash(slots) = &mut self.set {
+            slots[i] = slot;
         }
-        self.data.extend_from_slice(t);
-        self.len += 1;
+        self.push(t);
+        if let Set::Hash(slots) = &self.set {
+            if self.len * 4 > slots.len() * 3 {
+                self.rebuild_set();
+            }
+        }
         true
     }
 
-    fn grow(&mut self) {
-        let mut slots = vec![EMPTY; self.slots.len() * 2];
-        let mask = slots.len() - 1;
-        for r in 0..self.len {
-            let (slot, h) = if self.packed() {
-                let key = Self::pack(self.row(r));
-                (key, mix(key))
-            } else {
-                let h = Self::hash_row(self.row(r));
-                ((h >> 32) << 32 | r as u64, h)
-            };
-            let mut i = h as usize & mask;
-            while slots[i] != EMPTY {
-                i = (i + 1) & mask;
-            }
-            slots[i] = slot;
+    #[inline]
+    fn push(&mut self, t: &[Id]) {
+        self.data.extend_from_slice(t);
+        self.len += 1;
+        for &id in t {
+            self.max_id = self.max_id.max(id);
         }
-        self.slots = slots;
+    }
+
+    /// Makes the set again for the current rows: a bitmap when it is no larger than a hash
+    /// set with room to grow, else a hash set at most half full.
+    fn rebuild_set(&mut self) {
+        let hash_slots = (self.len * 2).next_power_of_two().max(16);
+        let shift = 32 - self.max_id.leading_zeros();
+        let bitmap_bits = match self.arity {
+            1 => Some(1u64 << shift),
+            2 if shift <= 20 => Some(1u64 << (2 * shift)),
+            _ => None,
+        };
+        match bitmap_bits {
+            Some(bits) if bits / 8 <= hash_slots as u64 * 8 * 2 => {
+                let mut words = vec![0u64; (bits as usize).div_ceil(64)];
+                for r in 0..self.len {
+                    if let Some(bit) = Self::bit(self.row(r), shift) {
+                        words[bit >> 6] |= 1 << (bit & 63);
+                    }
+                }
+                self.set = Set::Bits { shift, words };
+            }
+            _ => {
+                let mut slots = vec![EMPTY; hash_slots];
+                let mask = slots.len() - 1;
+                for r in 0..self.len {
+                    let (slot, h) = if self.packed() {
+                        let key = Self::pack(self.row(r));
+                        (key, mix(key))
+                    } else {
+                        let h = Self::hash_row(self.row(r));
+                        ((h >> 32) << 32 | r as u64, h)
+                    };
+                    let mut i = h as usize & mask;
+                    while slots[i] != EMPTY {
+                        i = (i + 1) & mask;
+                    }
+                    slots[i] = slot;
+                }
+                self.set = Set::Hash(slots);
+            }
+        }
     }
 
     /// The same rows without `t` (rebuilt: removal is rare and may cost O(n)).
@@ -432,11 +507,14 @@ impl Rows {
 // ---- indexes ----
 
 /// Rows of one relation grouped by the values of some columns: key → row numbers, ascending.
+/// A one-column index over dense ids finds its bucket by position (`direct`), others hash.
 pub struct Index {
     pub rel: usize,
     pub cols: Box<[usize]>,
     /// Rows `0..upto` are indexed.
     upto: usize,
+    /// One column: `direct[id]` is the bucket + 1 (0: none), while ids stay dense.
+    direct: Option<Vec<u32>>,
     small: FxMap<u64, u32>,
     large: FxMap<Box<[Id]>, u32>,
     buckets: Vec<Vec<u32>>,
@@ -444,10 +522,12 @@ pub struct Index {
 
 impl Index {
     pub fn new(rel: usize, cols: Box<[usize]>) -> Index {
+        let direct = (cols.len() == 1).then(Vec::new);
         Index {
             rel,
             cols,
             upto: 0,
+            direct,
             small: FxMap::default(),
             large: FxMap::default(),
             buckets: Vec::new(),
@@ -456,10 +536,48 @@ impl Index {
 
     /// Forgets every row (the relation was rebuilt).
     pub fn clear(&mut self) {
-        self.upto = 0;
-        self.small.clear();
-        self.large.clear();
-        self.buckets.clear();
+        *self = Index::new(self.rel, std::mem::take(&mut self.cols));
+    }
+
+    /// The bucket for `key`, made if new.
+    fn bucket_for(&mut self, key: &[Id]) -> usize {
+        let next = self.buckets.len() as u32;
+        if let (Some(direct), [id]) = (&mut self.direct, key) {
+            let id = *id as usize;
+            if id >= direct.len() && id > 16 * self.upto + 4096 {
+                // Too sparse for a table by position: hash from now on.
+                for (id, &b) in direct.iter().enumerate() {
+                    if b != 0 {
+                        self.small.insert(id as u64, b - 1);
+                    }
+                }
+                self.direct = None;
+            } else {
+                if id >= direct.len() {
+                    direct.resize((id + 1).next_power_of_two(), 0);
+                }
+                if direct[id] == 0 {
+                    direct[id] = next + 1;
+                    self.buckets.push(Vec::new());
+                }
+                return (direct[id] - 1) as usize;
+            }
+        }
+        let bucket = if key.len() <= 2 {
+            *self.small.entry(Rows::pack(key)).or_insert(next)
+        } else {
+            match self.large.get(key) {
+                Some(&b) => b,
+                None => {
+                    self.large.insert(key.into(), next);
+                    next
+                }
+            }
+        };
+        if bucket == next {
+            self.buckets.push(Vec::new());
+        }
+        bucket as usize
     }
 
     /// Indexes the rows added since the last call.
@@ -468,37 +586,25 @@ impl Index {
         for r in self.upto..rows.len() {
             key.clear();
             key.extend(self.cols.iter().map(|&c| rows.at(r, c)));
-            let bucket = if key.len() <= 2 {
-                let next = self.buckets.len() as u32;
-                *self.small.entry(Rows::pack(&key)).or_insert(next)
-            } else {
-                let next = self.buckets.len() as u32;
-                match self.large.get(key.as_slice()) {
-                    Some(&b) => b,
-                    None => {
-                        self.large.insert(key.clone().into_boxed_slice(), next);
-                        next
-                    }
-                }
-            };
-            if bucket as usize == self.buckets.len() {
-                self.buckets.push(Vec::new());
-            }
-            self.buckets[bucket as usize].push(r as u32);
+            let bucket = self.bucket_for(&key);
+            self.buckets[bucket].push(r as u32);
+            self.upto = r + 1;
         }
-        self.upto = rows.len();
     }
 
     /// The rows whose indexed columns hold `key` (in `cols` order), ascending.
     #[inline]
     pub fn get(&self, key: &[Id]) -> &[u32] {
-        let bucket = if key.len() <= 2 {
-            self.small.get(&Rows::pack(key))
-        } else {
-            self.large.get(key)
+        let bucket = match (&self.direct, key) {
+            (Some(direct), [id]) => match direct.get(*id as usize) {
+                Some(&b) if b != 0 => Some(b - 1),
+                _ => None,
+            },
+            _ if key.len() <= 2 => self.small.get(&Rows::pack(key)).copied(),
+            _ => self.large.get(key).copied(),
         };
         match bucket {
-            Some(&b) => &self.buckets[b as usize],
+            Some(b) => &self.buckets[b as usize],
             None => &[],
         }
     }
@@ -553,6 +659,31 @@ mod tests {
     }
 
     #[test]
+    fn dense_rows_switch_to_a_bitmap_and_back() {
+        let mut rows = Rows::new(2);
+        for a in 0..64 {
+            for b in 0..64 {
+                assert!(rows.insert(&[a, b]));
+            }
+        }
+        assert!(matches!(rows.set, Set::Bits { .. }));
+        assert!(!rows.insert(&[3, 4]) && rows.contains(&[63, 63]));
+        assert!(!rows.contains(&[64, 0]));
+        // A far id makes the bitmap too large: back to hashing, nothing lost.
+        assert!(rows.insert(&[1_000_000, 1]));
+        assert!(matches!(rows.set, Set::Hash(_)));
+        assert!(rows.contains(&[3, 4]) && rows.contains(&[1_000_000, 1]));
+        assert!(!rows.insert(&[63, 63]));
+        assert_eq!(rows.len(), 64 * 64 + 1);
+        let mut single = Rows::new(1);
+        for a in 0..100 {
+            single.insert(&[a]);
+        }
+        assert!(matches!(single.set, Set::Bits { .. }));
+        assert!(single.contains(&[99]) && !single.contains(&[100]));
+    }
+
+    #[test]
     fn index_catches_up() {
         let mut rows = Rows::new(3);
         let mut index = Index::new(0, Box::new([0, 2]));
@@ -566,6 +697,14 @@ mod tests {
         assert_eq!(index.get(&[1, 3]), &[0, 1, 2]);
         assert_eq!(index.get(&[2, 3]), &[3]);
         assert!(index.get(&[9, 9]).is_empty());
+        let mut single = Index::new(0, Box::new([1]));
+        single.catch_up(&rows);
+        assert_eq!(single.get(&[6]), &[2, 3]);
+        rows.insert(&[1, 1_000_000, 3]);
+        single.catch_up(&rows);
+        assert!(single.direct.is_none());
+        assert_eq!(single.get(&[6]), &[2, 3]);
+        assert_eq!(single.get(&[1_000_000]), &[4]);
         let mut wide = Index::new(0, Box::new([0, 1, 2]));
         wide.catch_up(&rows);
         assert_eq!(wide.get(&[2, 6, 3]), &[3]);
