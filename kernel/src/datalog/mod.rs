@@ -529,3 +529,149 @@ impl Database {
         Ok(answers.len())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reader::read_one;
+
+    fn read(s: &str) -> Value {
+        read_one(s).expect("datum")
+    }
+
+    fn rule(db: &mut Database, head: &str, body: &[&str]) -> Result<(), Value> {
+        let body: Vec<Value> = body.iter().map(|b| read(b)).collect();
+        db.add_rule(&read(head), &body)
+    }
+
+    #[test]
+    fn components_come_after_what_they_depend_on() {
+        // 0 <- 1 <- 2 <- 1 (a cycle), 3 alone, 4 <- 0
+        let deps = vec![vec![1], vec![2], vec![1], vec![], vec![0]];
+        let comp = components(&deps);
+        assert_eq!(comp[1], comp[2]);
+        assert!(comp[1] < comp[0] && comp[0] < comp[4]);
+        assert_ne!(comp[3], comp[0]);
+    }
+
+    /// The rules the randomized test uses: closure, negation over it, comparisons.
+    const RULES: [(&str, &[&str]); 5] = [
+        ("(path ?a ?b)", &["(edge ?a ?b)"]),
+        ("(path ?a ?c)", &["(path ?a ?b)", "(edge ?b ?c)"]),
+        ("(node ?a)", &["(edge ?a _)"]),
+        (
+            "(unreached ?a ?b)",
+            &["(node ?a)", "(node ?b)", "(not (path ?a ?b))"],
+        ),
+        (
+            "(down ?a ?b)",
+            &["(path ?a ?b)", "(> ?a ?b)", "(not (edge ?b _))"],
+        ),
+    ];
+    const QUERIES: [&str; 5] = [
+        "(path ?a ?b)",
+        "(node ?a)",
+        "(unreached ?a ?b)",
+        "(down ?a ?b)",
+        "(path ?a ?a)",
+    ];
+
+    /// Incremental evaluation after any sequence of assertions, retractions and rules gives
+    /// what evaluating the final facts and rules from scratch gives; the closure is right.
+    #[test]
+    fn incremental_evaluation_matches_evaluation_from_scratch() {
+        let mut seed: u64 = 7;
+        let mut next = |n: u64| {
+            seed = seed
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (seed >> 33) % n
+        };
+        for _round in 0..30 {
+            let mut db = Database::new();
+            let mut facts: Vec<(u64, u64)> = Vec::new();
+            let mut rules_added = 0;
+            for _op in 0..25 {
+                match next(6) {
+                    0..=2 => {
+                        let e = (next(8), next(8));
+                        db.assert_fact(&read(&format!("(edge {} {})", e.0, e.1)))
+                            .unwrap();
+                        if !facts.contains(&e) {
+                            facts.push(e);
+                        }
+                    }
+                    3 if !facts.is_empty() => {
+                        let e = facts.remove(next(facts.len() as u64) as usize);
+                        db.retract_fact(&read(&format!("(edge {} {})", e.0, e.1)))
+                            .unwrap();
+                    }
+                    _ if rules_added < RULES.len() => {
+                        let (h, b) = RULES[rules_added];
+                        rule(&mut db, h, b).unwrap();
+                        rules_added += 1;
+                    }
+                    _ => {}
+                }
+                if next(2) == 0 {
+                    continue; // query only now and then: deltas pile up in between
+                }
+                let mut fresh = Database::new();
+                for &(a, b) in &facts {
+                    fresh
+                        .assert_fact(&read(&format!("(edge {a} {b})")))
+                        .unwrap();
+                }
+                for &(h, b) in &RULES[..rules_added] {
+                    rule(&mut fresh, h, b).unwrap();
+                }
+                for q in QUERIES {
+                    let (got, want) = (db.query(&read(q)), fresh.query(&read(q)));
+                    assert_eq!(got, want, "{q} after {facts:?}, {rules_added} rules");
+                }
+                if rules_added >= 2 {
+                    // The closure, computed naively.
+                    let mut closure = facts.clone();
+                    loop {
+                        let mut more = Vec::new();
+                        for &(a, b) in &closure {
+                            for &(c, d) in &facts {
+                                if b == c && !closure.contains(&(a, d)) && !more.contains(&(a, d)) {
+                                    more.push((a, d));
+                                }
+                            }
+                        }
+                        if more.is_empty() {
+                            break;
+                        }
+                        closure.extend(more);
+                    }
+                    assert_eq!(db.count(&read("(path ?a ?b)")).unwrap(), closure.len());
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn refused_calls_leave_the_database_as_it_was() {
+        let mut db = Database::new();
+        db.assert_fact(&read("(edge 1 2)")).unwrap();
+        rule(&mut db, "(path ?a ?b)", &["(edge ?a ?b)"]).unwrap();
+        let before = db.query(&read("(path ?a ?b)")).unwrap();
+        for (h, b) in [
+            (
+                "(path ?a ?c)",
+                &["(path ?a ?b)", "(edge ?b ?c)", "(not (path ?c ?a))"][..],
+            ),
+            ("(fresh ?a)", &["(edge ?a _)", "(fresh ?a 1)"]),
+            ("(fresh ?a ?z)", &["(edge ?a _)"]),
+        ] {
+            assert!(rule(&mut db, h, b).is_err());
+        }
+        assert!(db.assert_fact(&read("(edge ?x 2)")).is_err());
+        assert_eq!(db.rule_count(), 1);
+        assert_eq!(db.fact_count(), 1);
+        assert!(!db.rel_ids.contains_key(&Symbol::new("fresh")));
+        assert_eq!(db.query(&read("(path ?a ?b)")).unwrap(), before);
+    }
+}
