@@ -99,6 +99,8 @@ struct Step {
     /// Columns that bind variables.
     binds: Vec<(usize, usize)>,
     filters: Vec<Filter>,
+    /// No `consts` and no `same`: a row only binds.
+    checks_nothing: bool,
 }
 
 #[derive(Debug, Default)]
@@ -119,6 +121,8 @@ pub struct Rule {
     pub nvars: usize,
     /// `plans[d]` reads the delta of `pos[d]`; a rule without positive atoms has one plan.
     plans: Vec<Plan>,
+    /// The head is two variables (the commonest head: a fast path).
+    head_vars: Option<[usize; 2]>,
 }
 
 /// Finds or creates the index of `rel` on `cols`.
@@ -142,7 +146,11 @@ impl Rule {
             cmps,
             nvars,
             plans: Vec::new(),
+            head_vars: None,
         };
+        if let [Term::Var(a), Term::Var(b)] = rule.head.terms[..] {
+            rule.head_vars = Some([a, b]);
+        }
         if rule.pos.is_empty() {
             let plan = rule.plan(None, pool);
             rule.plans.push(plan);
@@ -230,6 +238,7 @@ impl Rule {
                 same: Vec::new(),
                 binds: Vec::new(),
                 filters: Vec::new(),
+                checks_nothing: false,
             };
             let mut key_cols = Vec::new();
             let mut first_col: Vec<(usize, usize)> = Vec::new(); // (var, column) bound here
@@ -271,6 +280,7 @@ impl Rule {
                 bound[v] = true;
             }
             step.filters = take_ready(&bound);
+            step.checks_nothing = step.consts.is_empty() && step.same.is_empty();
             plan.steps.push(step);
         }
         used.sort_unstable();
@@ -468,19 +478,17 @@ impl Join<'_> {
     /// Binds the columns of row `r` of `step`'s relation; false when a check fails.
     #[inline]
     fn bind(&mut self, step: &Step, r: usize) -> bool {
-        let rows = &self.rels[step.rel].all;
-        for &(c, id) in &step.consts {
-            if rows.at(r, c) != id {
+        let row = self.rels[step.rel].all.row(r);
+        if !step.checks_nothing {
+            if step.consts.iter().any(|&(c, id)| row[c] != id) {
                 return false;
             }
-        }
-        for &(c, c0) in &step.same {
-            if rows.at(r, c) != rows.at(r, c0) {
+            if step.same.iter().any(|&(c, c0)| row[c] != row[c0]) {
                 return false;
             }
         }
         for &(c, v) in &step.binds {
-            self.env[v] = rows.at(r, c);
+            self.env[v] = row[c];
         }
         true
     }
@@ -533,6 +541,9 @@ impl Join<'_> {
                         indexes[*index].get(&self.key)
                     }
                 };
+                if k + 1 == plan.steps.len() && self.last_step_into_head(rule, step, bucket, end) {
+                    return;
+                }
                 for &r in bucket {
                     let r = r as usize;
                     if r >= end {
@@ -554,8 +565,63 @@ impl Join<'_> {
         }
     }
 
+    /// The last step of a plan, read through an index, fused with adding the head's tuples:
+    /// the innermost loop of most joins. Does nothing and returns false when it does not
+    /// apply (filters to run, the head's relation read here, a head wider than 4).
+    fn last_step_into_head(
+        &mut self,
+        rule: &Rule,
+        step: &Step,
+        bucket: &[u32],
+        end: usize,
+    ) -> bool {
+        let h = rule.head.rel;
+        let n = rule.head.terms.len();
+        if !step.filters.is_empty() || step.rel == h || n > 4 {
+            return false;
+        }
+        let (src, dst) = if step.rel < h {
+            let (a, b) = self.rels.split_at_mut(h);
+            (&a[step.rel].all, &mut b[0].all)
+        } else {
+            let (a, b) = self.rels.split_at_mut(step.rel);
+            (&b[0].all, &mut a[h].all)
+        };
+        let env = &mut self.env;
+        let mut tuple = [0 as Id; 4];
+        for &r in bucket {
+            let r = r as usize;
+            if r >= end {
+                break;
+            }
+            let row = src.row(r);
+            if !step.checks_nothing
+                && (step.consts.iter().any(|&(c, id)| row[c] != id)
+                    || step.same.iter().any(|&(c, c0)| row[c] != row[c0]))
+            {
+                continue;
+            }
+            for &(c, v) in &step.binds {
+                env[v] = row[c];
+            }
+            match rule.head_vars {
+                Some([a, b]) => {
+                    tuple[0] = env[a];
+                    tuple[1] = env[b];
+                }
+                _ => {
+                    for (slot, &term) in tuple.iter_mut().zip(&rule.head.terms) {
+                        *slot = resolve(env, term);
+                    }
+                }
+            }
+            dst.insert(&tuple[..n]);
+        }
+        true
+    }
+
     #[inline]
     fn filters(&mut self, rule: &Rule, step: &Step) -> bool {
-        step.filters.iter().all(|f| self.passes(rule, f))
+        step.filters.is_empty() || step.filters.iter().all(|f| self.passes(rule, f))
     }
 }

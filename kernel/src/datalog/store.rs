@@ -271,7 +271,8 @@ pub struct Rows {
     data: Vec<Id>,
     len: usize,
     set: Set,
-    /// The largest id in any row.
+    /// The largest id in any row, kept while hashing (a bitmap bounds the ids itself;
+    /// `rebuild_set` recomputes it).
     max_id: Id,
     /// An insert was refused because the relation reached `MAX_ROWS`.
     pub overflow: bool,
@@ -390,25 +391,40 @@ impl Rows {
     /// Adds `t` unless it is a row already; true when added.
     #[inline]
     pub fn insert(&mut self, t: &[Id]) -> bool {
+        // The hot case inline: a bitmap that covers `t`.
         if let Set::Bits { shift, words } = &mut self.set {
             if let Some(bit) = Self::bit(t, *shift) {
-                let (word, mask) = (bit >> 6, 1u64 << (bit & 63));
-                if words[word] & mask != 0 {
+                let (word, mask) = (&mut words[bit >> 6], 1u64 << (bit & 63));
+                if *word & mask != 0 {
                     return false;
                 }
-                if self.len >= MAX_ROWS {
-                    self.overflow = true;
-                    return false;
+                if self.len < MAX_ROWS {
+                    *word |= mask;
+                    match *t {
+                        [a, b] => {
+                            self.data.push(a);
+                            self.data.push(b);
+                        }
+                        _ => self.data.extend_from_slice(t),
+                    }
+                    self.len += 1;
+                    return true;
                 }
-                words[word] |= mask;
-                self.push(t);
-                return true;
             }
-            // An id beyond the bitmap: a new row. Choose the set again, then add it.
-            if self.len >= MAX_ROWS {
+        }
+        self.insert_slow(t)
+    }
+
+    #[inline(never)]
+    fn insert_slow(&mut self, t: &[Id]) -> bool {
+        if self.len >= MAX_ROWS {
+            if !self.contains(t) {
                 self.overflow = true;
-                return false;
             }
+            return false;
+        }
+        if let Set::Bits { .. } = self.set {
+            // An id beyond the bitmap: a new row. Choose the set again, then add it.
             self.push(t);
             self.rebuild_set();
             return true;
@@ -418,10 +434,6 @@ impl Rows {
         };
         let (i, found) = self.probe(slots, t);
         if found {
-            return false;
-        }
-        if self.len >= MAX_ROWS {
-            self.overflow = true;
             return false;
         }
         let slot = if self.packed() {
@@ -453,6 +465,7 @@ impl Rows {
     /// Makes the set again for the current rows: a bitmap when it is no larger than a hash
     /// set with room to grow, else a hash set at most half full.
     fn rebuild_set(&mut self) {
+        self.max_id = self.data.iter().copied().max().unwrap_or(0);
         let hash_slots = (self.len * 2).next_power_of_two().max(16);
         let shift = 32 - self.max_id.leading_zeros();
         let bitmap_bits = match self.arity {
