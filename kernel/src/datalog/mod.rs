@@ -652,6 +652,75 @@ mod tests {
         }
     }
 
+    /// Random, mostly malformed input: every call answers (a value or an error), none panics,
+    /// and after each call the database still evaluates.
+    #[test]
+    fn random_input_never_panics() {
+        let mut seed: u64 = 11;
+        let mut next = move |n: u64| {
+            seed = seed
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (seed >> 33) % n
+        };
+        const ATOMS: [&str; 16] = [
+            "edge", "p", "q", "not", "=", "!=", "<", ">=", "?x", "?y", "?z", "_", "?", "1",
+            "\"s\"", "nil",
+        ];
+        fn datum(next: &mut impl FnMut(u64) -> u64, depth: u32) -> String {
+            if depth == 0 || next(3) == 0 {
+                return ATOMS[next(ATOMS.len() as u64) as usize].to_string();
+            }
+            let n = next(5);
+            let items: Vec<String> = (0..n).map(|_| datum(next, depth - 1)).collect();
+            format!("({})", items.join(" "))
+        }
+        // Half the time a well-formed atom, so that rules and facts also get accepted.
+        fn literal(next: &mut impl FnMut(u64) -> u64, ground: bool) -> String {
+            if next(4) == 0 {
+                return datum(next, 3);
+            }
+            const TERMS: [&str; 7] = ["1", "2", "\"s\"", "?x", "?y", "?z", "_"];
+            let choices = if ground { 3 } else { 7 };
+            let (rel, arity) = [("edge", 2), ("p", 1), ("q", 2)][next(3) as usize];
+            let arity = if next(10) == 0 { next(3) } else { arity };
+            let terms: Vec<&str> = (0..arity).map(|_| TERMS[next(choices) as usize]).collect();
+            let atom = format!("({rel} {})", terms.join(" "));
+            match next(6) {
+                0 => format!("(not {atom})"),
+                1 => format!(
+                    "(< {} {})",
+                    TERMS[next(7) as usize],
+                    TERMS[next(7) as usize]
+                ),
+                _ => atom,
+            }
+        }
+        let mut answered = 0;
+        for _ in 0..2000 {
+            let mut db = Database::new();
+            for _ in 0..12 {
+                let op = next(5);
+                let v = read(&literal(&mut next, op < 2));
+                let body: Vec<Value> = (0..next(4))
+                    .map(|_| read(&literal(&mut next, false)))
+                    .collect();
+                let outcome = match op {
+                    0 => db.assert_fact(&v).map(|_| Value::Nil),
+                    1 => db.retract_fact(&v).map(|_| Value::Nil),
+                    2 => db.add_rule(&v, &body).map(|_| Value::Nil),
+                    3 => db.query(&v),
+                    _ => db.count(&v).map(|n| Value::Int(n as i64)),
+                };
+                if matches!(outcome, Ok(Value::List(l)) if !l.is_empty()) {
+                    answered += 1;
+                }
+                assert!(db.evaluate().is_ok());
+            }
+        }
+        assert!(answered > 100, "only {answered} queries had answers");
+    }
+
     #[test]
     fn refused_calls_leave_the_database_as_it_was() {
         let mut db = Database::new();
