@@ -58,6 +58,11 @@ pub fn syntax_error(message: impl Into<String>, irritants: Vec<Value>) -> Value 
     ErrorValue::value("syntax-error", message, irritants)
 }
 
+/// A Datalog database refused a fact, rule or pattern (`kernel/src/datalog`).
+pub fn dl_error(message: impl Into<String>, irritants: Vec<Value>) -> Value {
+    ErrorValue::value("dl-error", message, irritants)
+}
+
 pub fn index_error(message: impl Into<String>, irritants: Vec<Value>) -> Value {
     ErrorValue::value("index-error", message, irritants)
 }

@@ -6,6 +6,7 @@
 pub mod builtins;
 pub mod bytecode;
 pub mod compiler;
+pub mod datalog;
 pub mod engine;
 pub mod error;
 pub mod expander;

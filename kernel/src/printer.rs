@@ -111,6 +111,7 @@ pub fn write_repr(out: &mut String, v: &Value) {
             let _ = write!(out, "#<error {}: {}>", e.error_type, e.message);
         }
         Value::Boxed(b) => write_repr(out, &b.borrow()),
+        Value::Opaque(o) => out.push_str(&o.repr()),
         Value::Raw(s) => {
             out.push_str("(raw! ");
             write_string_literal(out, s);

@@ -295,6 +295,17 @@ pub enum NativeKind {
     Eval,
 }
 
+/// A value owned by a kernel module that the core knows nothing about (a Datalog database):
+/// mutable inside, compared and hashed by identity, printed as `#<...>` (not readable back).
+/// The module that made it finds its own type again through `as_any`.
+pub trait Opaque {
+    /// What `type-of` answers, e.g. `"dl-db"`.
+    fn type_name(&self) -> &'static str;
+    /// The `#<...>` text `repr` prints.
+    fn repr(&self) -> String;
+    fn as_any(&self) -> &dyn std::any::Any;
+}
+
 /// A closure of either engine: the interpreter's (expanded code and the environment chain
 /// it was created in) or the VM's (a bytecode prototype and its captured values).
 pub enum Closure {
@@ -345,6 +356,8 @@ pub enum Value {
     /// The VM's box for a local that closures capture and `set!` assigns. It lives only in
     /// VM frames and closure captures; SX code never sees one.
     Boxed(Rc<RefCell<Value>>),
+    /// See [`Opaque`].
+    Opaque(Rc<dyn Opaque>),
 }
 
 impl Clone for Value {
@@ -380,6 +393,7 @@ impl Value {
             Value::Error(e) => Value::Error(e.clone()),
             Value::Raw(r) => Value::Raw(r.clone()),
             Value::Boxed(b) => Value::Boxed(b.clone()),
+            Value::Opaque(o) => Value::Opaque(o.clone()),
         }
     }
 
@@ -420,6 +434,7 @@ impl Value {
             Value::Error(_) => "error",
             Value::Raw(_) => "raw",
             Value::Boxed(_) => "box",
+            Value::Opaque(o) => o.type_name(),
         }
     }
 
@@ -456,6 +471,7 @@ impl PartialEq for Value {
             (Value::Native(a), Value::Native(b)) => Rc::ptr_eq(a, b),
             (Value::Component(a), Value::Component(b)) => Rc::ptr_eq(a, b),
             (Value::Error(a), Value::Error(b)) => Rc::ptr_eq(a, b),
+            (Value::Opaque(a), Value::Opaque(b)) => Rc::ptr_eq(a, b),
             (Value::List(a), Value::List(b)) => {
                 a.len() == b.len() && (a.ptr_eq(b) || a.iter().zip(b.iter()).all(|(x, y)| x == y))
             }
@@ -492,6 +508,7 @@ fn type_rank(v: &Value) -> u8 {
         Value::Macro(_) => 11,
         Value::Fn(_) | Value::Native(_) => 12,
         Value::Boxed(_) => 13,
+        Value::Opaque(_) => 14,
     }
 }
 
@@ -557,6 +574,9 @@ pub fn compare(a: &Value, b: &Value) -> Ordering {
             x.len().cmp(&y.len())
         }
         (Error(x), Error(y)) => (Rc::as_ptr(x) as usize).cmp(&(Rc::as_ptr(y) as usize)),
+        (Opaque(x), Opaque(y)) => {
+            (Rc::as_ptr(x) as *const () as usize).cmp(&(Rc::as_ptr(y) as *const () as usize))
+        }
         _ => type_rank(a).cmp(&type_rank(b)),
     }
 }

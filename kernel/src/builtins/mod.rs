@@ -143,6 +143,11 @@ fn table() -> Vec<Entry> {
     t.extend(strings::table());
     t.extend(collections::table());
     t.extend(json::table());
+    t.extend(
+        crate::datalog::builtins::natives()
+            .into_iter()
+            .map(|(name, min, max, f)| pure(name, min, max, f)),
+    );
     t
 }
 
