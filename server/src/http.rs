@@ -48,6 +48,8 @@ pub struct AppState {
     pub base_url: String,
     /// The browser bundle's module, when one is installed: `/__sx/boot.js` imports it.
     pub client_boot: Option<String>,
+    /// The browser bundle's directory and file names (`static_files.rs` serves them).
+    pub client_bundle: Option<crate::client_bundle::Bundle>,
 }
 
 /// The security headers every response carries. Scripts come only from this origin (the
@@ -294,7 +296,7 @@ impl MakeRequestId for Counter {
 }
 
 pub fn router(state: Arc<AppState>, routes: &[(String, String)]) -> Router {
-    let static_files = crate::static_files::router(&state.config.static_dir);
+    let static_files = crate::static_files::router(&state);
     let mut by_path: BTreeMap<String, MethodRouter<Arc<AppState>>> = BTreeMap::new();
     for (index, (method, path)) in routes.iter().enumerate() {
         let Some(filter) = method_filter(method) else {
@@ -349,6 +351,7 @@ pub fn router(state: Arc<AppState>, routes: &[(String, String)]) -> Router {
                 }
             },
         ));
+    app = crate::compression::layer(app);
     for (name, value) in SECURITY_HEADERS {
         app = app.layer(SetResponseHeaderLayer::if_not_present(
             HeaderName::from_static(name),

@@ -4,6 +4,7 @@
 pub mod accounts;
 pub mod auth;
 pub mod client_bundle;
+pub mod compression;
 pub mod config;
 pub mod connections;
 pub mod handler;
@@ -34,21 +35,18 @@ pub async fn serve_on(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), String> {
     // A stale browser bundle is refused before anything else happens.
-    let client_script = match client_bundle::check(&config.static_dir)? {
-        true => Some(format!(
-            "/static/{}/{}",
-            client_bundle::DIR,
-            client_bundle::SCRIPT
-        )),
-        false => {
-            tracing::warn!(
-                "no browser bundle in {}/{}: pages work, without the boost engine",
-                config.static_dir.display(),
-                client_bundle::DIR
-            );
-            None
-        }
-    };
+    let client_bundle = client_bundle::locate(&config.static_dir, &config.bundle_dirs)?;
+    match &client_bundle {
+        Some(bundle) => tracing::info!("browser bundle: {}", bundle.dir.display()),
+        None => tracing::warn!(
+            "no browser bundle in {}/{} nor beside the binary: pages work, without the boost engine",
+            config.static_dir.display(),
+            client_bundle::DIR
+        ),
+    }
+    let client_script = client_bundle
+        .as_ref()
+        .map(client_bundle::Bundle::module_path);
     let options = store::Options {
         max_bytes: config.store_max_mb.saturating_mul(1 << 20),
         // Each worker thread and each of its blocking threads may read at once.
@@ -87,6 +85,7 @@ pub async fn serve_on(
     let state = Arc::new(http::AppState {
         base_url,
         client_boot,
+        client_bundle,
         config: config.clone(),
         store: store.clone(),
         auth,
