@@ -303,7 +303,7 @@ mod tests {
             root.path().join("beside"),
         );
         std::fs::create_dir_all(&static_dir).unwrap();
-        assert_eq!(locate(&static_dir, &[empty.clone()]), Ok(None));
+        assert_eq!(locate(&static_dir, std::slice::from_ref(&empty)), Ok(None));
         bundle_dir(&beside, stamp.as_bytes());
         let found = locate(&static_dir, &[empty.clone(), beside.clone()]).unwrap();
         assert_eq!(found.map(|b| b.dir), Some(beside.clone()));

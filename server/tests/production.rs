@@ -72,7 +72,8 @@ fn vary_names(headers: &[(String, String)]) -> String {
 fn text_like_responses_are_compressed_and_decompress_to_the_plain_body() {
     let none = tempfile::tempdir().unwrap();
     let server = Server::start(&none.path().join("missing"));
-    let cases: &[(&str, &[(&str, &str)], &str)] = &[
+    type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str);
+    let cases: &[Case] = &[
         ("/", &[], "text/html"),
         (
             "/welcome/",
