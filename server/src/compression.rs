@@ -2,7 +2,8 @@
 //! above [`MIN_SIZE`] — pages, SX wire text, JSON, CSS, JS, wasm, SVG —, never for a
 //! response that already has a `Content-Encoding` (the bundle's precompressed files) or a
 //! range; and `Vary: Accept-Encoding` on every response whose body may be encoded, so a
-//! shared cache never hands a compressed copy to a client that cannot read it.
+//! shared cache never hands a compressed copy to a client that cannot read it; an encoded
+//! response's ETag is made weak (it names the content, not these bytes).
 
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Version};
 use axum::response::Response;
@@ -68,6 +69,16 @@ async fn vary(mut response: Response) -> Response {
         });
     if may_vary && !said {
         headers.append(header::VARY, HeaderValue::from_static("accept-encoding"));
+    }
+    // An encoded body is another representation: its validator may only be weak.
+    if headers.contains_key(header::CONTENT_ENCODING) {
+        let weak = headers
+            .get(header::ETAG)
+            .filter(|tag| tag.as_bytes().starts_with(b"\""))
+            .and_then(|tag| HeaderValue::from_bytes(&[b"W/", tag.as_bytes()].concat()).ok());
+        if let Some(weak) = weak {
+            headers.insert(header::ETAG, weak);
+        }
     }
     response
 }

@@ -2,8 +2,8 @@
 //! default `./static`, which may be missing), the files the binary embeds (the apps'
 //! `static/style.css` and `static/favicon.svg`), and under `/static/client/` the browser
 //! bundle wherever `client_bundle::locate` found it. Files come through tower-http's
-//! `ServeDir` (content types, ETag / Last-Modified / 304, the bundle's `.br` and `.gz`
-//! siblings for clients that accept them); embedded files carry an ETag of their content.
+//! `ServeDir` (content types, Last-Modified / If-Modified-Since / 304, a `.br` or `.gz`
+//! sibling for clients that accept it); embedded files carry an ETag of their content.
 //! The bundle's content-hashed files are cached as `immutable`. Never a dotfile and never
 //! anything that resolves outside its directory (a symlink out of it included): 404.
 

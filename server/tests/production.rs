@@ -106,6 +106,12 @@ fn text_like_responses_are_compressed_and_decompress_to_the_plain_body() {
             assert!(vary_names(&headers).contains("accept-encoding"), "{path}");
             assert!(encoded.len() < plain.len(), "{path} {encoding} is smaller");
             assert_eq!(decode(encoding, &encoded), plain, "{path} {encoding}");
+            if let Some(tag) = header(&headers, "etag") {
+                assert!(
+                    tag.starts_with("W/"),
+                    "{path}: an encoded body's ETag is weak"
+                );
+            }
         }
     }
 }
