@@ -13,7 +13,9 @@ const median = (xs) => { const s = [...xs].sort((a, b) => a - b); return s[Math.
 const kb = (n) => (n / 1024).toFixed(1);
 
 (async () => {
-  const files = ['sx-client_bg.wasm', 'sx-client.js'].map((f) => path.join(staticDir, 'client', f));
+  // The bundle's content-hashed names, as the post-build step (`sx stamp-wasm`) listed them.
+  const manifest = JSON.parse(fs.readFileSync(path.join(staticDir, 'client', 'manifest.json'), 'utf8'));
+  const files = [manifest.wasm, manifest.script].map((f) => path.join(staticDir, 'client', f));
   const sizes = files.map((f) => {
     const bytes = fs.readFileSync(f);
     return { file: path.basename(f), raw: bytes.length, gzip: zlib.gzipSync(bytes, { level: 9 }).length };

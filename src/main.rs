@@ -3,6 +3,7 @@
 //! parsed with clap; SX work happens on a thread with a large stack so that deep (but legal)
 //! data never threatens the process.
 
+mod bundle;
 mod effects;
 mod new;
 mod repl;
@@ -71,7 +72,9 @@ enum Command {
     /// Show the instructions in a .sxbc file.
     Disasm { file: PathBuf },
     /// Stamp a built browser bundle (.wasm) with this kernel's version and opcode-table hash,
-    /// and drop the sections it does not need (the build's post-build step).
+    /// and drop the sections it does not need (the build's post-build step); when
+    /// wasm-bindgen's script is beside it, give both content-hashed names, write their .br
+    /// and .gz, and list them in manifest.json.
     StampWasm { file: PathBuf },
     /// Serve the SX apps over HTTP with the embedded store (configured by the SX_*
     /// environment variables; the flags override them).
@@ -502,6 +505,15 @@ fn stamp_wasm(path: &Path) -> Result<(), String> {
         path.display(),
         sx_kernel::sxbc::stamp()
     );
+    if let Some(hashed) = bundle::hash_names(path)? {
+        println!(
+            "bundle in {}: {} and {} (with .br and .gz), named in {}",
+            hashed.dir.display(),
+            hashed.script,
+            hashed.wasm,
+            sx_server::client_bundle::MANIFEST
+        );
+    }
     Ok(())
 }
 

@@ -163,7 +163,13 @@ fn a_browser_bundle_from_another_kernel_is_refused_at_start() {
     wasm.push(0);
     wasm.push(section.len() as u8);
     wasm.extend(section);
-    std::fs::write(client.join("sx-client_bg.wasm"), wasm).unwrap();
+    std::fs::write(client.join("sx-client-0011_bg.wasm"), wasm).unwrap();
+    std::fs::write(client.join("sx-client-0011.js"), "").unwrap();
+    std::fs::write(
+        client.join("manifest.json"),
+        r#"{"script": "sx-client-0011.js", "wasm": "sx-client-0011_bg.wasm"}"#,
+    )
+    .unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_sx"))
         .args(["serve", "--port", &free_port().to_string(), "--data"])
         .arg(root.join("data"))
@@ -177,6 +183,61 @@ fn a_browser_bundle_from_another_kernel_is_refused_at_start() {
     assert!(stderr.contains("rebuild"), "{stderr}");
     assert!(!root.join("data").exists(), "nothing was written");
     let _ = std::fs::remove_dir_all(&root);
+}
+
+#[test]
+fn serve_from_any_directory_has_the_stylesheet_and_icon() {
+    let cwd = std::env::temp_dir().join(format!("sx-anywhere-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&cwd);
+    std::fs::create_dir_all(&cwd).unwrap();
+    let port = free_port();
+    let mut server = Command::new(env!("CARGO_BIN_EXE_sx"))
+        .args(["serve", "--port", &port.to_string()])
+        .current_dir(&cwd)
+        .env_remove("SX_STATIC_DIR")
+        .env_remove("SX_PERSIST_DIR")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("sx serve starts");
+    wait_until_up(port);
+    let (status, css) = get(port, "/static/style.css").unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(
+        css,
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/static/style.css")).unwrap()
+    );
+    let (status, icon) = get(port, "/static/favicon.svg").unwrap();
+    assert_eq!(status, 200);
+    assert!(icon.contains("<svg"));
+    let (status, page) = get(port, "/").unwrap();
+    assert_eq!(status, 200);
+    assert!(page.contains("/static/style.css"));
+    let months = [
+        "January",
+        "February",
+        "March",
+        "April",
+        "May",
+        "June",
+        "July",
+        "August",
+        "September",
+        "October",
+        "November",
+        "December",
+    ];
+    assert!(
+        months.iter().any(|m| page.contains(&format!(" {m} 20"))),
+        "dates are dates: {page}"
+    );
+    server.kill().ok();
+    let _ = server.wait();
+    assert!(
+        cwd.join("data").exists(),
+        "the store is ./data of the working directory"
+    );
+    let _ = std::fs::remove_dir_all(&cwd);
 }
 
 #[test]

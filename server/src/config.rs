@@ -15,7 +15,12 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
         "1024",
         "the store's size limit in MB (a full store answers writes with 507)",
     ),
-    ("SX_STATIC_DIR", "./static", "files served under /static/"),
+    (
+        "SX_STATIC_DIR",
+        "./static",
+        "files served under /static/, over the embedded stylesheet and icon and the client \
+         bundle beside the binary (a file here wins; the directory may be missing)",
+    ),
     (
         "SX_DOMAIN",
         "blog",
@@ -117,8 +122,13 @@ pub struct Config {
     pub app_dir: Option<PathBuf>,
     /// `--dev`: recompile the app folder on change and reload open pages.
     pub dev: bool,
-    /// `SX_STATIC_DIR`, default `./static`.
+    /// `SX_STATIC_DIR`, default `./static`: files here add to or override what the binary
+    /// embeds (`static_files.rs`); the directory need not exist.
     pub static_dir: PathBuf,
+    /// Where else the browser bundle may be, after `<static_dir>/client`: `from_env` gives
+    /// the directories beside the binary (`client_bundle::beside_binary`); the default
+    /// (tests) none.
+    pub bundle_dirs: Vec<PathBuf>,
     /// `SX_WORKERS`: threads that serve requests, each with its own kernel image; default one
     /// per CPU.
     pub workers: usize,
@@ -181,6 +191,7 @@ impl Default for Config {
             app_dir: None,
             dev: false,
             static_dir: PathBuf::from("static"),
+            bundle_dirs: Vec::new(),
             workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
             session_secret: None,
             session_ttl: 14 * 24 * 3600,
@@ -198,7 +209,10 @@ impl Default for Config {
 impl Config {
     /// Reads the environment; a malformed value is an error naming the variable.
     pub fn from_env() -> Result<Config, String> {
-        let mut config = Config::default();
+        let mut config = Config {
+            bundle_dirs: crate::client_bundle::beside_binary(),
+            ..Config::default()
+        };
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
         if let Some(host) = var("SX_HTTP_HOST") {
             config.host = host;

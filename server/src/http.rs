@@ -47,6 +47,8 @@ pub struct AppState {
     pub base_url: String,
     /// The browser bundle's module, when one is installed: `/__sx/boot.js` imports it.
     pub client_boot: Option<String>,
+    /// The browser bundle's directory and file names (`static_files.rs` serves them).
+    pub client_bundle: Option<crate::client_bundle::Bundle>,
     /// The apps and their current version.
     pub apps: Arc<Apps>,
 }
@@ -308,7 +310,7 @@ impl MakeRequestId for Counter {
 }
 
 pub fn router(state: Arc<AppState>) -> Router {
-    let static_files = crate::static_files::router(&state.static_dirs());
+    let static_files = crate::static_files::router(&state);
     let app = Router::new();
     let deadline = state.config.limits.request;
     let mut app = app
@@ -333,6 +335,7 @@ pub fn router(state: Arc<AppState>) -> Router {
                 }
             },
         ));
+    app = crate::compression::layer(app);
     for (name, value) in SECURITY_HEADERS {
         app = app.layer(SetResponseHeaderLayer::if_not_present(
             HeaderName::from_static(name),

@@ -5,6 +5,7 @@ pub mod accounts;
 pub mod apps;
 pub mod auth;
 pub mod client_bundle;
+pub mod compression;
 pub mod config;
 pub mod connections;
 pub mod dev;
@@ -36,21 +37,18 @@ pub async fn serve_on(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), String> {
     // A stale browser bundle is refused before anything else happens.
-    let client_script = match client_bundle::check(&config.static_dir)? {
-        true => Some(format!(
-            "/static/{}/{}",
-            client_bundle::DIR,
-            client_bundle::SCRIPT
-        )),
-        false => {
-            tracing::warn!(
-                "no browser bundle in {}/{}: pages work, without the boost engine",
-                config.static_dir.display(),
-                client_bundle::DIR
-            );
-            None
-        }
-    };
+    let client_bundle = client_bundle::locate(&config.static_dir, &config.bundle_dirs)?;
+    match &client_bundle {
+        Some(bundle) => tracing::info!("browser bundle: {}", bundle.dir.display()),
+        None => tracing::warn!(
+            "no browser bundle in {}/{} nor beside the binary: pages work, without the boost engine",
+            config.static_dir.display(),
+            client_bundle::DIR
+        ),
+    }
+    let client_script = client_bundle
+        .as_ref()
+        .map(client_bundle::Bundle::module_path);
     // An app that does not compile is refused before the store is touched.
     let (apps, probe) = apps::Apps::start(source, config.dev)?;
     let options = store::Options {
@@ -111,6 +109,7 @@ pub async fn serve_on(
         base_url,
         client_boot,
         apps,
+        client_bundle,
         config: config.clone(),
         store: store.clone(),
         auth,
