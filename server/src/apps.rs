@@ -119,6 +119,14 @@ impl Route {
         Some(params)
     }
 
+    /// Which segments are literal, in order: compared to rank routes matching one path.
+    fn literals(&self) -> Vec<bool> {
+        self.segments
+            .iter()
+            .map(|s| matches!(s, Segment::Literal(_)))
+            .collect()
+    }
+
     /// The literal first segment (`/new` → `new`), which no content slug may take.
     fn top_level(&self) -> Option<&str> {
         match self.segments.first() {
@@ -215,22 +223,32 @@ impl App {
         // HEAD is answered by the GET route (the body is dropped by the HTTP layer).
         let method = if method == "HEAD" { "GET" } else { method };
         let mut others = Vec::new();
+        let mut best: Option<(usize, Vec<(String, String)>)> = None;
         for (index, route) in self.routes.iter().enumerate() {
-            if let Some(params) = route.matches(path) {
-                if route.method == method {
-                    return Found::Route {
-                        index,
-                        params,
-                        csrf: route.csrf,
-                    };
-                }
+            let Some(params) = route.matches(path) else {
+                continue;
+            };
+            if route.method != method {
                 others.push(route.method.clone());
+                continue;
+            }
+            // A literal segment wins over a `:name` in the same place (`/tags/:tag` over
+            // `/:slug/edit` for `/tags/edit`); among equals, the first declared.
+            let better = best
+                .as_ref()
+                .is_none_or(|(b, _)| route.literals() > self.routes[*b].literals());
+            if better {
+                best = Some((index, params));
             }
         }
-        if others.is_empty() {
-            Found::NotFound
-        } else {
-            Found::OtherMethods(others)
+        match best {
+            Some((index, params)) => Found::Route {
+                index,
+                params,
+                csrf: self.routes[index].csrf,
+            },
+            None if others.is_empty() => Found::NotFound,
+            None => Found::OtherMethods(others),
         }
     }
 }
@@ -443,6 +461,104 @@ mod tests {
         let new = Route::parse("GET", "/new", true).unwrap();
         assert_eq!(new.top_level(), Some("new"));
         assert!(Route::parse("GET", "new", true).is_err());
+        let app = App {
+            generation: 1,
+            bundle: Arc::new(Vec::new()),
+            routes: vec![
+                Route::parse("GET", "/:slug/edit", true).unwrap(),
+                Route::parse("GET", "/tags/:tag", true).unwrap(),
+            ],
+            site_name: "SX".into(),
+            reserved: Vec::new(),
+        };
+        assert!(matches!(
+            app.find("GET", "/tags/edit"),
+            Found::Route { index: 1, .. }
+        ));
+        assert!(matches!(
+            app.find("HEAD", "/post/edit"),
+            Found::Route { index: 0, .. }
+        ));
         assert!(Route::parse("GET", "/:/x", true).is_err());
+    }
+
+    /// A host library small enough for these tests: routes and the site.
+    fn host() -> Vec<(String, String)> {
+        vec![(
+            "host.sx".into(),
+            r#"(define *routes* ())
+               (defmacro defroute (method path handler)
+                 `(set! *routes* (cons (list ,method ,path ,handler nil) *routes*)))
+               (define *site* {:name "SX"})"#
+                .into(),
+        )]
+    }
+
+    #[test]
+    fn a_failed_recompile_keeps_the_last_version_in_production_and_shows_in_dev() {
+        for dev in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            let page = dir.path().join("page.sx");
+            std::fs::write(&page, r#"(defroute "GET" "/" (fn (req) "one"))"#).unwrap();
+            let source = Source::Folder {
+                host: host(),
+                dir: dir.path().to_path_buf(),
+            };
+            let (apps, _) = Apps::start(source, dev).unwrap();
+            let first = apps.current().unwrap();
+            assert!(matches!(
+                first.find("GET", "/"),
+                Found::Route { index: 0, .. }
+            ));
+            assert!(matches!(first.find("POST", "/"), Found::OtherMethods(_)));
+            assert!(matches!(first.find("GET", "/x"), Found::NotFound));
+
+            std::fs::write(&page, "(defroute \"GET\" \"/\"\n  (fn (req)").unwrap();
+            apps.recompile();
+            match apps.current() {
+                Ok(app) => {
+                    assert!(!dev, "dev mode shows the error");
+                    assert_eq!(app.generation, first.generation);
+                }
+                Err(error) => {
+                    assert!(dev, "production keeps serving");
+                    assert!(error.contains("page.sx:"), "{error}");
+                }
+            }
+
+            std::fs::write(&page, r#"(defroute "GET" "/two" (fn (req) "two"))"#).unwrap();
+            let mut reloads = apps.reloaded.subscribe();
+            apps.recompile();
+            let fixed = apps.current().unwrap();
+            assert!(fixed.generation > first.generation);
+            assert!(matches!(fixed.find("GET", "/two"), Found::Route { .. }));
+            assert_eq!(reloads.try_recv().unwrap(), fixed.generation);
+            assert!(fixed.reserved.iter().any(|r| r == "two"));
+        }
+    }
+
+    #[test]
+    fn folders_load_in_name_order_depth_first_without_static_and_tests() {
+        let dir = tempfile::tempdir().unwrap();
+        for file in [
+            "b.sx",
+            "a/z.sx",
+            "a/b/c.sx",
+            "c.sx",
+            "static/x.sx",
+            "tests/t.sx",
+            ".hidden.sx",
+            "notes.txt",
+        ] {
+            let path = dir.path().join(file);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, "").unwrap();
+        }
+        let names: Vec<String> = folder_sources(dir.path())
+            .unwrap()
+            .into_iter()
+            .map(|(name, _)| name[dir.path().display().to_string().len() + 1..].to_string())
+            .collect();
+        assert_eq!(names, ["a/b/c.sx", "a/z.sx", "b.sx", "c.sx"]);
     }
 }
