@@ -10,16 +10,14 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use sx_kernel::engine::Limits;
 use sx_kernel::value::{kw_dict, kw_get, Dict, Key};
 use sx_kernel::{Backend, Engine, Step, Value};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::auth::Auth;
 use crate::exchange::{Outcome, Reply, Request, Want};
-use crate::store::{DecodeCache, Store};
+use crate::services::Services;
+use crate::store::DecodeCache;
 
 /// The route id of the apps' 404 page (`host/not-found`), for paths no route matches.
 pub const NOT_FOUND: usize = usize::MAX;
@@ -36,35 +34,6 @@ struct Job {
 thread_local! {
     /// This worker thread's queue into its dispatcher (set by `install`).
     static JOBS: RefCell<Option<mpsc::UnboundedSender<Job>>> = const { RefCell::new(None) };
-}
-
-/// What every worker shares: the store, sessions, and an HTTP client for outgoing requests.
-pub struct Services {
-    pub store: Arc<Store>,
-    pub auth: Arc<Auth>,
-    /// The browser bundle's script, when a matching bundle is installed (full pages load it).
-    pub client_script: Option<String>,
-    /// Dev mode: pages reload themselves when the app is recompiled.
-    pub dev: bool,
-    pub client: crate::effects::http::HttpClient,
-}
-
-impl Services {
-    pub fn new(
-        store: Arc<Store>,
-        auth: Arc<Auth>,
-        client_script: Option<String>,
-        dev: bool,
-    ) -> Services {
-        let client = Client::builder(TokioExecutor::new()).build_http();
-        Services {
-            store,
-            auth,
-            client_script,
-            dev,
-            client,
-        }
-    }
 }
 
 /// One worker thread's kernel image of one version of the apps: the engine with the bundle

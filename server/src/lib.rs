@@ -14,6 +14,7 @@ pub mod exchange;
 pub mod handler;
 pub mod http;
 pub mod render;
+pub mod services;
 pub mod static_files;
 pub mod store;
 
@@ -89,7 +90,7 @@ pub async fn serve_on(
     };
     let auth = Arc::new(auth::start(&store, &config)?);
     let store = Arc::new(store);
-    let services = Arc::new(handler::Services::new(
+    let services = Arc::new(services::Services::new(
         store.clone(),
         auth.clone(),
         client_script,
@@ -192,7 +193,7 @@ pub const BLOCKING_THREADS: usize = 32;
 
 struct Worker {
     listener: std::net::TcpListener,
-    services: Arc<handler::Services>,
+    services: Arc<services::Services>,
     state: Arc<http::AppState>,
     stopping: tokio::sync::watch::Receiver<bool>,
 }

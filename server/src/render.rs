@@ -8,7 +8,7 @@ use sx_kernel::engine::unknown_effect;
 use sx_kernel::{Engine, Value};
 
 use crate::exchange::{Outcome, Principal, Reply, Request, Want};
-use crate::handler::Services;
+use crate::services::Services;
 
 fn percent_encode(text: &str) -> String {
     let mut out = String::new();

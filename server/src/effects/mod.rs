@@ -21,7 +21,7 @@ use sx_kernel::value::{kw_get, Dict};
 use sx_kernel::Value;
 
 use crate::exchange::Request;
-use crate::handler::Services;
+use crate::services::Services;
 use crate::store::{DecodeCache, StoreError};
 
 pub use clock::now_ms;

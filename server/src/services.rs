@@ -1,0 +1,40 @@
+//! What every worker shares: the store, sessions, the HTTP client for outgoing requests, and
+//! how pages are dressed (the browser bundle, dev mode). Handlers, effects and the renderer
+//! all take it; it imports none of them.
+
+use std::sync::Arc;
+
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+
+use crate::auth::Auth;
+use crate::store::Store;
+
+/// What every worker shares: the store, sessions, and an HTTP client for outgoing requests.
+pub struct Services {
+    pub store: Arc<Store>,
+    pub auth: Arc<Auth>,
+    /// The browser bundle's script, when a matching bundle is installed (full pages load it).
+    pub client_script: Option<String>,
+    /// Dev mode: pages reload themselves when the app is recompiled.
+    pub dev: bool,
+    pub client: crate::effects::http::HttpClient,
+}
+
+impl Services {
+    pub fn new(
+        store: Arc<Store>,
+        auth: Arc<Auth>,
+        client_script: Option<String>,
+        dev: bool,
+    ) -> Services {
+        let client = Client::builder(TokioExecutor::new()).build_http();
+        Services {
+            store,
+            auth,
+            client_script,
+            dev,
+            client,
+        }
+    }
+}
