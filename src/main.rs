@@ -19,7 +19,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 use sx_kernel::engine::Limits;
 use sx_kernel::error::describe;
-use sx_kernel::{Backend, Engine, Step, Value};
+use sx_kernel::{Backend, Engine, Value};
 
 #[derive(Parser)]
 #[command(name = "sx", version, about = "Run, test and explore SX programs")]
@@ -304,15 +304,12 @@ fn run(path: &Path, engine_kind: EngineKind, fuel: Option<u64>) -> u8 {
             return 1;
         }
     };
-    let result = loop {
-        match run.step(&mut engine) {
-            Step::Done(_) => break 0,
-            Step::Error(e) => {
-                effects::flush_stdout();
-                report_error(&e);
-                break 1;
-            }
-            Step::Perform(request) => run.resume(effects::serve(&request)),
+    let result = match sx_kernel::drive_now(&mut run, &mut engine, effects::serve) {
+        Ok(_) => 0,
+        Err(e) => {
+            effects::flush_stdout();
+            report_error(&e);
+            1
         }
     };
     effects::flush_stdout();

@@ -163,16 +163,14 @@ fn spawn(name: &'static str, args: Vec<Value>) {
             return log_error(&format!("the engine has no {name}"));
         };
         let mut machine = engine.borrow().apply_machine(f, args);
-        loop {
-            let step = machine.run(&mut engine.borrow_mut());
-            match step {
-                Step::Done(_) => break,
-                Step::Error(e) => {
-                    log_error(&sx_kernel::error::describe(&e));
-                    break;
-                }
-                Step::Perform(request) => machine.resume(effect(&request).await),
-            }
+        let result = sx_kernel::drive(
+            &mut machine,
+            |step| step(&mut engine.borrow_mut()),
+            async |request| effect(request).await,
+        )
+        .await;
+        if let Err(e) = result {
+            log_error(&sx_kernel::error::describe(&e));
         }
     });
 }

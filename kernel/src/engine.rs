@@ -1,10 +1,14 @@
 //! The kernel's API boundary: an [`Engine`] holds one kernel image (globals, registered
 //! tests, the output sink, limits) and runs SX text through reader → expander → engine.
 //!
-//! Hosts drive a [`Run`] step by step: each step ends done, failed, or stopped at a `perform`
-//! whose request the host serves (synchronously or after async IO) before resuming.
+//! Hosts drive a [`Run`] or a [`Machine`] step by step: each step ends done, failed, or
+//! stopped at a `perform` whose request the host serves (synchronously or after async IO)
+//! before resuming. That loop is written once, [`drive`]; synchronous hosts call it through
+//! [`drive_now`].
 
+use std::future::Future;
 use std::rc::Rc;
+use std::task::{Poll, Waker};
 
 use crate::builtins;
 use crate::error::{ErrorValue, StackEntry};
@@ -52,6 +56,80 @@ impl Machine {
             Machine::Interp(m) => m.fuel(),
             Machine::Vm(m) => m.fuel(),
         }
+    }
+}
+
+/// What a host drives to its end: a [`Machine`] (one call) or a [`Run`] (a program).
+pub trait Drivable {
+    /// Runs on `engine` until done, failed, or stopped at a `perform`.
+    fn step(&mut self, engine: &mut Engine) -> Step;
+    /// Continues after a `perform` with the host's answer: a value, or an error raised there.
+    fn resume(&mut self, answer: Result<Value, Value>);
+}
+
+impl Drivable for Machine {
+    fn step(&mut self, engine: &mut Engine) -> Step {
+        self.run(engine)
+    }
+
+    fn resume(&mut self, answer: Result<Value, Value>) {
+        Machine::resume(self, answer);
+    }
+}
+
+impl Drivable for Run {
+    fn step(&mut self, engine: &mut Engine) -> Step {
+        Run::step(self, engine)
+    }
+
+    fn resume(&mut self, answer: Result<Value, Value>) {
+        Run::resume(self, answer);
+    }
+}
+
+/// The step → perform → resume loop, the only one: every host (the kernel itself, the CLI,
+/// the server, the browser) runs SX through it. `with_engine` lends the engine for one step
+/// (`|step| step(engine)`); the server borrows it from its cell only for that stretch, so
+/// other requests use the engine while this one awaits. `answer` serves each `perform`
+/// request; its answer (a value, or an error raised at the `perform`) resumes the task. Ends
+/// with the task's value or the error it raised.
+pub async fn drive<T: Drivable + ?Sized>(
+    task: &mut T,
+    mut with_engine: impl FnMut(&mut dyn FnMut(&mut Engine) -> Step) -> Step,
+    mut answer: impl AsyncFnMut(&Value) -> Result<Value, Value>,
+) -> Result<Value, Value> {
+    loop {
+        match with_engine(&mut |engine| task.step(engine)) {
+            Step::Done(v) => return Ok(v),
+            Step::Error(e) => return Err(e),
+            Step::Perform(request) => task.resume(answer(&request).await),
+        }
+    }
+}
+
+/// [`drive`] for a host whose effects answer at once: one poll runs the task to its end.
+pub fn drive_now<T: Drivable + ?Sized>(
+    task: &mut T,
+    engine: &mut Engine,
+    mut answer: impl FnMut(&Value) -> Result<Value, Value>,
+) -> Result<Value, Value> {
+    let driving = drive(
+        task,
+        |step| step(engine),
+        async |request: &Value| answer(request),
+    );
+    let mut driving = std::pin::pin!(driving);
+    match driving
+        .as_mut()
+        .poll(&mut std::task::Context::from_waker(Waker::noop()))
+    {
+        Poll::Ready(result) => result,
+        // Unreachable: nothing above awaits anything that is not ready at once.
+        Poll::Pending => Err(ErrorValue::value(
+            "host-error",
+            "a synchronous effect did not answer at once",
+            vec![],
+        )),
     }
 }
 
@@ -137,11 +215,9 @@ impl Engine {
             .and_then(|mut run| {
                 // The prelude is the library: it names the library's own bindings.
                 run.library = true;
-                match run.step(&mut engine) {
-                    Step::Done(v) => Ok(v),
-                    Step::Error(e) => Err(e),
-                    Step::Perform(request) => Err(unknown_effect(&request)),
-                }
+                drive_now(&mut run, &mut engine, |request| {
+                    Err(unknown_effect(request))
+                })
             });
         if let Err(err) = prelude {
             panic!(
@@ -192,13 +268,8 @@ impl Engine {
             crate::sxbc::read_bundle(bytes, &mut self.globals).map_err(|e| e.to_string())?;
         for program in programs {
             let mut run = self.start_compiled(program);
-            loop {
-                match run.step(self) {
-                    Step::Done(_) => break,
-                    Step::Error(e) => return Err(crate::error::describe(&e)),
-                    Step::Perform(request) => run.resume(Err(unknown_effect(&request))),
-                }
-            }
+            drive_now(&mut run, self, |request| Err(unknown_effect(request)))
+                .map_err(|e| crate::error::describe(&e))?;
         }
         Ok(())
     }
@@ -276,13 +347,7 @@ impl Engine {
         effects: &mut dyn FnMut(&Value) -> Result<Value, Value>,
     ) -> Result<Value, Value> {
         let mut run = self.start(source, file)?;
-        loop {
-            match run.step(self) {
-                Step::Done(v) => return Ok(v),
-                Step::Error(e) => return Err(e),
-                Step::Perform(request) => run.resume(effects(&request)),
-            }
-        }
+        drive_now(&mut run, self, effects)
     }
 
     /// Runs `source` with no effects available (every `perform` raises `unknown-effect`).
@@ -298,13 +363,7 @@ impl Engine {
         effects: &mut dyn FnMut(&Value) -> Result<Value, Value>,
     ) -> Result<Value, Value> {
         let mut machine = self.apply_machine(f.clone(), args);
-        loop {
-            match machine.run(self) {
-                Step::Done(v) => return Ok(v),
-                Step::Error(e) => return Err(e),
-                Step::Perform(request) => machine.resume(effects(&request)),
-            }
-        }
+        drive_now(&mut machine, self, effects)
     }
 
     /// A machine that will run one expanded top-level form.
@@ -460,5 +519,92 @@ impl Run {
         if let Some(machine) = &mut self.machine {
             machine.resume(answer);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::task::{Context, Poll, Waker};
+
+    use super::*;
+
+    /// Pending once, then ready: an effect that really waits.
+    struct Later(bool);
+
+    impl Future for Later {
+        type Output = ();
+        fn poll(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<()> {
+            if self.0 {
+                Poll::Ready(())
+            } else {
+                self.0 = true;
+                Poll::Pending
+            }
+        }
+    }
+
+    fn int(v: Result<Value, Value>) -> i64 {
+        match v {
+            Ok(Value::Int(n)) => n,
+            other => panic!("expected an integer, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn drive_releases_the_engine_while_an_effect_waits() {
+        for backend in [Backend::Interp, Backend::Vm] {
+            let engine = RefCell::new(Engine::with_backend(backend));
+            let mut run = engine
+                .borrow()
+                .start(
+                    "(define x 1) (+ x (perform {:op \"n\"}) (perform {:op \"n\"}))",
+                    None,
+                )
+                .unwrap();
+            let mut served = 0;
+            let driving = drive(
+                &mut run,
+                |step| step(&mut engine.borrow_mut()),
+                async |_req: &Value| {
+                    Later(false).await;
+                    served += 1;
+                    Ok(Value::Int(10 * served))
+                },
+            );
+            let mut driving = std::pin::pin!(driving);
+            let mut cx = Context::from_waker(Waker::noop());
+            let mut pauses = 0;
+            let result = loop {
+                match driving.as_mut().poll(&mut cx) {
+                    Poll::Ready(result) => break result,
+                    Poll::Pending => {
+                        pauses += 1;
+                        // Meanwhile the engine serves someone else.
+                        assert_eq!(int(engine.borrow_mut().eval_source("(* x 7)", None)), 7);
+                    }
+                }
+            };
+            assert_eq!((int(result), pauses), (31, 2));
+        }
+    }
+
+    #[test]
+    fn drive_now_raises_errors_at_the_perform() {
+        let mut engine = Engine::with_backend(Backend::Vm);
+        let f = engine
+            .eval_source(
+                "(fn (n) (guard (e (true (list :caught (error-type e)))) (perform {:op \"x\"})))",
+                None,
+            )
+            .unwrap();
+        let mut machine = engine.apply_machine(f, vec![Value::Int(1)]);
+        let result = drive_now(&mut machine, &mut engine, |req| Err(unknown_effect(req)));
+        assert_eq!(
+            crate::printer::repr(&result.unwrap()),
+            "(:caught \"unknown-effect\")"
+        );
     }
 }

@@ -19,6 +19,6 @@ pub mod testing;
 pub mod value;
 pub mod vm;
 
-pub use engine::{Backend, Engine, Limits, Run, KERNEL_VERSION};
+pub use engine::{drive, drive_now, Backend, Drivable, Engine, Limits, Run, KERNEL_VERSION};
 pub use interp::Step;
 pub use value::Value;

@@ -3,10 +3,9 @@
 
 use std::rc::Rc;
 
-use crate::engine::{Backend, Engine};
+use crate::engine::{drive_now, Backend, Engine};
 use crate::error::describe;
 use crate::expander::SrcLoc;
-use crate::interp::Step;
 use crate::printer::repr;
 use crate::value::Value;
 
@@ -59,13 +58,7 @@ pub fn run_file_with(
     {
         load_error = match engine.start(text, Some(name)) {
             Err(e) => Some(e),
-            Ok(mut run) => loop {
-                match run.step(&mut engine) {
-                    Step::Done(_) => break None,
-                    Step::Error(e) => break Some(e),
-                    Step::Perform(request) => run.resume(effects(&request)),
-                }
-            },
+            Ok(mut run) => drive_now(&mut run, &mut engine, &mut *effects).err(),
         };
         if load_error.is_some() {
             break;

@@ -26,7 +26,7 @@ use std::rc::Rc;
 
 use sx_kernel::engine::unknown_effect;
 use sx_kernel::printer::repr;
-use sx_kernel::{sxbc, Backend, Engine, Limits, Step, Value};
+use sx_kernel::{drive_now, sxbc, Backend, Engine, Limits, Step, Value};
 
 // ---------------------------------------------------------------- the generator
 
@@ -1193,13 +1193,12 @@ fn describe_end(step: &Step) -> String {
 }
 
 fn drive(engine: &mut Engine, mut run: sx_kernel::Run, out: &Rc<RefCell<String>>) -> Outcome {
-    let end = loop {
-        let step = run.step(engine);
-        match step {
-            Step::Perform(req) => run.resume(Err(unknown_effect(&req))),
-            other => break describe_end(&other),
-        }
-    };
+    let end = describe_end(
+        &match drive_now(&mut run, engine, |req| Err(unknown_effect(req))) {
+            Ok(v) => Step::Done(v),
+            Err(e) => Step::Error(e),
+        },
+    );
     Outcome {
         output: out.borrow().clone(),
         end,

@@ -7,7 +7,7 @@ use std::rc::Rc;
 
 use sx_kernel::engine::unknown_effect;
 use sx_kernel::sxbc::{self, LoadError};
-use sx_kernel::{Backend, Engine, Limits, Step};
+use sx_kernel::{drive_now, Backend, Engine, Limits};
 
 const PROGRAM: &str = r#"
 (defmacro twice (e) `(begin ,e ,e))
@@ -35,12 +35,9 @@ fn run(engine: &mut Engine, mut run: sx_kernel::Run) -> Result<String, String> {
     let out = Rc::new(RefCell::new(String::new()));
     let sink = out.clone();
     engine.set_output(Box::new(move |s| sink.borrow_mut().push_str(s)));
-    loop {
-        match run.step(engine) {
-            Step::Done(_) => return Ok(out.borrow().clone()),
-            Step::Error(e) => return Err(sx_kernel::error::describe(&e)),
-            Step::Perform(req) => run.resume(Err(unknown_effect(&req))),
-        }
+    match drive_now(&mut run, engine, |req| Err(unknown_effect(req))) {
+        Ok(_) => Ok(out.borrow().clone()),
+        Err(e) => Err(sx_kernel::error::describe(&e)),
     }
 }
 

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use sx_kernel::engine::Limits;
 use sx_kernel::value::{kw_dict, kw_get, Dict, Key};
-use sx_kernel::{Backend, Engine, Step, Value};
+use sx_kernel::{Backend, Engine, Value};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::exchange::{Outcome, Reply, Request, Want};
@@ -216,21 +216,17 @@ async fn run(image: &RefCell<Image>, request: &Request, services: &Services) -> 
             }
         }
     };
-    let result = loop {
-        let step = machine.run(&mut image.borrow_mut().engine);
-        match step {
-            Step::Done(v) => break Ok(v),
-            Step::Error(e) => break Err(e),
-            Step::Perform(req) => {
-                let cx = crate::effects::Context {
-                    services,
-                    cache: &cache,
-                    request,
-                };
-                machine.resume(crate::effects::serve(&req, &cx).await);
-            }
-        }
+    let cx = crate::effects::Context {
+        services,
+        cache: &cache,
+        request,
     };
+    let result = sx_kernel::drive(
+        &mut machine,
+        |step| step(&mut image.borrow_mut().engine),
+        async |req| crate::effects::serve(req, &cx).await,
+    )
+    .await;
     if let Some(left) = machine.fuel() {
         tracing::debug!(fuel = REQUEST_FUEL - left, "handler finished");
     }
