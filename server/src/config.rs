@@ -1,4 +1,4 @@
-//! Configuration from the environment (the names of DESIGN.md §3), with defaults that make
+//! Configuration from the environment (the `SX_*` variables), with defaults that make
 //! `sx serve` work with none set. Only this module reads the environment.
 
 use std::path::PathBuf;

@@ -1,4 +1,4 @@
-//! The native host for SX apps (DESIGN.md §3): configuration, the LMDB store, the HTTP
+//! The native host for SX apps: configuration, the LMDB store, the HTTP
 //! server, and SX handlers on per-thread kernel images.
 
 pub mod accounts;
@@ -30,7 +30,7 @@ pub use config::Config;
 ///
 /// Each of `config.workers` threads loads its own kernel image and runs its own axum server
 /// on a clone of the listening socket, so a request is accepted, run and answered on one
-/// thread (DESIGN.md §3: kernel values are not `Send`).
+/// thread (kernel values are not `Send`).
 pub async fn serve_on(
     listener: TcpListener,
     config: Config,

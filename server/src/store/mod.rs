@@ -11,7 +11,7 @@ use std::fmt;
 use std::path::Path;
 
 use heed::types::Str;
-use heed::{Database, Env, EnvOpenOptions};
+use heed::{Database, Env, EnvOpenOptions, WithoutTls};
 use sx_kernel::Value;
 
 pub use auth::{Session, User};
@@ -106,7 +106,11 @@ impl DecodeCache {
 }
 
 pub struct Store {
-    env: Env,
+    /// Read transactions own their reader slot (`MDB_NOTLS`), not the thread that opened
+    /// them: with thread-local slots, a thread that exits after the environment closed
+    /// (a worker finishing as the server stops) wrote into unmapped memory — a segfault
+    /// seen in the tests.
+    env: Env<WithoutTls>,
     meta: Database<Str, Str>,
     /// `slug \0 sequence` → one op of the post's content stream.
     ops: Database<Str, Str>,
@@ -142,6 +146,7 @@ impl Store {
         #[allow(unsafe_code)]
         let env = unsafe {
             EnvOpenOptions::new()
+                .read_txn_without_tls()
                 .map_size(options.max_bytes)
                 .max_readers(options.max_readers)
                 .max_dbs(16)
