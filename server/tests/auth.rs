@@ -5,28 +5,11 @@ mod common;
 
 use std::path::Path;
 
-use common::{config, header, static_dir, text, Server};
+use common::{admin_config, form, header, static_dir, text, Server, ADMIN, PASSWORD};
 use sx_server::store::{Store, User};
 use sx_server::Config;
 
-const ADMIN: &str = "ann";
-const PASSWORD: &str = "correct horse battery";
-
-fn admin_config(data: &Path, statics: &Path) -> Config {
-    Config {
-        admin_user: Some(ADMIN.into()),
-        admin_password: Some(PASSWORD.into()),
-        ..config(data, statics)
-    }
-}
-
 type Response = (u16, Vec<(String, String)>, Vec<u8>);
-
-fn form(pairs: &[(&str, &str)]) -> String {
-    form_urlencoded::Serializer::new(String::new())
-        .extend_pairs(pairs)
-        .finish()
-}
 
 /// Logs in; returns the `Cookie` header value to send.
 fn login(server: &Server, user: &str, password: &str) -> String {

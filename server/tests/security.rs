@@ -7,30 +7,12 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{config, header, static_dir, text, Server};
+use common::{admin_config, config, form, header, static_dir, text, Server, ADMIN, PASSWORD};
 use sx_server::config::Limits;
 use sx_server::store::{Store, User};
 use sx_server::Config;
-
-const ADMIN: &str = "ann";
-const PASSWORD: &str = "correct horse battery";
-
-fn admin_config(data: &Path, statics: &Path) -> Config {
-    Config {
-        admin_user: Some(ADMIN.into()),
-        admin_password: Some(PASSWORD.into()),
-        ..config(data, statics)
-    }
-}
-
-fn form(pairs: &[(&str, &str)]) -> String {
-    form_urlencoded::Serializer::new(String::new())
-        .extend_pairs(pairs)
-        .finish()
-}
 
 fn login_as(
     server: &Server,

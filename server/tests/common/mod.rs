@@ -67,6 +67,26 @@ pub fn bundle() -> Vec<u8> {
     sx_kernel::sxbc::compile_bundle(&files).unwrap()
 }
 
+/// The admin every `admin_config` server has.
+pub const ADMIN: &str = "ann";
+pub const PASSWORD: &str = "correct horse battery";
+
+/// `config` with the admin account `ADMIN` / `PASSWORD`.
+pub fn admin_config(data: &Path, statics: &Path) -> Config {
+    Config {
+        admin_user: Some(ADMIN.into()),
+        admin_password: Some(PASSWORD.into()),
+        ..config(data, statics)
+    }
+}
+
+/// An urlencoded form body.
+pub fn form(pairs: &[(&str, &str)]) -> String {
+    form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(pairs)
+        .finish()
+}
+
 /// A configuration for a test server: two workers, the given store and static directories.
 pub fn config(data: &Path, static_dir: &Path) -> Config {
     Config {
