@@ -120,11 +120,10 @@ impl Route {
     }
 
     /// Which segments are literal, in order: compared to rank routes matching one path.
-    fn literals(&self) -> Vec<bool> {
+    fn literals(&self) -> impl Iterator<Item = bool> + '_ {
         self.segments
             .iter()
             .map(|s| matches!(s, Segment::Literal(_)))
-            .collect()
     }
 
     /// The literal first segment (`/new` → `new`), which no content slug may take.
@@ -136,7 +135,9 @@ impl Route {
     }
 }
 
-fn percent_decode(text: &str) -> Option<String> {
+/// `%XX` escapes decoded; `None` for a malformed escape or text that is not UTF-8 (such a
+/// path matches no route and names no static file).
+pub(crate) fn percent_decode(text: &str) -> Option<String> {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -188,7 +189,13 @@ impl App {
         let mut engine = Engine::with_backend(Backend::Vm);
         engine.load_bundle(&bundle)?;
         let mut routes = Vec::new();
-        for (method, path, options) in declared_routes(&engine) {
+        for Declared {
+            method,
+            path,
+            options,
+            ..
+        } in declared(&engine)
+        {
             let csrf = !matches!(
                 options.as_ref().and_then(|o| match o {
                     Value::Dict(d) => kw_get(d, "csrf").cloned(),
@@ -236,7 +243,7 @@ impl App {
             // `/:slug/edit` for `/tags/edit`); among equals, the first declared.
             let better = best
                 .as_ref()
-                .is_none_or(|(b, _)| route.literals() > self.routes[*b].literals());
+                .is_none_or(|(b, _)| route.literals().gt(self.routes[*b].literals()));
             if better {
                 best = Some((index, params));
             }
@@ -261,18 +268,31 @@ pub fn site_field(engine: &Engine, name: &str) -> Option<Value> {
     }
 }
 
-/// `*routes*` in declaration order: (method, path, options).
-fn declared_routes(engine: &Engine) -> Vec<(String, String, Option<Value>)> {
+/// A route as `defroute` declared it.
+pub struct Declared {
+    pub method: String,
+    pub path: String,
+    pub handler: Value,
+    pub options: Option<Value>,
+}
+
+/// `*routes*` in declaration order. The one reader of it: a route's index here is both its
+/// index in `App::routes` and its handler's in a worker's image, so both must come from the
+/// same list. Entries that are not `(method path handler [options])` are skipped.
+pub fn declared(engine: &Engine) -> Vec<Declared> {
     let Some(Value::List(routes)) = engine.lookup("*routes*") else {
         return Vec::new();
     };
-    let mut out: Vec<_> = routes
+    let mut out: Vec<Declared> = routes
         .iter()
         .filter_map(|r| match r {
-            Value::List(parts) => match (parts.nth(0), parts.nth(1)) {
-                (Some(Value::Str(m)), Some(Value::Str(p))) => {
-                    Some((m.to_string(), p.to_string(), parts.nth(3).cloned()))
-                }
+            Value::List(parts) => match (parts.nth(0), parts.nth(1), parts.nth(2)) {
+                (Some(Value::Str(m)), Some(Value::Str(p)), Some(handler)) => Some(Declared {
+                    method: m.to_string(),
+                    path: p.to_string(),
+                    handler: handler.clone(),
+                    options: parts.nth(3).cloned(),
+                }),
                 _ => None,
             },
             _ => None,

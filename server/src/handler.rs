@@ -57,7 +57,10 @@ impl Image {
             fuel: Some(REQUEST_FUEL),
             ..Limits::default()
         };
-        let handlers = declared_handlers(&engine);
+        let handlers = crate::apps::declared(&engine)
+            .into_iter()
+            .map(|route| route.handler)
+            .collect();
         let not_found = engine.lookup("host/not-found");
         Ok(Image {
             generation: app.generation,
@@ -131,22 +134,6 @@ pub async fn dispatch(request: Request, want: Want) -> Reply {
     answer
         .await
         .unwrap_or_else(|_| crate::render::error_page(500, "Something went wrong."))
-}
-
-/// The handlers of `*routes*`, in declaration order (the order of `apps::App::routes`).
-fn declared_handlers(engine: &Engine) -> Vec<Value> {
-    let Some(Value::List(routes)) = engine.lookup("*routes*") else {
-        return Vec::new();
-    };
-    let mut out: Vec<Value> = routes
-        .iter()
-        .filter_map(|r| match r {
-            Value::List(parts) => parts.nth(2).cloned(),
-            _ => None,
-        })
-        .collect();
-    out.reverse();
-    out
 }
 
 fn dict(pairs: &[(String, String)], keyword_keys: bool) -> Value {

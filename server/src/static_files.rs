@@ -167,7 +167,7 @@ fn embedded(
 /// The decoded segments of a path under `/static/`, or `None` when one is a dotfile (`.`
 /// and `..` included) or holds a backslash or NUL, or the path is not UTF-8.
 fn segments(path: &str) -> Option<Vec<String>> {
-    let decoded = percent_decode(path).ok()?;
+    let decoded = crate::apps::percent_decode(path)?;
     let mut out = Vec::new();
     for segment in decoded.split('/').filter(|s| !s.is_empty()) {
         if segment.starts_with('.') || segment.contains('\\') || segment.contains('\0') {
@@ -186,24 +186,6 @@ fn inside(root: &Path, segments: &[String]) -> bool {
         (Ok(root), Ok(resolved)) => resolved.starts_with(root),
         _ => false,
     }
-}
-
-fn percent_decode(path: &str) -> Result<String, ()> {
-    let bytes = path.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = bytes.get(i + 1..i + 3).ok_or(())?;
-            let hex = std::str::from_utf8(hex).map_err(|_| ())?;
-            out.push(u8::from_str_radix(hex, 16).map_err(|_| ())?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).map_err(|_| ())
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ mod common;
 use std::io::Write;
 use std::time::Duration;
 
-use common::{config, header, static_dir, text, Server};
+use common::{config, header, session_cookie, static_dir, text, Server};
 use sx_server::config::Limits;
 use sx_server::Config;
 
@@ -113,12 +113,7 @@ fn random_requests_never_get_a_500() {
         &[],
         "username=ann&password=correct+horse+battery",
     );
-    let cookie = header(&headers, "set-cookie")
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_string();
+    let cookie = session_cookie(&headers);
     let (_, _, page) = server.send("GET", "/new", &[("Cookie", &cookie)], "");
     let page = text(&page);
     let at = page.find("name=\"csrf\" value=\"").unwrap() + 19;

@@ -9,7 +9,9 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use common::{admin_config, config, form, header, static_dir, text, Server, ADMIN, PASSWORD};
+use common::{
+    admin_config, config, form, header, session_cookie, static_dir, text, Server, ADMIN, PASSWORD,
+};
 use sx_server::config::Limits;
 use sx_server::store::{Store, User};
 use sx_server::Config;
@@ -148,12 +150,7 @@ fn a_login_with_a_session_cookie_needs_the_csrf_token() {
     let server = Server::launch(admin_config(data.path(), statics.path()));
     let creds = [("username", ADMIN), ("password", PASSWORD)];
     let (_, headers, _) = login_as(&server, &[], &creds);
-    let cookie = header(&headers, "set-cookie")
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_string();
+    let cookie = session_cookie(&headers);
     let (status, headers, _) = login_as(&server, &[("Cookie", &cookie)], &creds);
     assert_eq!(status, 403);
     assert!(header(&headers, "set-cookie").is_none());

@@ -244,6 +244,16 @@ pub fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str
         .map(|(_, v)| v.as_str())
 }
 
+/// The `Cookie` header value for the session a login response set.
+pub fn session_cookie(headers: &[(String, String)]) -> String {
+    header(headers, "set-cookie")
+        .expect("a session cookie")
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string()
+}
+
 pub fn static_dir() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("style.css"), "body { color: black; }\n").unwrap();
