@@ -45,9 +45,8 @@ pub struct AppState {
     pub open_connections: Arc<tokio::sync::Semaphore>,
     /// The site's base URL (`SX_PUBLIC_URL`, else `http://HOST:PORT` of the listener).
     pub base_url: String,
-    /// The browser bundle's module, when one is installed: `/__sx/boot.js` imports it.
-    pub client_boot: Option<String>,
-    /// The browser bundle's directory and file names (`static_files.rs` serves them).
+    /// The browser bundle's directory and file names (`static_files.rs` serves them;
+    /// `/__sx/boot.js` imports its module).
     pub client_bundle: Option<crate::client_bundle::Bundle>,
     /// The apps and their current version.
     pub apps: Arc<Apps>,
@@ -406,7 +405,7 @@ async fn health(State(state): State<Arc<AppState>>) -> Response {
 /// The loader of the browser bundle, a file because the content-security policy allows no
 /// inline script.
 async fn boot_script(State(state): State<Arc<AppState>>) -> Response {
-    match &state.client_boot {
+    match state.client_bundle.as_ref().map(|b| b.module_path()) {
         Some(module) => (
             [
                 (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),

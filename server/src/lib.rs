@@ -105,10 +105,8 @@ pub async fn serve_on(
                 .map_err(|e| format!("the listening socket: {e}"))?
         ),
     };
-    let client_boot = services.client_script.clone();
     let state = Arc::new(http::AppState {
         base_url,
-        client_boot,
         apps,
         client_bundle,
         config: config.clone(),
