@@ -10,6 +10,7 @@ pub mod datalog;
 pub mod engine;
 pub mod error;
 pub mod expander;
+pub mod flow;
 pub mod html;
 pub mod interp;
 pub mod printer;
