@@ -179,7 +179,10 @@ pub enum Action<'f> {
         retry: Retry,
     },
     /// Sleep: for a duration, or until the time a function gives.
-    Sleep { node: &'f Node, wait: &'f Wait },
+    Sleep {
+        node: &'f Node,
+        wait: &'f Wait,
+    },
     Suspend {
         node: &'f Node,
         timeout_ms: Option<i64>,
@@ -249,9 +252,10 @@ impl Flow {
         // Each control step moves forward or closes a loop, so this ends; the bound guards
         // against a corrupt position.
         for _ in 0..=self.nodes.len() * 2 + 2 {
-            let node = self.nodes.get(pos.pc).ok_or_else(|| {
-                flow_error(format!("flow {}: no node at {}", self.name, pos.pc))
-            })?;
+            let node = self
+                .nodes
+                .get(pos.pc)
+                .ok_or_else(|| flow_error(format!("flow {}: no node at {}", self.name, pos.pc)))?;
             match node {
                 Node::Jump { to } => pos.pc = *to,
                 Node::Next { each } => {
@@ -305,12 +309,17 @@ impl Flow {
 
     /// Moves `pos` past the node it stands on, given what happened there.
     pub fn advance(&self, pos: &mut Position, happened: Happened) -> Result<(), Value> {
-        let node = self.nodes.get(pos.pc).ok_or_else(|| {
-            flow_error(format!("flow {}: no node at {}", self.name, pos.pc))
-        })?;
+        let node = self
+            .nodes
+            .get(pos.pc)
+            .ok_or_else(|| flow_error(format!("flow {}: no node at {}", self.name, pos.pc)))?;
         match (node, happened) {
             (Node::Branch { otherwise, .. }, Happened::Value(v)) => {
-                pos.pc = if v.is_truthy() { pos.pc + 1 } else { *otherwise };
+                pos.pc = if v.is_truthy() {
+                    pos.pc + 1
+                } else {
+                    *otherwise
+                };
             }
             (Node::Each { end, name, .. }, Happened::Value(items)) => {
                 let items = match items {
@@ -567,10 +576,7 @@ impl Builder<'_> {
             } else if options.is_empty() {
                 args.push(item);
             } else {
-                return Err(self.error(format!(
-                    "{kind} {name}: {} after the options",
-                    repr(item)
-                )));
+                return Err(self.error(format!("{kind} {name}: {} after the options", repr(item))));
             }
         }
         Ok(Form {
@@ -685,10 +691,9 @@ impl Builder<'_> {
                 let timeout_ms = self.option_ms(&f, "timeout-ms")?;
                 let on_timeout = self.node_list(&f, "on-timeout")?;
                 if !on_timeout.is_empty() && timeout_ms.is_none() {
-                    return Err(self.error(format!(
-                        "suspend {}: :on-timeout needs :timeout-ms",
-                        f.name
-                    )));
+                    return Err(
+                        self.error(format!("suspend {}: :on-timeout needs :timeout-ms", f.name))
+                    );
                 }
                 self.emit(Node::Suspend {
                     name: f.name.clone(),
@@ -726,10 +731,9 @@ impl Builder<'_> {
                     (Some(ms), None) => Wait::For(ms),
                     (None, Some(expr)) => Wait::Until(expr.clone()),
                     _ => {
-                        return Err(self.error(format!(
-                            "sleep {}: give one of :for-ms or :until",
-                            f.name
-                        )))
+                        return Err(
+                            self.error(format!("sleep {}: give one of :for-ms or :until", f.name))
+                        )
                     }
                 };
                 self.emit(Node::Sleep {
@@ -770,7 +774,9 @@ impl Builder<'_> {
                 f.name
             )));
         }
-        Ok(Value::list(f.args[1..].iter().map(|v| (*v).clone()).collect()))
+        Ok(Value::list(
+            f.args[1..].iter().map(|v| (*v).clone()).collect(),
+        ))
     }
 
     fn node_list(&self, f: &Form, key: &str) -> Result<List, Value> {
@@ -867,13 +873,17 @@ mod tests {
             "items" => read_data("(1 2 3)").unwrap(),
             _ => Value::Nil,
         };
-        assert_eq!(walk(&f, answer), ["items", "a", "b", "a", "b", "a", "b", "c"]);
+        assert_eq!(
+            walk(&f, answer),
+            ["items", "a", "b", "a", "b", "a", "b", "c"]
+        );
         assert_eq!(walk(&f, |_| Value::Nil), ["items", "c"]);
     }
 
     #[test]
     fn a_timeout_runs_its_branch_and_a_resume_skips_it() {
-        let f = flow("((suspend wait :timeout-ms 10 :on-timeout ((effect late f))) (effect after f))");
+        let f =
+            flow("((suspend wait :timeout-ms 10 :on-timeout ((effect late f))) (effect after f))");
         assert_eq!(walk(&f, |_| Value::Nil), ["wait", "late", "after"]);
         let mut pos = Position::default();
         f.action(&mut pos).unwrap();

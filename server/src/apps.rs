@@ -177,6 +177,17 @@ pub struct App {
     pub site_name: String,
     /// Paths of the top level the apps and the host use: never a content slug.
     pub reserved: Vec<String>,
+    /// The flows the apps declare with `defflow`, checked and versioned.
+    pub flows: Vec<FlowDef>,
+}
+
+/// A flow as `defflow` declared it: its name, version (a hash of its text) and nodes as SX
+/// text (plain data, so an `App` can cross threads; `sx_kernel::flow::Flow::read` reads it).
+#[derive(Clone, Debug)]
+pub struct FlowDef {
+    pub name: String,
+    pub version: String,
+    pub nodes: String,
 }
 
 /// Top-level paths of the host itself (not declared with `defroute`).
@@ -216,12 +227,14 @@ impl App {
                 }
             }
         }
+        let flows = declared_flows(&engine)?;
         let app = App {
             generation,
             bundle: Arc::new(bundle),
             routes,
             site_name,
             reserved,
+            flows,
         };
         Ok((app, engine))
     }
@@ -266,6 +279,36 @@ pub fn site_field(engine: &Engine, name: &str) -> Option<Value> {
         Some(Value::Dict(d)) => kw_get(&d, name).cloned(),
         _ => None,
     }
+}
+
+/// `*flows*` (`defflow`: a list of `(name nodes)`), each read by the kernel so a flow that
+/// cannot run fails the compile with its reason. A later declaration of a name wins.
+fn declared_flows(engine: &Engine) -> Result<Vec<FlowDef>, String> {
+    let Some(Value::List(flows)) = engine.lookup("*flows*") else {
+        return Ok(Vec::new());
+    };
+    let mut out: Vec<FlowDef> = Vec::new();
+    // `*flows*` is built by consing: the first declared is last.
+    let mut entries: Vec<Value> = flows.iter().cloned().collect();
+    entries.reverse();
+    for entry in entries {
+        let Value::List(parts) = &entry else { continue };
+        let name = match parts.nth(0) {
+            Some(Value::Symbol(s)) => s.name().to_string(),
+            Some(Value::Str(s)) => s.to_string(),
+            _ => continue,
+        };
+        let nodes = parts.nth(1).cloned().unwrap_or(Value::Nil);
+        let flow = sx_kernel::flow::Flow::read(&name, &nodes)
+            .map_err(|e| sx_kernel::error::describe(&e))?;
+        out.retain(|f| f.name != name);
+        out.push(FlowDef {
+            name,
+            version: flow.version,
+            nodes: sx_kernel::printer::repr(&nodes),
+        });
+    }
+    Ok(out)
 }
 
 /// A route as `defroute` declared it.
@@ -490,6 +533,7 @@ mod tests {
             ],
             site_name: "SX".into(),
             reserved: Vec::new(),
+            flows: Vec::new(),
         };
         assert!(matches!(
             app.find("GET", "/tags/edit"),

@@ -11,6 +11,7 @@ pub mod connections;
 pub mod dev;
 pub mod effects;
 pub mod exchange;
+pub mod flows;
 pub mod handler;
 pub mod http;
 pub mod render;
@@ -115,10 +116,16 @@ pub async fn serve_on(
         request_ids: Arc::default(),
         open_connections: Arc::new(tokio::sync::Semaphore::new(config.limits.connections)),
     });
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    let runner = flows::spawn_runner(
+        services.clone(),
+        state.apps.clone(),
+        state.base_url.clone(),
+        stopping.clone(),
+    )?;
     let listener = listener
         .into_std()
         .map_err(|e| format!("the listening socket: {e}"))?;
-    let (stop, stopping) = tokio::sync::watch::channel(false);
     let (ended, mut finished) = tokio::sync::mpsc::unbounded_channel::<Result<(), String>>();
     let mut running = 0;
     let mut failure = None;
@@ -181,6 +188,7 @@ pub async fn serve_on(
         }
         running -= 1;
     }
+    let _ = tokio::task::spawn_blocking(move || runner.join()).await;
     store.sync().map_err(|e| e.to_string())?;
     failure.map_or(Ok(()), Err)
 }

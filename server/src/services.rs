@@ -19,6 +19,8 @@ pub struct Services {
     /// Dev mode: pages reload themselves when the app is recompiled.
     pub dev: bool,
     pub client: crate::effects::http::HttpClient,
+    /// Wakes the flow runner when an instance becomes runnable.
+    pub flows: Arc<crate::flows::Flows>,
 }
 
 impl Services {
@@ -35,6 +37,7 @@ impl Services {
             client_script,
             dev,
             client,
+            flows: Arc::default(),
         }
     }
 }

@@ -8,6 +8,7 @@
 
 mod auth;
 mod clock;
+mod flows;
 pub mod http;
 mod posts;
 mod store;
@@ -94,6 +95,36 @@ pub static EFFECTS: &[Effect] = &[
         op: "post/publish",
         family: "posts",
         run: |d, cx| Box::pin(posts::publish(d, cx)),
+    },
+    Effect {
+        op: "flow/start",
+        family: "flows",
+        run: |d, cx| Box::pin(flows::start(d, cx)),
+    },
+    Effect {
+        op: "flow/get",
+        family: "flows",
+        run: |d, cx| Box::pin(flows::get(d, cx)),
+    },
+    Effect {
+        op: "flow/resume",
+        family: "flows",
+        run: |d, cx| Box::pin(flows::resume(d, cx)),
+    },
+    Effect {
+        op: "flow/cancel",
+        family: "flows",
+        run: |d, cx| Box::pin(flows::cancel(d, cx)),
+    },
+    Effect {
+        op: "flow/list",
+        family: "flows",
+        run: |d, cx| Box::pin(flows::list(d, cx)),
+    },
+    Effect {
+        op: "flow/graph",
+        family: "flows",
+        run: |d, cx| Box::pin(flows::graph(d, cx)),
     },
 ];
 

@@ -4,11 +4,33 @@
 //! - `{:op "post/create" :title t :body b :author a}` → the new post's slug: made from the
 //!   title, unique, never a top-level path the apps use (their routes reserve them).
 //! - `{:op "post/edit" :slug s :title t :body b}`, `{:op "post/publish" :slug s}` → nil.
+//!
+//! Create and edit also take `:tags` (strings), `:category` (a string) and `:publish-at`
+//! (milliseconds, or nil to drop the schedule); the post's fold checks them.
 
-use sx_kernel::value::{kw_dict, Dict};
+use sx_kernel::value::{kw_dict, kw_get, Dict};
 use sx_kernel::Value;
 
 use super::{blocking, now_ms, text, Context};
+
+/// The optional fields of a create or edit, as SX text (values are not `Send`).
+fn optional_fields(d: &Dict) -> Vec<(&'static str, String)> {
+    ["tags", "category", "publish-at"]
+        .into_iter()
+        .filter_map(|name| kw_get(d, name).map(|v| (name, sx_kernel::printer::repr(v))))
+        .collect()
+}
+
+/// An op: the given fields, then the optional ones read back from their text.
+fn op_with(fields: Vec<(&str, Value)>, optional: &[(&str, String)]) -> Value {
+    let mut all = fields;
+    for (name, text) in optional {
+        if let Ok(v) = sx_kernel::reader::read_one(text) {
+            all.push((name, v));
+        }
+    }
+    kw_dict(all)
+}
 
 pub async fn create(d: &Dict, cx: &Context<'_>) -> Result<Value, Value> {
     let op = "post/create";
@@ -17,14 +39,18 @@ pub async fn create(d: &Dict, cx: &Context<'_>) -> Result<Value, Value> {
     let author = text(d, op, "author")?;
     let at = now_ms();
     let app = cx.request.app.clone();
+    let optional = optional_fields(d);
     let slug = blocking(&cx.services.store, move |store| {
-        let create = kw_dict(vec![
-            ("op", Value::str("create")),
-            ("title", Value::str(&title)),
-            ("body", Value::str(&body)),
-            ("author", Value::str(&author)),
-            ("at", Value::Int(at)),
-        ]);
+        let create = op_with(
+            vec![
+                ("op", Value::str("create")),
+                ("title", Value::str(&title)),
+                ("body", Value::str(&body)),
+                ("author", Value::str(&author)),
+                ("at", Value::Int(at)),
+            ],
+            &optional,
+        );
         let reserved: Vec<&str> = app.reserved.iter().map(String::as_str).collect();
         store.create_post(&title, &create, &reserved)
     })
@@ -37,13 +63,17 @@ pub async fn edit(d: &Dict, cx: &Context<'_>) -> Result<Value, Value> {
     let slug = text(d, op, "slug")?;
     let (title, body) = (text(d, op, "title")?, text(d, op, "body")?);
     let at = now_ms();
+    let optional = optional_fields(d);
     blocking(&cx.services.store, move |store| {
-        let change = kw_dict(vec![
-            ("op", Value::str("edit")),
-            ("title", Value::str(&title)),
-            ("body", Value::str(&body)),
-            ("at", Value::Int(at)),
-        ]);
+        let change = op_with(
+            vec![
+                ("op", Value::str("edit")),
+                ("title", Value::str(&title)),
+                ("body", Value::str(&body)),
+                ("at", Value::Int(at)),
+            ],
+            &optional,
+        );
         store.append(&[(&slug, change)])
     })
     .await?;

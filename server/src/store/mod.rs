@@ -5,6 +5,7 @@
 //! evaluates what it reads.
 
 mod auth;
+mod flows;
 mod posts;
 
 use std::fmt;
@@ -18,9 +19,9 @@ pub use auth::{Session, User};
 pub use posts::{fold, sample_ops};
 
 /// Bump when the layout of any database changes; a store written with another version is
-/// refused at open rather than misread. Version 2 added users, tokens and sessions (a
-/// version-1 store is upgraded in place: the new databases start empty).
-pub const SCHEMA_VERSION: u32 = 2;
+/// refused at open rather than misread. Version 2 added users, tokens and sessions, version
+/// 3 flows (an older store is upgraded in place: the new databases start empty).
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// How big the store may grow and how many readers it admits.
 #[derive(Clone, Copy, Debug)]
@@ -117,6 +118,7 @@ pub struct Store {
     /// `slug` → the fold of its ops (derived; written in the same transaction as the op).
     posts: Database<Str, Str>,
     auth: auth::AuthDbs,
+    flows: flows::FlowDbs,
 }
 
 /// LMDB keys are 1 to 511 bytes: a longer or empty one names nothing stored.
@@ -161,8 +163,14 @@ impl Store {
             tokens: env.create_database(&mut wtxn, Some("tokens"))?,
             sessions: env.create_database(&mut wtxn, Some("sessions"))?,
         };
+        let flows = flows::FlowDbs {
+            defs: env.create_database(&mut wtxn, Some("flow-defs"))?,
+            instances: env.create_database(&mut wtxn, Some("flows"))?,
+            due: env.create_database(&mut wtxn, Some("flow-due"))?,
+            order: env.create_database(&mut wtxn, Some("flow-order"))?,
+        };
         match meta.get(&wtxn, "schema")? {
-            None | Some("1") => meta.put(&mut wtxn, "schema", &SCHEMA_VERSION.to_string())?,
+            None | Some("1" | "2") => meta.put(&mut wtxn, "schema", &SCHEMA_VERSION.to_string())?,
             Some(found) if found == SCHEMA_VERSION.to_string() => {}
             Some(found) => {
                 return Err(StoreError::Schema {
@@ -178,6 +186,7 @@ impl Store {
             ops,
             posts,
             auth,
+            flows,
         })
     }
 

@@ -20,6 +20,35 @@ fn text_field(op: &Dict, name: &str) -> Result<Option<Value>, String> {
     }
 }
 
+/// `:publish-at`: a time in milliseconds, or nil (no schedule).
+fn schedule_field(op: &Dict) -> Result<Option<Value>, String> {
+    match field(op, "publish-at") {
+        None => Ok(None),
+        Some(v @ (Value::Int(_) | Value::Nil)) => Ok(Some(v.clone())),
+        Some(_) => Err(":publish-at must be a time in milliseconds or nil".into()),
+    }
+}
+
+/// The optional fields a create or an edit may set besides title and body.
+fn set_optional(d: &mut Dict, op: &Dict) -> Result<(), String> {
+    if let Some(tags) = tags_field(op)? {
+        d.insert(kw("tags"), tags);
+    }
+    if let Some(category) = text_field(op, "category")? {
+        d.insert(kw("category"), category);
+    }
+    match schedule_field(op)? {
+        Some(Value::Nil) => {
+            d.remove(&kw("publish-at"));
+        }
+        Some(at) => {
+            d.insert(kw("publish-at"), at);
+        }
+        None => {}
+    }
+    Ok(())
+}
+
 fn tags_field(op: &Dict) -> Result<Option<Value>, String> {
     match field(op, "tags") {
         None => Ok(None),
@@ -97,10 +126,8 @@ pub fn fold(post: Option<&Value>, slug: &str, op: &Value) -> Result<Value, Strin
                 kw("body"),
                 text_field(op, "body")?.unwrap_or_else(|| Value::str("")),
             );
-            d.insert(
-                kw("tags"),
-                tags_field(op)?.unwrap_or_else(|| Value::list(vec![])),
-            );
+            d.insert(kw("tags"), Value::list(vec![]));
+            set_optional(&mut d, op)?;
             d.insert(kw("status"), Value::str("draft"));
             d.insert(kw("created-at"), Value::Int(at));
             if let Some(author) = text_field(op, "author")? {
@@ -117,14 +144,13 @@ pub fn fold(post: Option<&Value>, slug: &str, op: &Value) -> Result<Value, Strin
                     d.insert(kw(name), v);
                 }
             }
-            if let Some(tags) = tags_field(op)? {
-                d.insert(kw("tags"), tags);
-            }
+            set_optional(&mut d, op)?;
             d
         }
         (Some(Value::Dict(current)), "publish") => {
             let mut d = current.clone();
             d.insert(kw("status"), Value::str("published"));
+            d.remove(&kw("publish-at"));
             if field(&d, "published-at").is_none() {
                 d.insert(kw("published-at"), Value::Int(at));
             }
