@@ -96,6 +96,20 @@ enum Command {
         #[arg(long)]
         dev: bool,
     },
+    /// Run only the flow runner and its API (/flow/..., /flows, /health) for `sx serve`
+    /// nodes started with SX_KERNEL_URL; callers authenticate with SX_KERNEL_TOKEN.
+    #[command(after_help = sx_server::config::variables_help())]
+    Kernel {
+        /// Address to listen on (SX_HTTP_HOST, default 127.0.0.1).
+        #[arg(long)]
+        host: Option<String>,
+        /// Port (SX_HTTP_PORT, default 8000).
+        #[arg(long)]
+        port: Option<u16>,
+        /// Store directory (SX_PERSIST_DIR, default ./data).
+        #[arg(long)]
+        data: Option<PathBuf>,
+    },
     /// Create a folder NAME with a starter app (pages, a form, a stylesheet, a test).
     New { name: PathBuf },
     /// Manage the people who may log in.
@@ -169,6 +183,7 @@ fn main() -> ExitCode {
                 app,
                 dev,
             } => serve(host, port, data, app, dev),
+            Command::Kernel { host, port, data } => kernel(host, port, data),
             Command::New { name } => new::create(&name),
             Command::User {
                 command:
@@ -552,20 +567,15 @@ fn read_password() -> Result<String, String> {
     Ok(line.trim_end_matches(['\r', '\n']).to_string())
 }
 
-fn serve(
+/// The configuration from the environment, with the listening flags over it.
+fn listen_config(
+    command: &str,
     host: Option<String>,
     port: Option<u16>,
     data: Option<PathBuf>,
-    app: Option<PathBuf>,
-    dev: bool,
-) -> u8 {
-    let mut config = match sx_server::Config::from_env() {
-        Ok(c) => c,
-        Err(message) => {
-            eprintln!("sx serve: {message}");
-            return 2;
-        }
-    };
+) -> Result<sx_server::Config, String> {
+    let mut config =
+        sx_server::Config::from_env().map_err(|message| format!("sx {command}: {message}"))?;
     if let Some(host) = host {
         config.host = host;
     }
@@ -575,6 +585,60 @@ fn serve(
     if let Some(data) = data {
         config.persist_dir = data;
     }
+    Ok(config)
+}
+
+/// `sx kernel`: the host library alone (its flow routes), serving flows registered by hosts.
+fn kernel(host: Option<String>, port: Option<u16>, data: Option<PathBuf>) -> u8 {
+    let mut config = match listen_config("kernel", host, port, data) {
+        Ok(config) => config,
+        Err(message) => {
+            eprintln!("{message}");
+            return 2;
+        }
+    };
+    if config.kernel_token.is_none() {
+        eprintln!("sx kernel: set SX_KERNEL_TOKEN (the hosts send it as their Bearer token)");
+        return 2;
+    }
+    config.kernel_mode = true;
+    config.kernel_url = None;
+    let bundle = match sx_kernel::sxbc::compile_bundle(
+        &embedded::HOST_SOURCES
+            .iter()
+            .map(|(name, text)| (name.to_string(), text.to_string()))
+            .collect::<Vec<_>>(),
+    ) {
+        Ok(bundle) => bundle,
+        Err(e) => {
+            eprintln!("sx kernel: {}", sx_kernel::error::describe_located(&e));
+            return 1;
+        }
+    };
+    let source = sx_server::apps::Source::Bundle(std::sync::Arc::new(bundle));
+    match sx_server::serve(config, source) {
+        Ok(()) => 0,
+        Err(message) => {
+            eprintln!("sx kernel: {message}");
+            1
+        }
+    }
+}
+
+fn serve(
+    host: Option<String>,
+    port: Option<u16>,
+    data: Option<PathBuf>,
+    app: Option<PathBuf>,
+    dev: bool,
+) -> u8 {
+    let mut config = match listen_config("serve", host, port, data) {
+        Ok(config) => config,
+        Err(message) => {
+            eprintln!("{message}");
+            return 2;
+        }
+    };
     if let Some(app) = app {
         config.app_dir = Some(app);
     }

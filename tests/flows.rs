@@ -397,3 +397,132 @@ fn iso_times_are_written_like_the_blog_reads_them() {
     assert_eq!(iso(0), "1970-01-01T00:00:00Z");
     assert_eq!(iso(1_796_115_600_000), "2026-12-01T09:00:00Z");
 }
+
+#[test]
+fn with_sx_kernel_as_a_second_process_the_newsletter_digest_waits_for_approval_and_survives_its_outage(
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let token = ("SX_KERNEL_TOKEN", "a-shared-kernel-token");
+    let kernel_data = dir.path().join("kernel");
+    let kernel = Server::start(&["kernel"], &kernel_data, &[token]);
+    let kernel_port = kernel.port;
+    let kernel_url = format!("http://127.0.0.1:{kernel_port}");
+    let host_data = dir.path().join("host");
+    let host = Server::start(
+        &["serve"],
+        &host_data,
+        &[token, ("SX_KERNEL_URL", &kernel_url)],
+    );
+    let auth = format!("Bearer {}", admin_token(&host_data));
+    let form = ("Content-Type", "application/x-www-form-urlencoded");
+    let post = |port: u16, path: &str, body: &str| {
+        request(port, "POST", path, &[("Authorization", &auth), form], body)
+            .unwrap()
+            .0
+    };
+    let flows = |port: u16, auth: &str| -> Value {
+        let (status, list) = request(
+            port,
+            "GET",
+            "/flows",
+            &[("Authorization", auth), ("Accept", "application/json")],
+            "",
+        )
+        .unwrap();
+        assert_eq!(status, 200, "{list}");
+        serde_json::from_str(&list).unwrap()
+    };
+    assert_eq!(
+        post(
+            host.port,
+            "/new",
+            "title=Weekly&body=One&category=newsletter"
+        ),
+        303
+    );
+    assert_eq!(post(host.port, "/weekly/publish", ""), 303);
+    assert_eq!(
+        post(
+            host.port,
+            "/weekly/edit",
+            "title=Weekly&body=Two&category=newsletter"
+        ),
+        303
+    );
+    // The instance lives on the kernel; the host's /flows shows the kernel's.
+    let kernel_auth = format!("Bearer {}", token.1);
+    wait_for(Duration::from_secs(10), || {
+        flows(kernel_port, &kernel_auth)[0]["status"] == "suspended"
+    });
+    let on_host = flows(host.port, &auth);
+    assert_eq!(on_host[0]["flow"], "blog-digest");
+    assert_eq!(on_host[0]["node"], "approval");
+    let id = on_host[0]["id"].as_str().unwrap().to_string();
+    let (status, _) = request(
+        host.port,
+        "POST",
+        &format!("/flow/{id}/resume"),
+        &[
+            ("Authorization", &auth),
+            ("Content-Type", "application/json"),
+        ],
+        "{}",
+    )
+    .unwrap();
+    assert_eq!(status, 200);
+    wait_for(Duration::from_secs(10), || {
+        flows(host.port, &auth)[0]["status"] == "done"
+    });
+    let done = &flows(host.port, &auth)[0];
+    assert_eq!(step_nodes(done), ["urgent?", "approval", "digest-sent"]);
+    assert_eq!(done["steps"][2]["result"], "digest of weekly sent");
+    // Without the token the kernel answers nothing.
+    let (status, _) = request(
+        kernel_port,
+        "GET",
+        "/flows",
+        &[("Accept", "application/json")],
+        "",
+    )
+    .unwrap();
+    assert_eq!(status, 401);
+    let (status, _) = request(
+        kernel_port,
+        "GET",
+        "/",
+        &[("Authorization", &kernel_auth)],
+        "",
+    )
+    .unwrap();
+    assert_eq!(status, 404, "the kernel serves only its flow API");
+
+    // The kernel down: the edit still succeeds, /flows says so (no 500), and the start is
+    // handed over once the kernel is back.
+    kernel.kill();
+    assert_eq!(
+        post(
+            host.port,
+            "/weekly/edit",
+            "title=Weekly&body=Three&category=newsletter&urgent=on"
+        ),
+        303
+    );
+    let (status, _) = request(
+        host.port,
+        "GET",
+        "/flows",
+        &[("Authorization", &auth), ("Accept", "application/json")],
+        "",
+    )
+    .unwrap();
+    assert_eq!(status, 503);
+    let _kernel = Server::start_on(kernel_port, &["kernel"], &kernel_data, &[token]);
+    wait_for(Duration::from_secs(15), || {
+        let list = flows(host.port, &auth);
+        list.as_array().unwrap().len() == 2 && list[0]["status"] == "done"
+    });
+    assert_eq!(
+        step_nodes(&flows(host.port, &auth)[0]),
+        ["urgent?", "digest-sent"]
+    );
+}

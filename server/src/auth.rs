@@ -294,6 +294,9 @@ pub struct Auth {
     pub ttl_ms: i64,
     pub throttle: Throttle,
     pub hashing: HashGate,
+    /// `SX_KERNEL_TOKEN`: a Bearer token that is the flow kernel's (or its host's) —
+    /// granted `flows` only.
+    pub kernel_token: Option<String>,
 }
 
 /// Who made a request.
@@ -331,6 +334,7 @@ impl Auth {
                 std::thread::available_parallelism().map_or(1, |n| n.get()),
                 256,
             ),
+            kernel_token: None,
         }
     }
 
@@ -381,6 +385,17 @@ impl Auth {
         now: i64,
     ) -> Result<Identity, StoreError> {
         if let Some(token) = authorization.and_then(|a| a.strip_prefix("Bearer ")) {
+            if let Some(kernel) = self.kernel_token.as_deref() {
+                if same_secret(token.trim(), kernel) {
+                    return Ok(Identity::Bearer {
+                        user: User {
+                            name: "kernel".into(),
+                            password_hash: String::new(),
+                            grants: vec!["flows".into()],
+                        },
+                    });
+                }
+            }
             return Ok(match store.token_user(&token_hash(token.trim()))? {
                 Some(user) => Identity::Bearer { user },
                 None => Identity::Anonymous,
@@ -473,11 +488,14 @@ pub fn start(store: &Store, config: &crate::Config) -> Result<Auth, String> {
         }
         false => {}
     }
-    Ok(Auth::new(
-        key.as_bytes(),
-        config.https,
-        (config.session_ttl as i64).saturating_mul(1000),
-    ))
+    Ok(Auth {
+        kernel_token: config.kernel_token.clone(),
+        ..Auth::new(
+            key.as_bytes(),
+            config.https,
+            (config.session_ttl as i64).saturating_mul(1000),
+        )
+    })
 }
 
 /// The session cookie's value in a `Cookie` header.

@@ -96,6 +96,16 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
         "false",
         "cookies get Secure (set when served over https)",
     ),
+    (
+        "SX_KERNEL_URL",
+        "-",
+        "run flows on this `sx kernel` (its base URL) instead of in-process",
+    ),
+    (
+        "SX_KERNEL_TOKEN",
+        "-",
+        "the shared Bearer token between `sx serve` and `sx kernel` (both need it)",
+    ),
 ];
 
 /// The variables as `sx serve --help` shows them.
@@ -151,6 +161,12 @@ pub struct Config {
     /// `SX_STORE_MAX_MB`: the LMDB map size.
     pub store_max_mb: usize,
     pub limits: Limits,
+    /// `SX_KERNEL_URL`: flows run on this `sx kernel` (base URL, no trailing `/`).
+    pub kernel_url: Option<String>,
+    /// `SX_KERNEL_TOKEN`: the Bearer token `sx serve` and `sx kernel` share.
+    pub kernel_token: Option<String>,
+    /// `sx kernel`: serve only the flow runner and its API.
+    pub kernel_mode: bool,
 }
 
 /// How long clients may take, and how many may be connected at once.
@@ -202,6 +218,9 @@ impl Default for Config {
             trust_proxy: false,
             store_max_mb: 1024,
             limits: Limits::default(),
+            kernel_url: None,
+            kernel_token: None,
+            kernel_mode: false,
         }
     }
 }
@@ -266,6 +285,18 @@ impl Config {
                 .ok_or_else(|| {
                     format!("SX_STORE_MAX_MB must be a number of megabytes, not {mb:?}")
                 })?;
+        }
+        if let Some(url) = var("SX_KERNEL_URL") {
+            config.kernel_url = Some(public_url(&url).map_err(|_| {
+                format!("SX_KERNEL_URL must be a URL like http://127.0.0.1:9000, not {url:?}")
+            })?);
+        }
+        config.kernel_token = var("SX_KERNEL_TOKEN");
+        if config.kernel_url.is_some() && config.kernel_token.is_none() {
+            return Err(
+                "SX_KERNEL_URL needs SX_KERNEL_TOKEN (the token the kernel was started with)"
+                    .into(),
+            );
         }
         let limits = &mut config.limits;
         for (name, slot) in [

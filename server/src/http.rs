@@ -16,7 +16,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::{Extension, RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post, put};
 use axum::Router;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::{
@@ -41,6 +41,8 @@ pub struct AppState {
     pub auth: Arc<Auth>,
     /// The last request id given out; shared by every worker's router.
     pub request_ids: Arc<std::sync::atomic::AtomicU64>,
+    /// Where flows run (the kernel's calls back reach the runner through it).
+    pub flows: Arc<crate::flows::Flows>,
     /// Permits for open connections, shared by every worker (`SX_MAX_CONNECTIONS`).
     pub open_connections: Arc<tokio::sync::Semaphore>,
     /// The site's base URL (`SX_PUBLIC_URL`, else `http://HOST:PORT` of the listener).
@@ -165,6 +167,13 @@ async fn sx_route(
     peer: Option<Extension<ClientAddr>>,
     body: Body,
 ) -> Response {
+    // `sx kernel` serves only its flow API.
+    if state.config.kernel_mode && !(uri.path().starts_with("/flow/") || uri.path() == "/flows") {
+        return into_response(crate::render::error_page(
+            404,
+            "This is a flow kernel: it serves /flow/ and /flows.",
+        ));
+    }
     let app = match state.apps.current() {
         Ok(app) => app,
         // Dev mode, and the app does not compile: every page says why.
@@ -317,6 +326,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/__sx/boot.js", get(boot_script))
         .route("/__sx/dev.js", get(crate::dev::script))
         .route("/__sx/reload", get(crate::dev::reloads))
+        .route("/__sx/flow-call", post(crate::flows::remote::flow_call))
+        .route("/flow/definitions", put(crate::flows::remote::definitions))
         .nest("/static", static_files)
         .fallback(sx_route)
         .layer(RequestBodyLimitLayer::new(BODY_LIMIT))

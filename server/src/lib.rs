@@ -96,6 +96,7 @@ pub async fn serve_on(
         auth.clone(),
         client_script,
         config.dev,
+        Arc::new(flows::Flows::new(&config)),
     ));
     let base_url = match &config.public_url {
         Some(url) => url.trim_end_matches('/').to_string(),
@@ -114,6 +115,7 @@ pub async fn serve_on(
         store: store.clone(),
         auth,
         request_ids: Arc::default(),
+        flows: services.flows.clone(),
         open_connections: Arc::new(tokio::sync::Semaphore::new(config.limits.connections)),
     });
     let (stop, stopping) = tokio::sync::watch::channel(false);
@@ -123,6 +125,7 @@ pub async fn serve_on(
         state.base_url.clone(),
         stopping.clone(),
     )?;
+
     let listener = listener
         .into_std()
         .map_err(|e| format!("the listening socket: {e}"))?;
@@ -294,6 +297,7 @@ pub fn serve(config: Config, source: apps::Source) -> Result<(), String> {
                 dir.display(),
                 if config.dev { " (dev mode)" } else { "" }
             ),
+            None if config.kernel_mode => tracing::info!("serving flows on http://{address}"),
             None => tracing::info!("serving {} on http://{address}", config.domain),
         }
         serve_on(listener, config, source, shutdown).await

@@ -29,6 +29,7 @@ impl Services {
         auth: Arc<Auth>,
         client_script: Option<String>,
         dev: bool,
+        flows: Arc<crate::flows::Flows>,
     ) -> Services {
         let client = Client::builder(TokioExecutor::new()).build_http();
         Services {
@@ -37,7 +38,7 @@ impl Services {
             client_script,
             dev,
             client,
-            flows: Arc::default(),
+            flows,
         }
     }
 }

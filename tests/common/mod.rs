@@ -26,7 +26,11 @@ pub struct Server {
 impl Server {
     /// Starts `sx ARGS --port P --data DATA` with `env`, and waits for `/health`.
     pub fn start(args: &[&str], data: &Path, env: &[(&str, &str)]) -> Server {
-        let port = free_port();
+        Server::start_on(free_port(), args, data, env)
+    }
+
+    /// `start` on a given port (a restart keeps its address).
+    pub fn start_on(port: u16, args: &[&str], data: &Path, env: &[(&str, &str)]) -> Server {
         let child = Command::new(env!("CARGO_BIN_EXE_sx"))
             .args(args)
             .args(["--port", &port.to_string(), "--data"])

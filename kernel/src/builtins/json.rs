@@ -21,6 +21,18 @@ pub(super) fn table() -> Vec<Entry> {
     ]
 }
 
+/// `json-encode` for hosts: SX data → JSON text.
+pub fn to_json(v: &Value) -> Result<String, Value> {
+    let mut out = String::new();
+    encode(&mut out, v)?;
+    Ok(out)
+}
+
+/// `json-decode` for hosts: JSON text → SX data (objects become string-keyed dicts).
+pub fn from_json(text: &str) -> Result<Value, String> {
+    decode(text).map_err(|e| format!("invalid JSON: {e}"))
+}
+
 fn encode_string(out: &mut String, s: &str) {
     out.push('"');
     for c in s.chars() {

@@ -3,7 +3,7 @@
 //! SX without Rust recursion and so are written in SX itself.
 
 mod collections;
-mod json;
+pub mod json;
 mod numbers;
 mod strings;
 

@@ -111,3 +111,39 @@ fn chain(error: &dyn std::error::Error) -> String {
     }
     text
 }
+
+/// One exchange the host makes for itself (the flow kernel's protocol): the status and the
+/// body, or why there is none. Plain data, so it can run on any thread.
+pub async fn exchange(
+    client: &HttpClient,
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: String,
+    limit: Duration,
+) -> Result<(u16, Vec<u8>), String> {
+    let method = hyper::Method::from_bytes(method.as_bytes()).map_err(|e| e.to_string())?;
+    let mut builder = hyper::Request::builder().method(method).uri(url);
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    let outgoing = builder
+        .body(Full::new(Bytes::from(body)))
+        .map_err(|e| format!("bad request to {url}: {e}"))?;
+    let exchange = async {
+        let response = client
+            .request(outgoing)
+            .await
+            .map_err(|e| format!("{url}: {}", chain(&e)))?;
+        let (parts, body) = response.into_parts();
+        let bytes = Limited::new(body, MAX_RESPONSE)
+            .collect()
+            .await
+            .map_err(|e| format!("{url}: reading the response: {e}"))?
+            .to_bytes();
+        Ok::<_, String>((parts.status.as_u16(), bytes.to_vec()))
+    };
+    tokio::time::timeout(limit, exchange)
+        .await
+        .map_err(|_| format!("{url}: no answer within {} s", limit.as_secs()))?
+}

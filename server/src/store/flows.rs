@@ -20,6 +20,8 @@ pub(super) struct FlowDbs {
     pub due: Database<Str, Str>,
     /// `seq (16 hex digits)` → id: instances in start order.
     pub order: Database<Str, Str>,
+    /// `id` → `{:flow :input}`: starts a host could not hand to its `sx kernel` yet.
+    pub outbox: Database<Str, Str>,
 }
 
 fn due_key(due: i64, id: &str) -> String {
@@ -186,5 +188,79 @@ impl Store {
             }
         }
         Ok(out)
+    }
+
+    /// `sx kernel`: keeps the definitions a host registered, each as its name's latest
+    /// version, and the URL the host is called back at — in one transaction.
+    pub fn flow_register(&self, callback: &str, flows: &[(String, String, Value)]) -> Result<()> {
+        let mut wtxn = self.env.write_txn()?;
+        for (name, version, nodes) in flows {
+            let key = format!("{name}\0{version}");
+            if !key_fits(&key) {
+                return Err(StoreError::Invalid(format!(
+                    "the flow name {name:?} is too long"
+                )));
+            }
+            if self.flows.defs.get(&wtxn, &key)?.is_none() {
+                self.flows.defs.put(&mut wtxn, &key, &encode(nodes))?;
+            }
+            self.meta
+                .put(&mut wtxn, &format!("flow-latest\0{name}"), version)?;
+        }
+        self.meta.put(&mut wtxn, "flow-callback", callback)?;
+        wtxn.commit()?;
+        Ok(())
+    }
+
+    /// The latest registered version of a flow and its nodes (`sx kernel`).
+    pub fn flow_latest(&self, name: &str) -> Result<Option<(String, Value)>> {
+        let key = format!("flow-latest\0{name}");
+        if !key_fits(&key) {
+            return Ok(None);
+        }
+        let version = {
+            let rtxn = self.env.read_txn()?;
+            match self.meta.get(&rtxn, &key)? {
+                Some(v) => v.to_string(),
+                None => return Ok(None),
+            }
+        };
+        Ok(self
+            .flow_definition(name, &version)?
+            .map(|nodes| (version, nodes)))
+    }
+
+    /// Where the registered host is called back (`sx kernel`).
+    pub fn flow_callback(&self) -> Result<Option<String>> {
+        let rtxn = self.env.read_txn()?;
+        Ok(self.meta.get(&rtxn, "flow-callback")?.map(str::to_string))
+    }
+
+    pub fn flow_outbox_put(&self, id: &str, start: &Value) -> Result<()> {
+        if !key_fits(id) {
+            return Err(StoreError::Invalid("a flow id is too long".into()));
+        }
+        let mut wtxn = self.env.write_txn()?;
+        self.flows.outbox.put(&mut wtxn, id, &encode(start))?;
+        wtxn.commit()?;
+        Ok(())
+    }
+
+    /// Pending starts, oldest id first, at most `limit`.
+    pub fn flow_outbox(&self, limit: usize) -> Result<Vec<(String, Value)>> {
+        let rtxn = self.env.read_txn()?;
+        let mut out = Vec::new();
+        for entry in self.flows.outbox.iter(&rtxn)?.take(limit) {
+            let (id, text) = entry?;
+            out.push((id.to_string(), decode(text, id)?));
+        }
+        Ok(out)
+    }
+
+    pub fn flow_outbox_delete(&self, id: &str) -> Result<()> {
+        let mut wtxn = self.env.write_txn()?;
+        self.flows.outbox.delete(&mut wtxn, id)?;
+        wtxn.commit()?;
+        Ok(())
     }
 }

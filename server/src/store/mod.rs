@@ -168,6 +168,7 @@ impl Store {
             instances: env.create_database(&mut wtxn, Some("flows"))?,
             due: env.create_database(&mut wtxn, Some("flow-due"))?,
             order: env.create_database(&mut wtxn, Some("flow-order"))?,
+            outbox: env.create_database(&mut wtxn, Some("flow-outbox"))?,
         };
         match meta.get(&wtxn, "schema")? {
             None | Some("1" | "2") => meta.put(&mut wtxn, "schema", &SCHEMA_VERSION.to_string())?,

@@ -33,16 +33,45 @@ pub const NODE_FUEL: u64 = crate::handler::REQUEST_FUEL;
 /// Instances the runner advances at once.
 const PARALLEL: usize = 256;
 
-/// The flow runner's handle, shared by every worker: effects wake it when they make an
-/// instance runnable.
+pub mod remote;
+
+/// Where flows run, and the runner's handle shared by every worker: effects wake it when
+/// they make an instance runnable.
 #[derive(Default)]
 pub struct Flows {
     wake: tokio::sync::Notify,
+    /// `sx serve` with `SX_KERNEL_URL`: instances live on that kernel; this host only
+    /// evaluates node functions when the kernel calls back.
+    pub remote: Option<remote::Remote>,
+    /// `sx kernel`: node functions are evaluated by the registered host.
+    pub kernel: bool,
+    /// `SX_KERNEL_TOKEN`: what the host and the kernel show each other.
+    pub token: Option<String>,
+    /// The queue into the runner thread's evaluator (for the kernel's calls back).
+    calls: std::sync::Mutex<Option<tokio::sync::mpsc::UnboundedSender<remote::Call>>>,
 }
 
 impl Flows {
+    pub fn new(config: &crate::Config) -> Flows {
+        Flows {
+            remote: config.kernel_url.clone().map(|url| remote::Remote {
+                url,
+                token: config.kernel_token.clone().unwrap_or_default(),
+            }),
+            kernel: config.kernel_mode,
+            token: config.kernel_token.clone(),
+            ..Flows::default()
+        }
+    }
+
     pub fn wake(&self) {
         self.wake.notify_one();
+    }
+
+    /// Hands a call to the runner thread's evaluator; `None` when it is not running.
+    pub fn evaluate(&self, call: remote::Call) -> Option<()> {
+        let calls = self.calls.lock().unwrap_or_else(|e| e.into_inner());
+        calls.as_ref()?.send(call).ok()
     }
 }
 
@@ -309,9 +338,10 @@ fn moved(
     next
 }
 
-/// Starts the runner on its own thread (kernel values are not `Send`): it loads the
-/// current app's image, keeps the app's definitions in the store, and advances every due
-/// instance until `stopping` turns true.
+/// Starts the runner on its own thread (kernel values are not `Send`). It advances every due
+/// instance until `stopping` turns true — unless this host hands its flows to a kernel, when
+/// it only evaluates node functions for the kernel's calls back. The app's definitions are
+/// kept in the store either way (instances name their version; /flows draws them).
 pub fn spawn_runner(
     services: Arc<Services>,
     apps: Arc<Apps>,
@@ -320,6 +350,13 @@ pub fn spawn_runner(
 ) -> Result<std::thread::JoinHandle<()>, String> {
     let app = apps.current()?;
     define_all(&services.store, &app.flows)?;
+    let (sender, mut calls) = tokio::sync::mpsc::unbounded_channel::<remote::Call>();
+    *services
+        .flows
+        .calls
+        .lock()
+        .unwrap_or_else(|e| e.into_inner()) = Some(sender);
+    let steps = services.flows.remote.is_none();
     std::thread::Builder::new()
         .name("sx-flows".into())
         .stack_size(64 << 20)
@@ -336,6 +373,14 @@ pub fn spawn_runner(
             };
             let local = tokio::task::LocalSet::new();
             local.block_on(&runtime, async move {
+                if !steps {
+                    tokio::task::spawn_local(remote::keep_in_touch(
+                        services.clone(),
+                        apps.clone(),
+                        base_url.clone(),
+                        stopping.clone(),
+                    ));
+                }
                 let runner = Rc::new(Runner {
                     services,
                     apps,
@@ -345,13 +390,17 @@ pub fn spawn_runner(
                     busy: RefCell::default(),
                 });
                 loop {
-                    let next = runner.clone().tick();
+                    let next = if steps { runner.clone().tick() } else { None };
                     let wait = next
                         .map(|due| (due - now_ms()).clamp(0, 1000) as u64)
                         .unwrap_or(1000);
                     tokio::select! {
                         () = runner.services.flows.wake.notified() => {}
                         () = tokio::time::sleep(std::time::Duration::from_millis(wait)) => {}
+                        Some(call) = calls.recv() => {
+                            let runner = runner.clone();
+                            tokio::task::spawn_local(async move { runner.answer(call).await });
+                        }
                         _ = stopping.changed() => {}
                     }
                     if *stopping.borrow() {
@@ -552,6 +601,7 @@ impl Runner {
     }
 
     /// A failed try: again after the node's backoff, or `failed` when its tries are spent.
+    /// A host that does not answer (`sx kernel`) spends no try: the node waits for it.
     fn retry_or_fail(
         &self,
         d: &Dict,
@@ -561,6 +611,19 @@ impl Runner {
         error: String,
         retry: sx_kernel::flow::Retry,
     ) -> Dict {
+        if error.starts_with(remote::HOST_UNAVAILABLE) {
+            let mut next = moved(
+                d,
+                flow,
+                pos,
+                None,
+                "running",
+                Some(now_ms() + remote::HOST_RETRY_MS),
+                Some(error),
+            );
+            next.insert(kw("attempt"), Value::Int(attempt));
+            return next;
+        }
         let tries = attempt + 1;
         if tries >= i64::from(retry.attempts) {
             return moved(d, flow, pos, None, "failed", None, Some(error));
@@ -587,8 +650,27 @@ impl Runner {
         commit(&self.services.store, id, d, next)
     }
 
-    /// Evaluates a node's function in the app's image and calls it with the context.
+    /// Calls a node's function with its context: here, or — on `sx kernel` — on the host
+    /// that registered the flow.
     async fn call(&self, id: &str, d: &Dict, pos: &Position, expr: &Value) -> Result<Value, Value> {
+        let context = self.context(id, d, pos);
+        let expr = sx_kernel::printer::repr(expr);
+        if self.services.flows.kernel {
+            return remote::call_host(&self.services, id, &expr, &context).await;
+        }
+        self.evaluate(id, &expr, context).await
+    }
+
+    /// Answers a kernel's call back (this host's flows run on `sx kernel`).
+    async fn answer(&self, call: remote::Call) {
+        let context = sx_kernel::reader::read_one(&call.context).unwrap_or(Value::Nil);
+        let result = self.evaluate(&call.id, &call.expr, context).await;
+        let _ = call.reply.send(remote::answer_text(result));
+    }
+
+    /// Evaluates a node's function (SX text) in the app's image and calls it with `context`,
+    /// serving its `perform`s like a handler's.
+    async fn evaluate(&self, id: &str, text: &str, context: Value) -> Result<Value, Value> {
         let app = self
             .apps
             .current()
@@ -611,27 +693,24 @@ impl Runner {
                 cache: Rc::default(),
             });
         }
-        let text = sx_kernel::printer::repr(expr);
-        let (function, cache, app) = {
-            let mut image = self.image.borrow_mut();
-            let image = image.as_mut().expect("loaded above");
-            let function = match image.functions.get(&text) {
-                Some(f) => f.clone(),
-                None => {
-                    image.engine.limits.fuel = Some(NODE_FUEL);
-                    let f = image.engine.eval_source(&text, Some("flow"))?;
-                    image.functions.insert(text.clone(), f.clone());
-                    f
-                }
-            };
-            (function, image.cache.clone(), image.app.clone())
-        };
-        let context = self.context(id, d, pos);
         let mut machine = {
             let mut image = self.image.borrow_mut();
             let image = image.as_mut().expect("loaded above");
             image.engine.limits.fuel = Some(NODE_FUEL);
+            let function = match image.functions.get(text) {
+                Some(f) => f.clone(),
+                None => {
+                    let f = image.engine.eval_source(text, Some("flow"))?;
+                    image.functions.insert(text.to_string(), f.clone());
+                    f
+                }
+            };
             image.engine.apply_machine(function, vec![context])
+        };
+        let (cache, app) = {
+            let image = self.image.borrow();
+            let image = image.as_ref().expect("loaded above");
+            (image.cache.clone(), image.app.clone())
         };
         let request = crate::exchange::Request {
             id: format!("flow {id}"),
