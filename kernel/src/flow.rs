@@ -475,6 +475,9 @@ struct Builder<'a> {
     names: Vec<String>,
 }
 
+/// Arrows leaving a part of the drawing: (from node, label), joined to whatever comes next.
+type Exits = Vec<(usize, &'static str)>;
+
 /// A node form's name, positional arguments and `:key value` options.
 struct Form<'v> {
     kind: String,
@@ -526,8 +529,8 @@ impl Builder<'_> {
         forms: &List,
         col: usize,
         row: usize,
-        mut exits: Vec<(usize, &'static str)>,
-    ) -> Result<(Vec<(usize, &'static str)>, usize), Value> {
+        mut exits: Exits,
+    ) -> Result<(Exits, usize), Value> {
         let mut row = row;
         let mut width = 1;
         for form in forms.iter() {
@@ -593,8 +596,8 @@ impl Builder<'_> {
         form: &Value,
         col: usize,
         row: usize,
-        exits: Vec<(usize, &'static str)>,
-    ) -> Result<(Vec<(usize, &'static str)>, usize, usize), Value> {
+        exits: Exits,
+    ) -> Result<(Exits, usize, usize), Value> {
         let f = self.form(form)?;
         let known: &[&str] = match f.kind.as_str() {
             "effect" | "each" => &["retry", "backoff-ms"],
