@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 /// The host library: always served, before any app.
 const HOST_DIR: &str = "sx/host";
 /// The apps compiled into the binary, selected at run time by `SX_DOMAIN`.
-const EMBEDDED_APPS: &[&str] = &["blog"];
+const EMBEDDED_APPS: &[&str] = &["blog", "events"];
 
 fn sx_files(dir: &Path) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)

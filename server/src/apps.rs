@@ -51,11 +51,6 @@ pub fn select(
     let names: Vec<&str> = embedded.iter().map(|(name, _)| *name).collect();
     match embedded.iter().find(|(name, _)| *name == config.domain) {
         Some((_, bundle)) => Ok(Source::Bundle(Arc::new(bundle.to_vec()))),
-        None if config.domain == "events" => Err(format!(
-            "SX_DOMAIN=events: the events app is not part of this version yet. The apps \
-             there are: {} (or serve your own with --app DIR)",
-            names.join(", ")
-        )),
         None => Err(format!(
             "SX_DOMAIN={:?} names no app. The apps there are: {} (or serve your own with \
              --app DIR)",

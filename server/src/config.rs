@@ -97,6 +97,46 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
         "cookies get Secure (set when served over https)",
     ),
     (
+        "SX_ACTOR",
+        "http://HOST:PORT",
+        "this instance's base URL in federated activities",
+    ),
+    (
+        "SX_FOLLOW",
+        "-",
+        "comma-separated base URLs this instance follows (at start and on every tick)",
+    ),
+    (
+        "SX_FED_SECRET",
+        "-",
+        "the shared secret that signs activities; without it /inbox answers 403 and nothing is sent",
+    ),
+    (
+        "SX_FED_INSECURE",
+        "0",
+        "1: federate without a secret (unsigned; for trying things on one machine only)",
+    ),
+    (
+        "SX_FED_TICK_MS",
+        "15000",
+        "how often follows are renewed and due deliveries sent",
+    ),
+    (
+        "SX_FED_RETRY_MS",
+        "30000",
+        "first wait before a failed delivery is retried (doubling with jitter, at most 6 h)",
+    ),
+    (
+        "SX_FED_GIVE_UP_S",
+        "172800",
+        "seconds after which an undelivered activity is failed and its peer marked unavailable",
+    ),
+    (
+        "SX_EVENTS_URL",
+        "-",
+        "the events peer a blog allocates posts to (POST /:slug/allocate)",
+    ),
+    (
         "SX_KERNEL_URL",
         "-",
         "run flows on this `sx kernel` (its base URL) instead of in-process",
@@ -167,6 +207,44 @@ pub struct Config {
     pub kernel_token: Option<String>,
     /// `sx kernel`: serve only the flow runner and its API.
     pub kernel_mode: bool,
+    pub federation: Federation,
+}
+
+/// Federation (`SX_ACTOR`, `SX_FOLLOW`, `SX_FED_*`, `SX_EVENTS_URL`).
+#[derive(Clone, Debug)]
+pub struct Federation {
+    /// This instance's base URL; `None`: the site's base URL.
+    pub actor: Option<String>,
+    pub follow: Vec<String>,
+    pub secret: Option<String>,
+    /// Federate without a secret (unsigned).
+    pub insecure: bool,
+    pub tick: Duration,
+    pub retry: Duration,
+    pub give_up: Duration,
+    pub events_url: Option<String>,
+}
+
+impl Default for Federation {
+    fn default() -> Self {
+        Federation {
+            actor: None,
+            follow: Vec::new(),
+            secret: None,
+            insecure: false,
+            tick: Duration::from_millis(15_000),
+            retry: Duration::from_millis(30_000),
+            give_up: Duration::from_secs(172_800),
+            events_url: None,
+        }
+    }
+}
+
+impl Federation {
+    /// Activities are sent and received only with a secret, or when explicitly insecure.
+    pub fn enabled(&self) -> bool {
+        self.secret.is_some() || self.insecure
+    }
 }
 
 /// How long clients may take, and how many may be connected at once.
@@ -221,6 +299,7 @@ impl Default for Config {
             kernel_url: None,
             kernel_token: None,
             kernel_mode: false,
+            federation: Federation::default(),
         }
     }
 }
@@ -298,6 +377,37 @@ impl Config {
                     .into(),
             );
         }
+        let fed = &mut config.federation;
+        if let Some(actor) = var("SX_ACTOR") {
+            fed.actor = Some(base("SX_ACTOR", &actor)?);
+        }
+        if let Some(follow) = var("SX_FOLLOW") {
+            fed.follow = follow
+                .split(',')
+                .map(str::trim)
+                .filter(|f| !f.is_empty())
+                .map(|f| base("SX_FOLLOW", f))
+                .collect::<Result<_, _>>()?;
+        }
+        fed.secret = var("SX_FED_SECRET");
+        if let Some(insecure) = var("SX_FED_INSECURE") {
+            fed.insecure = flag("SX_FED_INSECURE", &insecure)?;
+        }
+        for (name, slot, unit) in [
+            ("SX_FED_TICK_MS", &mut fed.tick, 1u64),
+            ("SX_FED_RETRY_MS", &mut fed.retry, 1),
+            ("SX_FED_GIVE_UP_S", &mut fed.give_up, 1000),
+        ] {
+            if let Some(text) = var(name) {
+                let n: u64 = text.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
+                    format!("{name} must be a positive whole number, not {text:?}")
+                })?;
+                *slot = Duration::from_millis(n.saturating_mul(unit));
+            }
+        }
+        if let Some(url) = var("SX_EVENTS_URL") {
+            fed.events_url = Some(base("SX_EVENTS_URL", &url)?);
+        }
         let limits = &mut config.limits;
         for (name, slot) in [
             ("SX_HEADER_TIMEOUT_S", &mut limits.header),
@@ -341,6 +451,12 @@ fn flag(name: &str, value: &str) -> Result<bool, String> {
         "0" | "false" | "no" => Ok(false),
         _ => Err(format!("{name} must be true or false, not {value:?}")),
     }
+}
+
+/// A peer's base URL (`SX_ACTOR`, `SX_FOLLOW`, ...), checked like `SX_PUBLIC_URL`.
+fn base(name: &str, url: &str) -> Result<String, String> {
+    public_url(url)
+        .map_err(|_| format!("{name} must be a base URL like http://127.0.0.1:8001, not {url:?}"))
 }
 
 /// `SX_PUBLIC_URL`: an http(s) origin, optionally with a path prefix; no query or fragment.

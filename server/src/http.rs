@@ -43,6 +43,7 @@ pub struct AppState {
     pub request_ids: Arc<std::sync::atomic::AtomicU64>,
     /// Where flows run (the kernel's calls back reach the runner through it).
     pub flows: Arc<crate::flows::Flows>,
+    pub federation: Arc<crate::federation::Federation>,
     /// Permits for open connections, shared by every worker (`SX_MAX_CONNECTIONS`).
     pub open_connections: Arc<tokio::sync::Semaphore>,
     /// The site's base URL (`SX_PUBLIC_URL`, else `http://HOST:PORT` of the listener).
@@ -328,6 +329,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/__sx/reload", get(crate::dev::reloads))
         .route("/__sx/flow-call", post(crate::flows::remote::flow_call))
         .route("/flow/definitions", put(crate::flows::remote::definitions))
+        .route("/inbox", post(crate::federation::inbox))
         .nest("/static", static_files)
         .fallback(sx_route)
         .layer(RequestBodyLimitLayer::new(BODY_LIMIT))

@@ -11,6 +11,7 @@ pub mod connections;
 pub mod dev;
 pub mod effects;
 pub mod exchange;
+pub mod federation;
 pub mod flows;
 pub mod handler;
 pub mod http;
@@ -91,13 +92,6 @@ pub async fn serve_on(
     };
     let auth = Arc::new(auth::start(&store, &config)?);
     let store = Arc::new(store);
-    let services = Arc::new(services::Services::new(
-        store.clone(),
-        auth.clone(),
-        client_script,
-        config.dev,
-        Arc::new(flows::Flows::new(&config)),
-    ));
     let base_url = match &config.public_url {
         Some(url) => url.trim_end_matches('/').to_string(),
         None => format!(
@@ -107,6 +101,17 @@ pub async fn serve_on(
                 .map_err(|e| format!("the listening socket: {e}"))?
         ),
     };
+    let services = Arc::new(services::Services::new(
+        store.clone(),
+        auth.clone(),
+        client_script,
+        config.dev,
+        Arc::new(flows::Flows::new(&config)),
+        Arc::new(federation::Federation::new(
+            config.federation.clone(),
+            &base_url,
+        )),
+    ));
     let state = Arc::new(http::AppState {
         base_url,
         apps,
@@ -116,9 +121,11 @@ pub async fn serve_on(
         auth,
         request_ids: Arc::default(),
         flows: services.flows.clone(),
+        federation: services.federation.clone(),
         open_connections: Arc::new(tokio::sync::Semaphore::new(config.limits.connections)),
     });
     let (stop, stopping) = tokio::sync::watch::channel(false);
+    federation::spawn_sender(services.clone(), stopping.clone());
     let runner = flows::spawn_runner(
         services.clone(),
         state.apps.clone(),

@@ -21,6 +21,8 @@ pub struct Services {
     pub client: crate::effects::http::HttpClient,
     /// Wakes the flow runner when an instance becomes runnable.
     pub flows: Arc<crate::flows::Flows>,
+    /// Federation: who this instance is, its secret, the sender's wake-up.
+    pub federation: Arc<crate::federation::Federation>,
 }
 
 impl Services {
@@ -30,6 +32,7 @@ impl Services {
         client_script: Option<String>,
         dev: bool,
         flows: Arc<crate::flows::Flows>,
+        federation: Arc<crate::federation::Federation>,
     ) -> Services {
         let client = Client::builder(TokioExecutor::new()).build_http();
         Services {
@@ -39,6 +42,7 @@ impl Services {
             dev,
             client,
             flows,
+            federation,
         }
     }
 }

@@ -8,6 +8,8 @@
 
 mod auth;
 mod clock;
+mod data;
+mod federation;
 mod flows;
 pub mod http;
 mod posts;
@@ -125,6 +127,51 @@ pub static EFFECTS: &[Effect] = &[
         op: "flow/graph",
         family: "flows",
         run: |d, cx| Box::pin(flows::graph(d, cx)),
+    },
+    Effect {
+        op: "fed/info",
+        family: "federation",
+        run: |d, cx| Box::pin(federation::info(d, cx)),
+    },
+    Effect {
+        op: "fed/followers",
+        family: "federation",
+        run: |d, cx| Box::pin(federation::followers(d, cx)),
+    },
+    Effect {
+        op: "fed/activities",
+        family: "federation",
+        run: |d, cx| Box::pin(federation::activities(d, cx)),
+    },
+    Effect {
+        op: "fed/peers",
+        family: "federation",
+        run: |d, cx| Box::pin(federation::peers(d, cx)),
+    },
+    Effect {
+        op: "fed/emit",
+        family: "federation",
+        run: |d, cx| Box::pin(federation::emit(d, cx)),
+    },
+    Effect {
+        op: "fed/flush",
+        family: "federation",
+        run: |d, cx| Box::pin(federation::flush(d, cx)),
+    },
+    Effect {
+        op: "data/get",
+        family: "data",
+        run: |d, cx| Box::pin(data::get(d, cx)),
+    },
+    Effect {
+        op: "data/put",
+        family: "data",
+        run: |d, cx| Box::pin(data::put(d, cx)),
+    },
+    Effect {
+        op: "data/push",
+        family: "data",
+        run: |d, cx| Box::pin(data::push(d, cx)),
     },
 ];
 

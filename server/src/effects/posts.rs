@@ -32,6 +32,68 @@ fn op_with(fields: Vec<(&str, Value)>, optional: &[(&str, String)]) -> Value {
     kw_dict(all)
 }
 
+/// The activity a change of a published post announces to followers: `publish` when it
+/// becomes published, `update` when a published post is edited; nothing for drafts.
+fn announce(
+    fed: &crate::federation::Federation,
+    changes: &[(Option<Value>, Value)],
+) -> Option<Value> {
+    let [(before, after)] = changes else {
+        return None;
+    };
+    let status = |post: &Value| match post {
+        Value::Dict(d) => kw_get(d, "status").map(sx_kernel::printer::display),
+        _ => None,
+    };
+    let was_published = before.as_ref().and_then(status).as_deref() == Some("published");
+    let kind = match (was_published, status(after).as_deref()) {
+        (false, Some("published")) => "publish",
+        (true, Some("published")) => "update",
+        _ => return None,
+    };
+    let Value::Dict(post) = after else {
+        return None;
+    };
+    let get = |name: &str| kw_get(post, name).cloned().unwrap_or(Value::Nil);
+    let slug = sx_kernel::printer::display(&get("slug"));
+    let summary: String = sx_kernel::printer::display(&get("body"))
+        .chars()
+        .take(280)
+        .collect();
+    let object = kw_dict([
+        ("slug", Value::str(&slug)),
+        ("title", get("title")),
+        ("url", Value::str(&format!("{}/{slug}/", fed.actor))),
+        ("summary", Value::str(&summary)),
+        ("category", get("category")),
+    ]);
+    Some(crate::federation::activity(fed, kind, object, None))
+}
+
+/// Appends one op; with federation on, the activity it announces is queued in the same
+/// transaction.
+async fn append_announced(
+    cx: &Context<'_>,
+    slug: String,
+    op: impl FnOnce() -> Value + Send + 'static,
+) -> Result<(), Value> {
+    let fed = cx.services.federation.clone();
+    let at = now_ms();
+    blocking(&cx.services.store, move |store| {
+        let op = op();
+        if fed.enabled() {
+            store.append_announcing(&[(&slug, op)], at, |changes| announce(&fed, changes))
+        } else {
+            store.append(&[(&slug, op)])
+        }
+    })
+    .await?;
+    if cx.services.federation.enabled() {
+        cx.services.federation.wake.notify_one();
+    }
+    Ok(())
+}
+
 pub async fn create(d: &Dict, cx: &Context<'_>) -> Result<Value, Value> {
     let op = "post/create";
     let title = text(d, op, "title")?;
@@ -64,8 +126,8 @@ pub async fn edit(d: &Dict, cx: &Context<'_>) -> Result<Value, Value> {
     let (title, body) = (text(d, op, "title")?, text(d, op, "body")?);
     let at = now_ms();
     let optional = optional_fields(d);
-    blocking(&cx.services.store, move |store| {
-        let change = op_with(
+    append_announced(cx, slug, move || {
+        op_with(
             vec![
                 ("op", Value::str("edit")),
                 ("title", Value::str(&title)),
@@ -73,8 +135,7 @@ pub async fn edit(d: &Dict, cx: &Context<'_>) -> Result<Value, Value> {
                 ("at", Value::Int(at)),
             ],
             &optional,
-        );
-        store.append(&[(&slug, change)])
+        )
     })
     .await?;
     Ok(Value::Nil)
@@ -83,9 +144,8 @@ pub async fn edit(d: &Dict, cx: &Context<'_>) -> Result<Value, Value> {
 pub async fn publish(d: &Dict, cx: &Context<'_>) -> Result<Value, Value> {
     let slug = text(d, "post/publish", "slug")?;
     let at = now_ms();
-    blocking(&cx.services.store, move |store| {
-        let change = kw_dict(vec![("op", Value::str("publish")), ("at", Value::Int(at))]);
-        store.append(&[(&slug, change)])
+    append_announced(cx, slug, move || {
+        kw_dict(vec![("op", Value::str("publish")), ("at", Value::Int(at))])
     })
     .await?;
     Ok(Value::Nil)

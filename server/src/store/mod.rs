@@ -5,6 +5,8 @@
 //! evaluates what it reads.
 
 mod auth;
+mod data;
+mod federation;
 mod flows;
 mod posts;
 
@@ -16,11 +18,12 @@ use heed::{Database, Env, EnvOpenOptions, WithoutTls};
 use sx_kernel::Value;
 
 pub use auth::{Session, User};
+pub use federation::{Delivery, DeliveryOutcome};
 pub use posts::{fold, sample_ops};
 
 /// Bump when the layout of any database changes; a store written with another version is
 /// refused at open rather than misread. Version 2 added users, tokens and sessions, version
-/// 3 flows (an older store is upgraded in place: the new databases start empty).
+/// 3 flows and federation (an older store is upgraded in place: the new databases start empty).
 pub const SCHEMA_VERSION: u32 = 3;
 
 /// How big the store may grow and how many readers it admits.
@@ -119,6 +122,8 @@ pub struct Store {
     posts: Database<Str, Str>,
     auth: auth::AuthDbs,
     flows: flows::FlowDbs,
+    fed: federation::FedDbs,
+    data: data::DataDbs,
 }
 
 /// LMDB keys are 1 to 511 bytes: a longer or empty one names nothing stored.
@@ -151,7 +156,7 @@ impl Store {
                 .read_txn_without_tls()
                 .map_size(options.max_bytes)
                 .max_readers(options.max_readers)
-                .max_dbs(16)
+                .max_dbs(32)
                 .open(dir)?
         };
         let mut wtxn = env.write_txn()?;
@@ -169,6 +174,17 @@ impl Store {
             due: env.create_database(&mut wtxn, Some("flow-due"))?,
             order: env.create_database(&mut wtxn, Some("flow-order"))?,
             outbox: env.create_database(&mut wtxn, Some("flow-outbox"))?,
+        };
+        let fed = federation::FedDbs {
+            followers: env.create_database(&mut wtxn, Some("fed-followers"))?,
+            activities: env.create_database(&mut wtxn, Some("fed-activities"))?,
+            received: env.create_database(&mut wtxn, Some("fed-received"))?,
+            deliveries: env.create_database(&mut wtxn, Some("fed-deliveries"))?,
+            due: env.create_database(&mut wtxn, Some("fed-due"))?,
+            peers: env.create_database(&mut wtxn, Some("fed-peers"))?,
+        };
+        let data = data::DataDbs {
+            values: env.create_database(&mut wtxn, Some("app-data"))?,
         };
         match meta.get(&wtxn, "schema")? {
             None | Some("1" | "2") => meta.put(&mut wtxn, "schema", &SCHEMA_VERSION.to_string())?,
@@ -188,6 +204,8 @@ impl Store {
             posts,
             auth,
             flows,
+            fed,
+            data,
         })
     }
 
@@ -209,6 +227,14 @@ impl Store {
         }
         wtxn.commit()?;
         Ok(())
+    }
+
+    /// A post as the transaction sees it.
+    fn post_in(&self, txn: &heed::RoTxn<WithoutTls>, slug: &str) -> Result<Option<Value>> {
+        match self.posts.get(txn, slug)? {
+            Some(text) => Ok(Some(decode(text, slug)?)),
+            None => Ok(None),
+        }
     }
 
     fn append_in(&self, wtxn: &mut heed::RwTxn, slug: &str, op: &Value) -> Result<()> {
