@@ -110,6 +110,16 @@ enum Command {
         #[arg(long)]
         data: Option<PathBuf>,
     },
+    /// Start three federated peers on loopback to try federation: a blog on the base port,
+    /// a second blog following it on the next, the events peer on the one after.
+    Peers {
+        /// The first of the three ports.
+        #[arg(long, default_value_t = 8000)]
+        base_port: u16,
+        /// Where their stores go, one folder each.
+        #[arg(long, default_value = "data/peers")]
+        data: PathBuf,
+    },
     /// Create a folder NAME with a starter app (pages, a form, a stylesheet, a test).
     New { name: PathBuf },
     /// Manage the people who may log in.
@@ -184,6 +194,18 @@ fn main() -> ExitCode {
                 dev,
             } => serve(host, port, data, app, dev),
             Command::Kernel { host, port, data } => kernel(host, port, data),
+            Command::Peers { base_port, data } => {
+                let started = std::env::current_exe()
+                    .map_err(|e| format!("cannot find this program: {e}"))
+                    .and_then(|exe| sx_server::peers::run(&exe, base_port, &data));
+                match started {
+                    Ok(()) => 0,
+                    Err(message) => {
+                        eprintln!("sx peers: {message}");
+                        1
+                    }
+                }
+            }
             Command::New { name } => new::create(&name),
             Command::User {
                 command:

@@ -15,6 +15,7 @@ pub mod federation;
 pub mod flows;
 pub mod handler;
 pub mod http;
+pub mod peers;
 pub mod render;
 pub mod services;
 pub mod static_files;
@@ -314,7 +315,7 @@ pub fn serve(config: Config, source: apps::Source) -> Result<(), String> {
 /// Resolves on SIGTERM or Ctrl-C. The handlers are installed when this is called, not when
 /// the future is first polled: a signal that arrives while the server is still starting must
 /// not kill the process uncleanly.
-fn shutdown_signal() -> Result<impl Future<Output = ()>, String> {
+pub(crate) fn shutdown_signal() -> Result<impl Future<Output = ()>, String> {
     #[cfg(unix)]
     let (mut terminate, mut interrupt) = {
         use tokio::signal::unix::{signal, SignalKind};
