@@ -4,8 +4,6 @@
 
 use std::sync::Arc;
 
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 
 use crate::auth::Auth;
 use crate::store::Store;
@@ -34,7 +32,7 @@ impl Services {
         flows: Arc<crate::flows::Flows>,
         federation: Arc<crate::federation::Federation>,
     ) -> Services {
-        let client = Client::builder(TokioExecutor::new()).build_http();
+        let client = crate::effects::http::client();
         Services {
             store,
             auth,

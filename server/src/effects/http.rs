@@ -1,7 +1,8 @@
 //! The `http/request` effect: outgoing HTTP for handlers, served by hyper's pooled client.
 //! `{:op "http/request" :url "http://…" [:method "GET"] [:headers {…}] [:body "…"]}` answers
-//! `{:status n :headers {name value} :body text}`; a failure raises `http-error`. Plain
-//! `http://` only (no TLS stack is linked), with a time limit and a response size limit.
+//! `{:status n :headers {name value} :body text}`; a failure raises `http-error`. `http://`
+//! and `https://` (rustls, with the Mozilla root certificates of webpki-roots), with a time
+//! limit and a response size limit.
 
 use std::time::Duration;
 
@@ -33,8 +34,18 @@ fn text_field(d: &Dict, name: &str) -> Result<Option<String>, Value> {
     }
 }
 
-/// The pooled client every worker shares.
-pub type HttpClient = Client<HttpConnector, Full<Bytes>>;
+/// The pooled client every worker shares: http, and https verified against webpki's roots.
+pub type HttpClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+/// A new pooled client (both schemes).
+pub fn client() -> HttpClient {
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_webpki_roots()
+        .https_or_http()
+        .enable_http1()
+        .build();
+    Client::builder(hyper_util::rt::TokioExecutor::new()).build(https)
+}
 
 pub async fn request(d: &Dict, cx: &super::Context<'_>) -> Result<Value, Value> {
     let client = &cx.services.client;
@@ -44,9 +55,13 @@ pub async fn request(d: &Dict, cx: &super::Context<'_>) -> Result<Value, Value> 
         .parse()
         .map_err(|e| failed(format!("bad url: {e}"), &url))?;
     match uri.scheme_str() {
-        Some("http") => {}
-        Some("https") => return Err(failed("https is not supported yet".into(), &url)),
-        _ => return Err(failed("the url must start with http://".into(), &url)),
+        Some("http" | "https") => {}
+        _ => {
+            return Err(failed(
+                "the url must start with http:// or https://".into(),
+                &url,
+            ))
+        }
     }
     let method = text_field(d, "method")?.unwrap_or_else(|| "GET".into());
     let method = hyper::Method::from_bytes(method.to_uppercase().as_bytes())
