@@ -105,6 +105,26 @@ impl DecodeCache {
     }
 }
 
+/// How many post changes the store remembers for `changes_since`; a reader further behind
+/// reloads everything.
+const CHANGES_KEPT: usize = 4096;
+
+/// The posts written since the store opened, in commit order: `seq` counts every change, and
+/// `recent` holds the last `CHANGES_KEPT` of them. In memory only: every kernel image starts
+/// with a full load, so a sequence number need not outlive the process.
+#[derive(Default)]
+struct ChangeLog {
+    seq: u64,
+    recent: std::collections::VecDeque<(u64, String)>,
+}
+
+/// The answer to `changes_since`: the sequence number now, and the slugs changed since the
+/// one asked about (each once), or `None` when the reader must reload every post.
+pub struct Changes {
+    pub seq: u64,
+    pub slugs: Option<Vec<String>>,
+}
+
 pub struct Store {
     /// Read transactions own their reader slot (`MDB_NOTLS`), not the thread that opened
     /// them: with thread-local slots, a thread that exits after the environment closed
@@ -117,6 +137,7 @@ pub struct Store {
     /// `slug` → the fold of its ops (derived; written in the same transaction as the op).
     posts: Database<Str, Str>,
     auth: auth::AuthDbs,
+    changes: std::sync::Mutex<ChangeLog>,
 }
 
 /// LMDB keys are 1 to 511 bytes: a longer or empty one names nothing stored.
@@ -178,6 +199,7 @@ impl Store {
             ops,
             posts,
             auth,
+            changes: std::sync::Mutex::default(),
         })
     }
 
@@ -198,7 +220,47 @@ impl Store {
             self.append_in(&mut wtxn, slug, op)?;
         }
         wtxn.commit()?;
+        self.changed(ops.iter().map(|(slug, _)| *slug));
         Ok(())
+    }
+
+    /// Records posts as changed. Called after their transaction commits, so a reader that
+    /// sees the new sequence number also reads the new records (a reader that reads a record
+    /// before its change is recorded reads it again later: never a stale record kept).
+    fn changed<'a>(&self, slugs: impl Iterator<Item = &'a str>) {
+        let mut log = self.changes.lock().unwrap_or_else(|e| e.into_inner());
+        for slug in slugs {
+            log.seq += 1;
+            let seq = log.seq;
+            log.recent.push_back((seq, slug.to_string()));
+            if log.recent.len() > CHANGES_KEPT {
+                log.recent.pop_front();
+            }
+        }
+    }
+
+    /// The posts changed after sequence number `since` (`None`: never synced, so all).
+    pub fn changes_since(&self, since: Option<u64>) -> Changes {
+        let log = self.changes.lock().unwrap_or_else(|e| e.into_inner());
+        let oldest_kept = log.recent.front().map_or(log.seq + 1, |(seq, _)| *seq);
+        let slugs = match since {
+            Some(since) if since == log.seq => Some(Vec::new()),
+            Some(since) if since < log.seq && since + 1 >= oldest_kept => {
+                let mut seen = std::collections::HashSet::new();
+                let newer = log.recent.iter().filter(|(seq, _)| *seq > since);
+                Some(
+                    newer
+                        .filter(|(_, slug)| seen.insert(slug.as_str()))
+                        .map(|(_, slug)| slug.clone())
+                        .collect(),
+                )
+            }
+            _ => None,
+        };
+        Changes {
+            seq: log.seq,
+            slugs,
+        }
     }
 
     fn append_in(&self, wtxn: &mut heed::RwTxn, slug: &str, op: &Value) -> Result<()> {
@@ -236,6 +298,7 @@ impl Store {
         };
         self.append_in(&mut wtxn, &slug, create)?;
         wtxn.commit()?;
+        self.changed(std::iter::once(slug.as_str()));
         Ok(slug)
     }
 
