@@ -22,7 +22,8 @@ impl Rng {
 }
 
 fn arg(args: &[String], i: usize, default: u64) -> u64 {
-    args.get(i).map_or(default, |a| a.parse().expect("a number"))
+    args.get(i)
+        .map_or(default, |a| a.parse().expect("a number"))
 }
 
 fn main() {
@@ -82,5 +83,8 @@ fn main() {
             .expect("relating posts");
     }
     store.sync().expect("sync");
-    println!("seeded {posts} posts with {} tag facts", posts * tags.min(vocabulary));
+    println!(
+        "seeded {posts} posts with {} tag facts",
+        posts * tags.min(vocabulary)
+    );
 }
