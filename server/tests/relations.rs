@@ -143,6 +143,11 @@ fn tags_are_parsed_listed_by_count_and_drafts_stay_their_authors() {
         listed(&page(&server, Some(&ola), "/tags/jazz").1),
         [alpha.as_str()]
     );
+    // Any case finds the lower-cased tag.
+    assert_eq!(
+        listed(&page(&server, None, "/tags/JaZz").1),
+        [alpha.as_str()]
+    );
     let (_, body) = page(&server, Some(&wes), "/tags/jazz");
     assert!(
         body.contains(&format!("href=\"/{draft}/\">Beta</a>")),
