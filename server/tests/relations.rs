@@ -174,12 +174,16 @@ fn tags_are_parsed_listed_by_count_and_drafts_stay_their_authors() {
     // Tags that cannot be a path segment, or too many, are refused with the text kept.
     for (tags, problem) in [
         ("a/b", "may not contain"),
+        ("x, ..", "nor be . or .."),
         ("1,2,3,4,5,6,7,8,9,10,11", "At most 10"),
     ] {
         let body = form(&[("title", "Gamma"), ("body", ""), ("tags", tags)]);
         let (status, _, body) = as_user(&server, &wes, "POST", "/new", &body);
         assert_eq!(status, 422);
         assert!(text(&body).contains(problem), "{}", text(&body));
+        let kept: Vec<&str> = tags.split(',').map(str::trim).collect();
+        let kept = format!("name=\"tags\" value=\"{}\"", kept.join(", "));
+        assert!(text(&body).contains(&kept), "{kept}");
     }
 }
 
