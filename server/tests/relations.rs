@@ -158,6 +158,12 @@ fn tags_are_parsed_listed_by_count_and_drafts_stay_their_authors() {
     assert_eq!(page(&server, Some(&wes), "/tags/secret").0, 200);
     assert_eq!(page(&server, None, "/tags/no-such-tag").0, 404);
 
+    // An edit without a `tags` field (a script's) keeps them.
+    let body = form(&[("title", "Alpha"), ("body", "Edited.")]);
+    let (status, _, _) = as_user(&server, &wes, "POST", &format!("/{alpha}/edit"), &body);
+    assert_eq!(status, 303);
+    assert!(page(&server, None, &format!("/{alpha}/")).1.contains(tags));
+
     // Facts follow edits and publications without a restart, on every worker.
     let body = form(&[("title", "Alpha"), ("body", "Text."), ("tags", "jazz")]);
     let (status, _, _) = as_user(&server, &wes, "POST", &format!("/{alpha}/edit"), &body);
