@@ -4,7 +4,8 @@
 //! VM. When the apps are recompiled (dev mode), the next request loads a new image; requests
 //! in flight finish on the one they started on. A handler's `perform`s are served by
 //! `effects` and awaited: the VM is resumed when the answer is ready, and the thread serves
-//! other requests meanwhile.
+//! other requests meanwhile. A new image first runs the apps' start functions (`defstart`),
+//! the same way, before it takes a request.
 
 use std::cell::RefCell;
 use std::rc::Rc;
