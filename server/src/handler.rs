@@ -4,7 +4,8 @@
 //! VM. When the apps are recompiled (dev mode), the next request loads a new image; requests
 //! in flight finish on the one they started on. A handler's `perform`s are served by
 //! `effects` and awaited: the VM is resumed when the answer is ready, and the thread serves
-//! other requests meanwhile.
+//! other requests meanwhile. A new image first runs the apps' start functions (`defstart`),
+//! the same way, before it takes a request.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -37,18 +38,20 @@ thread_local! {
 }
 
 /// One worker thread's kernel image of one version of the apps: the engine with the bundle
-/// loaded, the handlers in route order, and parsed posts memoised by their stored text.
+/// loaded, the handlers in route order, the apps' start functions (`defstart`), and parsed
+/// posts memoised by their stored text.
 pub struct Image {
-    generation: u64,
+    app: Arc<crate::apps::App>,
     engine: Engine,
     handlers: Vec<Value>,
     not_found: Option<Value>,
+    starts: Vec<Value>,
     cache: Rc<DecodeCache>,
 }
 
 impl Image {
     /// Loads a version of the apps into a fresh VM engine.
-    pub fn load(app: &crate::apps::App) -> Result<Image, String> {
+    pub fn load(app: &Arc<crate::apps::App>) -> Result<Image, String> {
         let mut engine = Engine::with_backend(Backend::Vm);
         engine
             .load_bundle(&app.bundle)
@@ -62,13 +65,54 @@ impl Image {
             .map(|route| route.handler)
             .collect();
         let not_found = engine.lookup("host/not-found");
+        // `defstart` conses: the list is newest first.
+        let mut starts: Vec<Value> = match engine.lookup("*starts*") {
+            Some(Value::List(starts)) => starts.iter().cloned().collect(),
+            _ => Vec::new(),
+        };
+        starts.reverse();
         Ok(Image {
-            generation: app.generation,
+            app: app.clone(),
             engine,
             handlers,
             not_found,
+            starts,
             cache: Rc::default(),
         })
+    }
+}
+
+/// Runs the apps' start functions on a new image, in declaration order, before it serves a
+/// request (requests wait in the queue meanwhile). A failure is logged; the image serves
+/// anyway (an app must cope with what a start function did not do).
+async fn start(image: &RefCell<Image>, services: &Services) {
+    let starts = image.borrow().starts.clone();
+    if starts.is_empty() {
+        return;
+    }
+    // Effects read the request they serve: a start function's has no user and no path.
+    let request = Request {
+        id: "start".into(),
+        app: image.borrow().app.clone(),
+        client: String::new(),
+        base_url: String::new(),
+        route: NOT_FOUND,
+        method: String::new(),
+        path: String::new(),
+        params: Vec::new(),
+        query: Vec::new(),
+        headers: Vec::new(),
+        form: Vec::new(),
+        body: String::new(),
+        user: None,
+    };
+    for function in starts {
+        if let Err(err) = call(image, function, Vec::new(), &request, services).await {
+            tracing::error!(
+                "a start function (defstart) failed: {}",
+                sx_kernel::error::describe(&err)
+            );
+        }
     }
 }
 
@@ -80,11 +124,15 @@ pub fn install(image: Image, services: Arc<Services>) -> impl std::future::Futur
     JOBS.with(|j| *j.borrow_mut() = Some(sender));
     let mut image = Rc::new(RefCell::new(image));
     async move {
+        start(&image, &services).await;
         while let Some(job) = jobs.recv().await {
             // A new version of the apps: this and later requests run on its image.
-            if image.borrow().generation != job.request.app.generation {
+            if image.borrow().app.generation != job.request.app.generation {
                 match Image::load(&job.request.app) {
-                    Ok(fresh) => image = Rc::new(RefCell::new(fresh)),
+                    Ok(fresh) => {
+                        image = Rc::new(RefCell::new(fresh));
+                        start(&image, &services).await;
+                    }
                     Err(e) => {
                         tracing::error!("loading the new version of the app: {e}");
                         let _ = job
@@ -184,39 +232,27 @@ fn field(d: &Dict, name: &str) -> Option<Value> {
 /// Runs a handler to its outcome. The engine is borrowed only while the VM runs; at each
 /// `perform` it is released, so other requests on this thread run while this one waits.
 async fn run(image: &RefCell<Image>, request: &Request, services: &Services) -> Outcome {
-    let cache = image.borrow().cache.clone();
-    let mut machine = {
+    let handler = {
         let image = image.borrow();
-        let handler = match request.route {
-            NOT_FOUND => image.not_found.as_ref(),
-            route => image.handlers.get(route),
-        };
-        match handler {
-            Some(handler) => image
-                .engine
-                .apply_machine(handler.clone(), vec![request_value(request)]),
-            None => {
-                return Outcome::Failed {
-                    status: if request.route == NOT_FOUND { 404 } else { 500 },
-                    log: format!("no handler for route {}", request.route),
-                }
-            }
+        match request.route {
+            NOT_FOUND => image.not_found.clone(),
+            route => image.handlers.get(route).cloned(),
         }
     };
-    let cx = crate::effects::Context {
-        services,
-        cache: &cache,
-        request,
+    let Some(handler) = handler else {
+        return Outcome::Failed {
+            status: if request.route == NOT_FOUND { 404 } else { 500 },
+            log: format!("no handler for route {}", request.route),
+        };
     };
-    let result = sx_kernel::drive(
-        &mut machine,
-        |step| step(&mut image.borrow_mut().engine),
-        async |req| crate::effects::serve(req, &cx).await,
+    let result = call(
+        image,
+        handler,
+        vec![request_value(request)],
+        request,
+        services,
     )
     .await;
-    if let Some(left) = machine.fuel() {
-        tracing::debug!(fuel = REQUEST_FUEL - left, "handler finished");
-    }
     match result {
         Ok(value) => outcome_of(value),
         Err(Value::Dict(refusal)) if kw_get(&refusal, "refuse").is_some() => {
@@ -250,6 +286,34 @@ async fn run(image: &RefCell<Image>, request: &Request, services: &Services) -> 
             }
         }
     }
+}
+
+/// Calls an SX function on the image with a request's fuel, serving its `perform`s for
+/// `request`. The engine is borrowed only while the VM runs.
+async fn call(
+    image: &RefCell<Image>,
+    function: Value,
+    args: Vec<Value>,
+    request: &Request,
+    services: &Services,
+) -> Result<Value, Value> {
+    let cache = image.borrow().cache.clone();
+    let mut machine = image.borrow().engine.apply_machine(function, args);
+    let cx = crate::effects::Context {
+        services,
+        cache: &cache,
+        request,
+    };
+    let result = sx_kernel::drive(
+        &mut machine,
+        |step| step(&mut image.borrow_mut().engine),
+        async |req| crate::effects::serve(req, &cx).await,
+    )
+    .await;
+    if let Some(left) = machine.fuel() {
+        tracing::debug!(fuel = REQUEST_FUEL - left, "handler finished");
+    }
+    result
 }
 
 /// Reads what a handler returned: a page dict, a response dict, or an element tree.

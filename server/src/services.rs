@@ -4,7 +4,6 @@
 
 use std::sync::Arc;
 
-
 use crate::auth::Auth;
 use crate::store::Store;
 

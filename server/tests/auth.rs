@@ -3,10 +3,10 @@
 
 mod common;
 
-use std::path::Path;
-
-use common::{admin_config, form, header, static_dir, text, Server, ADMIN, PASSWORD};
-use sx_server::store::{Store, User};
+use common::{
+    admin_config, csrf_of, form, header, static_dir, text, user_with_token, Server, ADMIN, PASSWORD,
+};
+use sx_server::store::Store;
 use sx_server::Config;
 
 type Response = (u16, Vec<(String, String)>, Vec<u8>);
@@ -27,13 +27,6 @@ fn login(server: &Server, user: &str, password: &str) -> String {
     }
     assert!(!cookie.contains("Secure"), "{cookie}");
     cookie.split(';').next().unwrap().to_string()
-}
-
-/// The CSRF token in a page's forms.
-fn csrf_of(body: &[u8]) -> String {
-    let page = text(body);
-    let at = page.find("name=\"csrf\" value=\"").expect("a csrf field");
-    page[at + 19..].split('"').next().unwrap().to_string()
 }
 
 /// The session's CSRF token, read from the editor page.
@@ -256,21 +249,6 @@ fn a_cookie_post_without_its_csrf_token_is_refused_and_writes_nothing() {
         &form(&[("title", "By header"), ("body", "")]),
     );
     assert_eq!(status, 303);
-}
-
-/// A user, their token, and the grants given (straight into the store, as `sx` does).
-fn user_with_token(data: &Path, name: &str, grants: &[&str]) -> String {
-    let store = Store::open(data).unwrap();
-    store
-        .put_user(&User {
-            name: name.into(),
-            password_hash: sx_server::auth::hash_password("unused password").unwrap(),
-            grants: grants.iter().map(|g| g.to_string()).collect(),
-        })
-        .unwrap();
-    let (token, hash) = sx_server::auth::new_token();
-    assert!(store.add_token(&hash, name).unwrap());
-    token
 }
 
 #[test]

@@ -280,3 +280,27 @@ fn shutdown_lets_in_flight_requests_finish() {
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
     assert!(response.contains("rested"), "{response}");
 }
+
+/// `defstart` functions run on every worker's image before it serves a request, in
+/// declaration order, and may perform; one that fails is logged and the image serves anyway.
+#[test]
+fn start_functions_run_on_each_image_before_its_first_request() {
+    let mut files = common::app_sources();
+    files.push((
+        "starting.sx".to_string(),
+        r#"(define started ())
+           (defstart (fn () (set! started (cons "first" started))))
+           (defstart (fn () (error "a start that fails")))
+           (defstart (fn () (perform {:op "store/posts"}) (set! started (cons "second" started))))
+           (defroute "GET" "/started" (fn (req) {:body (string-join (reverse started) " ")}))"#
+            .to_string(),
+    ));
+    let bundle = sx_kernel::sxbc::compile_bundle(&files).unwrap();
+    let dir = static_dir();
+    let server = Server::with_bundle(dir.path(), bundle);
+    // Two workers: each answers from its own image, started once.
+    for _ in 0..8 {
+        let (status, _, body) = server.get("/started");
+        assert_eq!((status, text(&body)), (200, "first second".to_string()));
+    }
+}

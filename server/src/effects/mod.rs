@@ -69,6 +69,11 @@ pub static EFFECTS: &[Effect] = &[
         run: |d, cx| Box::pin(store::posts(d, cx)),
     },
     Effect {
+        op: "store/changes",
+        family: "store",
+        run: |d, cx| Box::pin(store::changes(d, cx)),
+    },
+    Effect {
         op: "http/request",
         family: "http",
         run: |d, cx| Box::pin(http::request(d, cx)),
@@ -172,6 +177,16 @@ pub static EFFECTS: &[Effect] = &[
         op: "data/push",
         family: "data",
         run: |d, cx| Box::pin(data::push(d, cx)),
+    },
+    Effect {
+        op: "post/relate",
+        family: "posts",
+        run: |d, cx| Box::pin(posts::relate(d, cx)),
+    },
+    Effect {
+        op: "post/unrelate",
+        family: "posts",
+        run: |d, cx| Box::pin(posts::unrelate(d, cx)),
     },
 ];
 

@@ -7,6 +7,9 @@
 //!
 //! Create and edit also take `:tags` (strings), `:category` (a string) and `:publish-at`
 //! (milliseconds, or nil to drop the schedule); the post's fold checks them.
+//! - `{:op "post/relate" :slug s :other o}`, `{:op "post/unrelate" ...}` → nil: the op goes to
+//!   both streams in one transaction (both commit or neither does); relating a post to
+//!   itself or to a missing post raises `store-error` and writes nothing.
 
 use sx_kernel::value::{kw_dict, kw_get, Dict};
 use sx_kernel::Value;
@@ -146,6 +149,33 @@ pub async fn publish(d: &Dict, cx: &Context<'_>) -> Result<Value, Value> {
     let at = now_ms();
     append_announced(cx, slug, move || {
         kw_dict(vec![("op", Value::str("publish")), ("at", Value::Int(at))])
+    })
+    .await?;
+    Ok(Value::Nil)
+}
+
+pub async fn relate(d: &Dict, cx: &Context<'_>) -> Result<Value, Value> {
+    relation(d, cx, "relate").await
+}
+
+pub async fn unrelate(d: &Dict, cx: &Context<'_>) -> Result<Value, Value> {
+    relation(d, cx, "unrelate").await
+}
+
+/// Appends `kind` to both posts' streams, each naming the other.
+async fn relation(d: &Dict, cx: &Context<'_>, kind: &'static str) -> Result<Value, Value> {
+    let op = format!("post/{kind}");
+    let (slug, other) = (text(d, &op, "slug")?, text(d, &op, "other")?);
+    let at = now_ms();
+    blocking(&cx.services.store, move |store| {
+        let naming = |s: &str| {
+            kw_dict([
+                ("op", Value::str(kind)),
+                ("at", Value::Int(at)),
+                ("other", Value::str(s)),
+            ])
+        };
+        store.append(&[(&slug, naming(&other)), (&other, naming(&slug))])
     })
     .await?;
     Ok(Value::Nil)

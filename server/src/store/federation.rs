@@ -171,6 +171,7 @@ impl Store {
             self.emit_in(&mut wtxn, &activity, &[], now)?;
         }
         wtxn.commit()?;
+        self.changed(ops.iter().map(|(slug, _)| *slug));
         Ok(())
     }
 

@@ -109,6 +109,26 @@ impl DecodeCache {
     }
 }
 
+/// How many post changes the store remembers for `changes_since`; a reader further behind
+/// reloads everything.
+const CHANGES_KEPT: usize = 4096;
+
+/// The posts written since the store opened, in commit order: `seq` counts every change, and
+/// `recent` holds the last `CHANGES_KEPT` of them. In memory only: every kernel image starts
+/// with a full load, so a sequence number need not outlive the process.
+#[derive(Default)]
+struct ChangeLog {
+    seq: u64,
+    recent: std::collections::VecDeque<(u64, String)>,
+}
+
+/// The answer to `changes_since`: the sequence number now, and the slugs changed since the
+/// one asked about (each once), or `None` when the reader must reload every post.
+pub struct Changes {
+    pub seq: u64,
+    pub slugs: Option<Vec<String>>,
+}
+
 pub struct Store {
     /// Read transactions own their reader slot (`MDB_NOTLS`), not the thread that opened
     /// them: with thread-local slots, a thread that exits after the environment closed
@@ -124,6 +144,7 @@ pub struct Store {
     flows: flows::FlowDbs,
     fed: federation::FedDbs,
     data: data::DataDbs,
+    changes: std::sync::Mutex<ChangeLog>,
 }
 
 /// LMDB keys are 1 to 511 bytes: a longer or empty one names nothing stored.
@@ -206,6 +227,7 @@ impl Store {
             flows,
             fed,
             data,
+            changes: std::sync::Mutex::default(),
         })
     }
 
@@ -226,6 +248,7 @@ impl Store {
             self.append_in(&mut wtxn, slug, op)?;
         }
         wtxn.commit()?;
+        self.changed(ops.iter().map(|(slug, _)| *slug));
         Ok(())
     }
 
@@ -234,6 +257,45 @@ impl Store {
         match self.posts.get(txn, slug)? {
             Some(text) => Ok(Some(decode(text, slug)?)),
             None => Ok(None),
+        }
+    }
+
+    /// Records posts as changed. Called after their transaction commits, so a reader that
+    /// sees the new sequence number also reads the new records (a reader that reads a record
+    /// before its change is recorded reads it again later: never a stale record kept).
+    fn changed<'a>(&self, slugs: impl Iterator<Item = &'a str>) {
+        let mut log = self.changes.lock().unwrap_or_else(|e| e.into_inner());
+        for slug in slugs {
+            log.seq += 1;
+            let seq = log.seq;
+            log.recent.push_back((seq, slug.to_string()));
+            if log.recent.len() > CHANGES_KEPT {
+                log.recent.pop_front();
+            }
+        }
+    }
+
+    /// The posts changed after sequence number `since` (`None`: never synced, so all).
+    pub fn changes_since(&self, since: Option<u64>) -> Changes {
+        let log = self.changes.lock().unwrap_or_else(|e| e.into_inner());
+        let oldest_kept = log.recent.front().map_or(log.seq + 1, |(seq, _)| *seq);
+        let slugs = match since {
+            Some(since) if since == log.seq => Some(Vec::new()),
+            Some(since) if since < log.seq && since + 1 >= oldest_kept => {
+                let mut seen = std::collections::HashSet::new();
+                let newer = log.recent.iter().filter(|(seq, _)| *seq > since);
+                Some(
+                    newer
+                        .filter(|(_, slug)| seen.insert(slug.as_str()))
+                        .map(|(_, slug)| slug.clone())
+                        .collect(),
+                )
+            }
+            _ => None,
+        };
+        Changes {
+            seq: log.seq,
+            slugs,
         }
     }
 
@@ -272,6 +334,7 @@ impl Store {
         };
         self.append_in(&mut wtxn, &slug, create)?;
         wtxn.commit()?;
+        self.changed(std::iter::once(slug.as_str()));
         Ok(slug)
     }
 

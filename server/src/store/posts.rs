@@ -1,6 +1,7 @@
 //! Posts as content streams: each change is an op (an SX dict), and a post is the fold of
 //! its ops. `create` starts a draft, `edit` changes fields, `publish` makes it public (the
-//! first publication time is kept).
+//! first publication time is kept), `relate` and `unrelate` add and remove another post's
+//! slug in `:related` (the store appends them to both posts in one transaction).
 
 use sx_kernel::value::{kw_get as field, Dict, Key};
 use sx_kernel::Value;
@@ -101,6 +102,29 @@ pub fn sort_time(post: &Value) -> i64 {
     }
 }
 
+/// A post's `:related` after a `relate` (`add`) or `unrelate` op: the other slugs in the
+/// order they were related, each once.
+fn relate(current: Option<&Value>, slug: &str, op: &Dict, add: bool) -> Result<Value, String> {
+    let Some(Value::Str(other)) = field(op, "other") else {
+        return Err("relate and unrelate need an :other slug".into());
+    };
+    if &**other == slug {
+        return Err(format!("{slug} cannot be related to itself"));
+    }
+    let mut related: Vec<Value> = match current {
+        Some(Value::List(l)) => l
+            .iter()
+            .filter(|s| *s != &Value::Str(other.clone()))
+            .cloned()
+            .collect(),
+        _ => Vec::new(),
+    };
+    if add {
+        related.push(Value::Str(other.clone()));
+    }
+    Ok(Value::list(related))
+}
+
 /// Applies one op to a post (`None`: the stream is empty). Errors say what is wrong with
 /// the op; the caller writes nothing then.
 pub fn fold(post: Option<&Value>, slug: &str, op: &Value) -> Result<Value, String> {
@@ -154,6 +178,12 @@ pub fn fold(post: Option<&Value>, slug: &str, op: &Value) -> Result<Value, Strin
             if field(&d, "published-at").is_none() {
                 d.insert(kw("published-at"), Value::Int(at));
             }
+            d
+        }
+        (Some(Value::Dict(current)), kind @ ("relate" | "unrelate")) => {
+            let mut d = current.clone();
+            let related = relate(field(current, "related"), slug, op, kind == "relate")?;
+            d.insert(kw("related"), related);
             d
         }
         (Some(Value::Dict(_)), other) => return Err(format!("unknown op {other:?}")),

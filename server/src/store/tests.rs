@@ -288,3 +288,95 @@ fn a_version_1_store_is_upgraded_in_place_and_keeps_its_posts() {
     assert!(store.post("welcome").unwrap().is_some());
     assert_eq!(store.user_count().unwrap(), 0);
 }
+
+fn relation(kind: &str, other: &str, at: i64) -> Value {
+    op(&[
+        ("op", Value::str(kind)),
+        ("other", Value::str(other)),
+        ("at", Value::Int(at)),
+    ])
+}
+
+fn related(store: &Store, slug: &str) -> Value {
+    get(&store.post(slug).unwrap().unwrap(), "related")
+}
+
+#[test]
+fn relations_are_ops_on_both_posts_committed_together() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    store
+        .append(&[("a", create("A", 1)), ("b", create("B", 2))])
+        .unwrap();
+    store
+        .append(&[
+            ("a", relation("relate", "b", 3)),
+            ("b", relation("relate", "a", 3)),
+        ])
+        .unwrap();
+    // Relating twice keeps one entry.
+    store.append(&[("a", relation("relate", "b", 4))]).unwrap();
+    assert_eq!(related(&store, "a"), Value::list(vec![Value::str("b")]));
+    assert_eq!(related(&store, "b"), Value::list(vec![Value::str("a")]));
+
+    // A post cannot be related to itself, nor to a missing post: nothing is written, not
+    // even the half that was valid.
+    let refused = [
+        store.append(&[("a", relation("relate", "a", 5))]),
+        store.append(&[
+            ("a", relation("relate", "c", 5)),
+            ("c", relation("relate", "a", 5)),
+        ]),
+    ];
+    for result in refused {
+        assert!(matches!(result, Err(StoreError::Invalid(_))));
+    }
+    assert_eq!(related(&store, "a"), Value::list(vec![Value::str("b")]));
+
+    store
+        .append(&[
+            ("a", relation("unrelate", "b", 6)),
+            ("b", relation("unrelate", "a", 6)),
+        ])
+        .unwrap();
+    assert_eq!(related(&store, "a"), Value::list(vec![]));
+    assert_eq!(related(&store, "b"), Value::list(vec![]));
+    // The history keeps every relation made and undone.
+    assert_eq!(store.history("a").unwrap().len(), 4);
+}
+
+#[test]
+fn changes_name_the_posts_written_since_a_sequence_number() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let start = store.changes_since(None);
+    assert_eq!((start.seq, start.slugs), (0, None));
+    store
+        .append(&[("a", create("A", 1)), ("b", create("B", 2))])
+        .unwrap();
+    let slug = store.create_post("C", &create("C", 3), &[]).unwrap();
+    let seen = store.changes_since(Some(0));
+    assert_eq!(seen.seq, 3);
+    assert_eq!(seen.slugs, Some(vec!["a".into(), "b".into(), slug]));
+    store.append(&[("a", relation("relate", "b", 4))]).unwrap();
+    let later = store.changes_since(Some(seen.seq));
+    assert_eq!((later.seq, later.slugs), (4, Some(vec!["a".to_string()])));
+    assert_eq!(store.changes_since(Some(4)).slugs, Some(vec![]));
+    // A failed append changes nothing.
+    let _ = store.append(&[("zz", relation("relate", "a", 5))]);
+    assert_eq!(store.changes_since(Some(4)).seq, 4);
+    // A reader further behind than the log reaches reloads everything.
+    for i in 0..CHANGES_KEPT as i64 {
+        store
+            .append(&[(
+                "a",
+                op(&[("op", Value::str("edit")), ("at", Value::Int(10 + i))]),
+            )])
+            .unwrap();
+    }
+    assert_eq!(store.changes_since(Some(1)).slugs, None);
+    assert_eq!(
+        store.changes_since(Some(4)).slugs,
+        Some(vec!["a".to_string()])
+    );
+}

@@ -254,6 +254,29 @@ pub fn session_cookie(headers: &[(String, String)]) -> String {
         .to_string()
 }
 
+/// The CSRF token in a page's forms.
+pub fn csrf_of(body: &[u8]) -> String {
+    let page = text(body);
+    let at = page.find("name=\"csrf\" value=\"").expect("a csrf field");
+    page[at + 19..].split('"').next().unwrap().to_string()
+}
+
+/// A user with these grants and an API token for them (straight into the store, as `sx`
+/// does; before the server opens it); returns the token.
+pub fn user_with_token(data: &Path, name: &str, grants: &[&str]) -> String {
+    let store = sx_server::store::Store::open(data).unwrap();
+    store
+        .put_user(&sx_server::store::User {
+            name: name.into(),
+            password_hash: sx_server::auth::hash_password("unused password").unwrap(),
+            grants: grants.iter().map(|g| g.to_string()).collect(),
+        })
+        .unwrap();
+    let (token, hash) = sx_server::auth::new_token();
+    assert!(store.add_token(&hash, name).unwrap());
+    token
+}
+
 pub fn static_dir() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("style.css"), "body { color: black; }\n").unwrap();
