@@ -391,3 +391,51 @@ fn sx_peers_starts_three_federated_instances_and_stops_them() {
         );
     }
 }
+
+#[test]
+fn a_delivery_past_the_give_up_time_fails_and_its_peer_waits_until_it_answers_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a_port, b_port) = (free_port(), free_port());
+    let a = start(
+        a_port,
+        &dir.path().join("a"),
+        &fed_env(&[("SX_FED_GIVE_UP_S", "1".to_string())]),
+    );
+    let b_env = fed_env(&[("SX_FOLLOW", url(a_port))]);
+    let b = start(b_port, &dir.path().join("b"), &b_env);
+    let token = admin_token(&dir.path().join("a"));
+    wait_for(Duration::from_secs(10), || {
+        json(a_port, "/followers") == serde_json::json!([url(b_port)])
+    });
+    b.kill();
+    assert_eq!(
+        post(a.port, &token, "/welcome/edit", "title=Welcome&body=One"),
+        303
+    );
+    wait_for(Duration::from_secs(10), || {
+        rows(a_port)
+            .iter()
+            .any(|r| r["type"] == "update" && r["status"] == "failed")
+    });
+    let (_, page) = request(a_port, "GET", "/activities", &[], "").unwrap();
+    assert!(page.contains("unavailable"), "{page}");
+    // Back: its follow marks it available, and new activities reach it again.
+    let _b = start(b_port, &dir.path().join("b"), &b_env);
+    assert_eq!(
+        post(a.port, &token, "/welcome/edit", "title=Welcome&body=Two"),
+        303
+    );
+    wait_for(Duration::from_secs(10), || {
+        rows(b_port)
+            .iter()
+            .any(|r| r["type"] == "update" && r["object"]["summary"] == "Two")
+    });
+    let failed = rows(a_port)
+        .iter()
+        .filter(|r| r["status"] == "failed")
+        .count();
+    assert_eq!(
+        failed, 1,
+        "a failed delivery stays failed (it was given up)"
+    );
+}

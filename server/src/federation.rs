@@ -192,6 +192,8 @@ pub async fn inbox(
         let now = now_ms();
         // A follower renews its follow every tick: only a change of the follower set is
         // worth recording.
+        // The sender answers: deliveries waiting for it need not wait longer.
+        store.peer_seen(&actor, true, None, now)?;
         let changed = match kind.as_str() {
             "follow" => store.follow(&actor)?,
             "unfollow" => store.unfollow(&actor)?,
@@ -371,9 +373,21 @@ pub async fn deliver_due(services: &Services) -> usize {
     }
 }
 
-/// One try of one delivery, and what it means.
+/// One try of one delivery, and what it means. A peer marked unavailable (it failed a
+/// delivery for good) is not tried: its deliveries wait until it answers again (a follow
+/// either way, or an activity from it), which releases them.
 async fn attempt(services: &Services, delivery: &Delivery) -> DeliveryOutcome {
     let config = &services.federation.config;
+    if services
+        .store
+        .peer_unavailable(&delivery.peer)
+        .unwrap_or(false)
+    {
+        return DeliveryOutcome::Retry {
+            due: now_ms() + MAX_BACKOFF_MS,
+            error: format!("{} is unavailable; waiting for it to answer", delivery.peer),
+        };
+    }
     let error = match send(services, &delivery.peer, delivery.body.clone()).await {
         Ok(200..=299) => return DeliveryOutcome::Delivered,
         // The peer will never take this body.

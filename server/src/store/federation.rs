@@ -294,6 +294,8 @@ impl Store {
         Ok(())
     }
 
+    /// Notes whether a peer answers. A peer that answers again after failing gets its
+    /// waiting deliveries at once, instead of each at the end of its own backoff.
     fn peer_in(
         &self,
         wtxn: &mut RwTxn,
@@ -305,6 +307,14 @@ impl Store {
         if !key_fits(peer) {
             return Ok(());
         }
+        let known = match self.fed.peers.get(wtxn, peer)? {
+            Some(text) => Some(dict(decode(text, peer)?, peer)?),
+            None => None,
+        };
+        let was_failing = known.as_ref().is_some_and(|k| kw_get(k, "error").is_some());
+        if available && error.is_none() && known.is_some() && !was_failing {
+            return Ok(()); // nothing new to note
+        }
         let mut fields = vec![
             ("available", Value::Bool(available)),
             ("at", Value::Int(now)),
@@ -313,6 +323,39 @@ impl Store {
             fields.push(("error", Value::str(error)));
         }
         self.fed.peers.put(wtxn, peer, &encode(&kw_dict(fields)))?;
+        if available && was_failing {
+            self.release_in(wtxn, peer, now)?;
+        }
+        Ok(())
+    }
+
+    /// Makes every waiting delivery to `peer` due now.
+    fn release_in(&self, wtxn: &mut RwTxn, peer: &str, now: i64) -> Result<()> {
+        let suffix = format!("\0{peer}");
+        let mut waiting = Vec::new();
+        for entry in self.fed.due.iter(wtxn)? {
+            let (index, _) = entry?;
+            if index.ends_with(&suffix) {
+                waiting.push(index.to_string());
+            }
+        }
+        for index in waiting {
+            let Some((due, key)) = index.split_once('\0') else {
+                continue;
+            };
+            if i64::from_str_radix(due, 16).unwrap_or(0) <= now {
+                continue;
+            }
+            self.fed.due.delete(wtxn, &index)?;
+            self.fed.due.put(wtxn, &format!("{now:016x}\0{key}"), "")?;
+            if let Some(text) = self.fed.deliveries.get(wtxn, key)? {
+                let mut d = dict(decode(text, key)?, key)?;
+                put(&mut d, "due", Value::Int(now));
+                self.fed
+                    .deliveries
+                    .put(wtxn, key, &encode(&Value::Dict(d)))?;
+            }
+        }
         Ok(())
     }
 
