@@ -196,21 +196,19 @@ fn an_app_that_does_not_compile_is_refused_at_start_naming_the_place() {
 #[test]
 fn an_unknown_or_missing_app_is_refused_with_the_apps_there_are() {
     let work = tempfile::tempdir().unwrap();
-    for (domain, expected) in [("shop", "names no app")] {
-        let out = Command::new(env!("CARGO_BIN_EXE_sx"))
-            .args(["serve", "--port", "0", "--data", "data"])
-            .env("SX_DOMAIN", domain)
-            .current_dir(work.path())
-            .output()
-            .unwrap();
-        assert_eq!(out.status.code(), Some(1), "SX_DOMAIN={domain}");
-        let message = String::from_utf8_lossy(&out.stderr);
-        assert!(message.contains(expected), "{message}");
-        assert!(
-            message.contains("blog") && message.contains("events"),
-            "names the apps there are: {message}"
-        );
-    }
+    let out = Command::new(env!("CARGO_BIN_EXE_sx"))
+        .args(["serve", "--port", "0", "--data", "data"])
+        .env("SX_DOMAIN", "shop")
+        .current_dir(work.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let message = String::from_utf8_lossy(&out.stderr);
+    assert!(message.contains("names no app"), "{message}");
+    assert!(
+        message.contains("blog") && message.contains("events"),
+        "names the apps there are: {message}"
+    );
     let out = sx(&["serve", "--app", "nowhere", "--port", "0"], work.path());
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("does not exist"));

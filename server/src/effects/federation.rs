@@ -59,7 +59,7 @@ pub async fn activities(d: &Dict, cx: &Context<'_>) -> Result<Value, Value> {
         Some(Value::Int(n)) if *n > 0 => (*n as usize).min(10_000),
         _ => 200,
     };
-    let (activities, _) = cx.services.store.activities(limit).map_err(store_error)?;
+    let activities = cx.services.store.activities(limit).map_err(store_error)?;
     let mut rows = Vec::new();
     for (activity, deliveries) in activities {
         let base = |peer: Value, status: Value| {
@@ -92,7 +92,7 @@ pub async fn activities(d: &Dict, cx: &Context<'_>) -> Result<Value, Value> {
 
 pub async fn peers(_: &Dict, cx: &Context<'_>) -> Result<Value, Value> {
     let store = &cx.services.store;
-    let (_, peers) = store.activities(0).map_err(store_error)?;
+    let peers = store.peers().map_err(store_error)?;
     let depth = store.outbox_depth().map_err(store_error)?;
     let mut names: Vec<String> = peers.iter().map(|(p, _)| p.clone()).collect();
     for (peer, _) in &depth {

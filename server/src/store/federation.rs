@@ -389,11 +389,8 @@ impl Store {
         })
     }
 
-    /// Activities newest first (at most `limit`), each with its deliveries, and the peers.
-    pub fn activities(
-        &self,
-        limit: usize,
-    ) -> Result<(Vec<(Value, Vec<Value>)>, Vec<(String, Value)>)> {
+    /// Activities newest first (at most `limit`), each with its deliveries.
+    pub fn activities(&self, limit: usize) -> Result<Vec<(Value, Vec<Value>)>> {
         let rtxn = self.env.read_txn()?;
         let mut out = Vec::new();
         for entry in self.fed.activities.rev_iter(&rtxn)?.take(limit) {
@@ -410,12 +407,18 @@ impl Store {
             }
             out.push((activity, deliveries));
         }
+        Ok(out)
+    }
+
+    /// What is known of each peer: `{:available [:error] :at}`.
+    pub fn peers(&self) -> Result<Vec<(String, Value)>> {
+        let rtxn = self.env.read_txn()?;
         let mut peers = Vec::new();
         for entry in self.fed.peers.iter(&rtxn)? {
             let (peer, text) = entry?;
             peers.push((peer.to_string(), decode(text, peer)?));
         }
-        Ok((out, peers))
+        Ok(peers)
     }
 
     /// Deliveries not yet made (pending), per peer.
