@@ -472,7 +472,8 @@ pub fn start(store: &Store, config: &crate::Config) -> Result<Auth, String> {
     let failed = |e: StoreError| format!("the admin account: {e}");
     match ensure_admin(store, config)? {
         true => {}
-        false if store.user_count().map_err(failed)? == 0 => {
+        // A flow kernel has no login page: a generated admin would be of no use there.
+        false if !config.kernel_mode && store.user_count().map_err(failed)? == 0 => {
             let password = random_hex(12);
             store
                 .put_user(&User {

@@ -99,7 +99,9 @@ pub fn request(
     }
     raw.push_str("\r\n");
     raw.push_str(body);
-    stream.write_all(raw.as_bytes()).ok()?;
+    // A server may answer (413) and close before reading a large body: read the answer even
+    // when the write could not finish.
+    let _ = stream.write_all(raw.as_bytes());
     let mut response = String::new();
     stream.read_to_string(&mut response).ok()?;
     let status = response.split_whitespace().nth(1)?.parse().ok()?;
