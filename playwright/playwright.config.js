@@ -1,8 +1,9 @@
-// End-to-end checks in Debian's Chromium against a real `sx serve` on a fresh store.
+// End-to-end checks in Debian's Chromium against real `sx serve` processes on fresh stores
+// (servers.js): the blog, a starter app, and a blog whose flows run on an `sx kernel`.
 // Run by .ci/test (SX_BIN names the server binary; default ../target/release/sx).
 const { defineConfig } = require('@playwright/test');
 const path = require('path');
-const { bin, blog, app } = require('./servers');
+const { bin, blog, app, kernel, host, admin } = require('./servers');
 
 const port = blog.port;
 const data = blog.data;
@@ -27,8 +28,8 @@ module.exports = defineConfig({
       timeout: 60_000,
       env: {
         SX_STATIC_DIR: path.join(__dirname, '..', 'static'),
-        SX_ADMIN_USER: 'ann',
-        SX_ADMIN_PASSWORD: 'correct horse battery',
+        SX_ADMIN_USER: admin.user,
+        SX_ADMIN_PASSWORD: admin.password,
         SX_WORKERS: '2',
         RUST_LOG: 'warn',
       },
@@ -42,6 +43,36 @@ module.exports = defineConfig({
       timeout: 60_000,
       env: {
         SX_STATIC_DIR: path.join(__dirname, '..', 'static'),
+        SX_WORKERS: '2',
+        RUST_LOG: 'warn',
+      },
+    },
+    {
+      // The flow kernel of the blog below (tests/flows.spec.js, "sx kernel").
+      command: `rm -rf "${kernel.data}" && exec "${bin}" kernel --port ${kernel.port} --data "${kernel.data}"`,
+      cwd: path.join(__dirname, '..'),
+      url: `${kernel.url}/health`,
+      reuseExistingServer: false,
+      timeout: 60_000,
+      env: {
+        SX_KERNEL_TOKEN: kernel.token,
+        RUST_LOG: 'warn',
+      },
+    },
+    {
+      // The blog again, its flows on the kernel above; it registers them every two seconds
+      // until the kernel answers.
+      command: `rm -rf "${host.data}" && exec "${bin}" serve --port ${host.port} --data "${host.data}"`,
+      cwd: path.join(__dirname, '..'),
+      url: `${host.url}/health`,
+      reuseExistingServer: false,
+      timeout: 60_000,
+      env: {
+        SX_KERNEL_URL: kernel.url,
+        SX_KERNEL_TOKEN: kernel.token,
+        SX_STATIC_DIR: path.join(__dirname, '..', 'static'),
+        SX_ADMIN_USER: admin.user,
+        SX_ADMIN_PASSWORD: admin.password,
         SX_WORKERS: '2',
         RUST_LOG: 'warn',
       },
