@@ -104,6 +104,16 @@ pub static EFFECTS: &[Effect] = &[
         run: |d, cx| Box::pin(posts::publish(d, cx)),
     },
     Effect {
+        op: "post/relate",
+        family: "posts",
+        run: |d, cx| Box::pin(posts::relate(d, cx)),
+    },
+    Effect {
+        op: "post/unrelate",
+        family: "posts",
+        run: |d, cx| Box::pin(posts::unrelate(d, cx)),
+    },
+    Effect {
         op: "flow/start",
         family: "flows",
         run: |d, cx| Box::pin(flows::start(d, cx)),
@@ -177,16 +187,6 @@ pub static EFFECTS: &[Effect] = &[
         op: "data/push",
         family: "data",
         run: |d, cx| Box::pin(data::push(d, cx)),
-    },
-    Effect {
-        op: "post/relate",
-        family: "posts",
-        run: |d, cx| Box::pin(posts::relate(d, cx)),
-    },
-    Effect {
-        op: "post/unrelate",
-        family: "posts",
-        run: |d, cx| Box::pin(posts::unrelate(d, cx)),
     },
 ];
 
