@@ -53,6 +53,28 @@ pub struct Request {
     pub user: Option<Principal>,
 }
 
+impl Request {
+    /// The request SX code runs under when no client asked: a start function, a flow's node,
+    /// a received activity's behaviors. Effects see no user, no path, no form.
+    pub fn internal(id: String, app: Arc<App>, base_url: String) -> Request {
+        Request {
+            id,
+            app,
+            client: String::new(),
+            base_url,
+            route: usize::MAX,
+            method: String::new(),
+            path: String::new(),
+            params: Vec::new(),
+            query: Vec::new(),
+            headers: Vec::new(),
+            form: Vec::new(),
+            body: String::new(),
+            user: None,
+        }
+    }
+}
+
 /// An authenticated requester, as handlers see it (`:user` in the request dict).
 pub struct Principal {
     pub name: String,

@@ -80,6 +80,16 @@ impl Image {
             cache: Rc::default(),
         })
     }
+
+    /// The version of the apps this image runs.
+    pub fn app(&self) -> &Arc<crate::apps::App> {
+        &self.app
+    }
+
+    /// Evaluates SX source in this image (a flow node's function, say).
+    pub fn eval(&mut self, source: &str, file: &str) -> Result<Value, Value> {
+        self.engine.eval_source(source, Some(file))
+    }
 }
 
 /// Runs the apps' start functions on a new image, in declaration order, before it serves a
@@ -90,22 +100,7 @@ async fn start(image: &RefCell<Image>, services: &Services) {
     if starts.is_empty() {
         return;
     }
-    // Effects read the request they serve: a start function's has no user and no path.
-    let request = Request {
-        id: "start".into(),
-        app: image.borrow().app.clone(),
-        client: String::new(),
-        base_url: String::new(),
-        route: NOT_FOUND,
-        method: String::new(),
-        path: String::new(),
-        params: Vec::new(),
-        query: Vec::new(),
-        headers: Vec::new(),
-        form: Vec::new(),
-        body: String::new(),
-        user: None,
-    };
+    let request = Request::internal("start".into(), image.borrow().app.clone(), String::new());
     for function in starts {
         if let Err(err) = call(image, function, Vec::new(), &request, services).await {
             tracing::error!(
@@ -290,7 +285,9 @@ async fn run(image: &RefCell<Image>, request: &Request, services: &Services) -> 
 
 /// Calls an SX function on the image with a request's fuel, serving its `perform`s for
 /// `request`. The engine is borrowed only while the VM runs.
-async fn call(
+/// Calls `function` on `image` to its end, serving its `perform`s for `request`. The engine
+/// is borrowed only while the VM runs.
+pub async fn call(
     image: &RefCell<Image>,
     function: Value,
     args: Vec<Value>,

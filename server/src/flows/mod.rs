@@ -20,15 +20,12 @@ use std::sync::Arc;
 use sx_kernel::error::{describe, ErrorValue};
 use sx_kernel::flow::{Action, Flow, Happened, Position, Wait};
 use sx_kernel::value::{kw_dict, kw_get, Dict, Key};
-use sx_kernel::{Backend, Engine, Value};
+use sx_kernel::Value;
 
 use crate::apps::{Apps, FlowDef};
 use crate::effects::now_ms;
 use crate::services::Services;
 use crate::store::Store;
-
-/// Steps one node's function may take.
-pub const NODE_FUEL: u64 = crate::handler::REQUEST_FUEL;
 
 /// Instances the runner advances at once.
 const PARALLEL: usize = 256;
@@ -386,6 +383,7 @@ pub fn spawn_runner(
                     apps,
                     base_url,
                     image: RefCell::new(None),
+                    functions: RefCell::default(),
                     flows: RefCell::default(),
                     busy: RefCell::default(),
                 });
@@ -412,21 +410,14 @@ pub fn spawn_runner(
         .map_err(|e| format!("cannot start the flow runner: {e}"))
 }
 
-/// The runner's image of the app: node functions are evaluated in it.
-struct RunnerImage {
-    generation: u64,
-    app: Arc<crate::apps::App>,
-    engine: Engine,
-    /// Node functions already evaluated, by their text.
-    functions: HashMap<String, Value>,
-    cache: Rc<crate::store::DecodeCache>,
-}
-
 struct Runner {
     services: Arc<Services>,
     apps: Arc<Apps>,
     base_url: String,
-    image: RefCell<Option<RunnerImage>>,
+    /// The app's image node functions are evaluated in (loaded for each new version).
+    image: RefCell<Option<Rc<RefCell<crate::handler::Image>>>>,
+    /// Node functions already evaluated in that image, by their text.
+    functions: RefCell<HashMap<String, Value>>,
     flows: RefCell<HashMap<(String, String), Rc<Flow>>>,
     /// Instances being advanced now (a due instance stays in the index until it moves on).
     busy: RefCell<HashSet<String>>,
@@ -679,68 +670,28 @@ impl Runner {
             .image
             .borrow()
             .as_ref()
-            .is_none_or(|i| i.generation != app.generation);
+            .is_none_or(|i| i.borrow().app().generation != app.generation);
         if stale {
-            let mut engine = Engine::with_backend(Backend::Vm);
-            engine
-                .load_bundle(&app.bundle)
-                .map_err(|e| flow_error("flow-error", format!("the app bundle: {e}")))?;
-            *self.image.borrow_mut() = Some(RunnerImage {
-                generation: app.generation,
-                app: app.clone(),
-                engine,
-                functions: HashMap::new(),
-                cache: Rc::default(),
-            });
+            let image =
+                crate::handler::Image::load(&app).map_err(|e| flow_error("flow-error", e))?;
+            *self.image.borrow_mut() = Some(Rc::new(RefCell::new(image)));
+            self.functions.borrow_mut().clear();
         }
-        let mut machine = {
-            let mut image = self.image.borrow_mut();
-            let image = image.as_mut().expect("loaded above");
-            image.engine.limits.fuel = Some(NODE_FUEL);
-            let function = match image.functions.get(text) {
-                Some(f) => f.clone(),
-                None => {
-                    let f = image.engine.eval_source(text, Some("flow"))?;
-                    image.functions.insert(text.to_string(), f.clone());
-                    f
-                }
-            };
-            image.engine.apply_machine(function, vec![context])
+        let image = self.image.borrow().clone().expect("loaded above");
+        let cached = self.functions.borrow().get(text).cloned();
+        let function = match cached {
+            Some(f) => f,
+            None => {
+                let f = image.borrow_mut().eval(text, "flow")?;
+                self.functions
+                    .borrow_mut()
+                    .insert(text.to_string(), f.clone());
+                f
+            }
         };
-        let (cache, app) = {
-            let image = self.image.borrow();
-            let image = image.as_ref().expect("loaded above");
-            (image.cache.clone(), image.app.clone())
-        };
-        let request = crate::exchange::Request {
-            id: format!("flow {id}"),
-            app,
-            client: "flow".into(),
-            base_url: self.base_url.clone(),
-            route: 0,
-            method: "FLOW".into(),
-            path: format!("/flow/{id}"),
-            params: Vec::new(),
-            query: Vec::new(),
-            headers: Vec::new(),
-            form: Vec::new(),
-            body: String::new(),
-            user: None,
-        };
-        let cx = crate::effects::Context {
-            services: &self.services,
-            cache: &cache,
-            request: &request,
-        };
-        sx_kernel::drive(
-            &mut machine,
-            |step| {
-                let mut image = self.image.borrow_mut();
-                step(&mut image.as_mut().expect("loaded above").engine)
-            },
-            async |req| crate::effects::serve(req, &cx).await,
-        )
-        .await
+        let request =
+            crate::exchange::Request::internal(format!("flow {id}"), app, self.base_url.clone());
+        crate::handler::call(&image, function, vec![context], &request, &self.services).await
     }
 
     /// What a node's function is called with: `{:id :flow :input :results :item :key
