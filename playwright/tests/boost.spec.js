@@ -3,7 +3,7 @@
 // #content equals a fully loaded one).
 const { test, expect } = require('@playwright/test');
 
-const ADMIN = { user: 'ann', password: 'correct horse battery' };
+const { logIn, admin: ADMIN } = require('../login');
 
 /// Loads a page fully and waits for the engine; fails on any console error.
 async function open(page, url) {
@@ -202,14 +202,6 @@ test('scripts in swapped content are not run', async ({ page }) => {
   expect(await page.locator('#content script').count()).toBe(0);
   expect(warnings.join('\n')).toContain('not run');
 });
-
-async function logIn(page) {
-  await page.goto('/login');
-  await page.fill('input[name=username]', ADMIN.user);
-  await page.fill('input[name=password]', ADMIN.password);
-  await page.click('form.stack button[type=submit]');
-  await expect(page.locator('form.logout')).toBeVisible();
-}
 
 test('a boosted form posts, follows the redirect and pushes the final URL', async ({ page }) => {
   await logIn(page);

@@ -6,19 +6,12 @@
 // list the same instances.
 const { test, expect } = require('@playwright/test');
 const { blog, kernel, host, admin: ADMIN } = require('../servers');
+const { logIn } = require('../login');
 
 const TARGETS = [
   { name: 'in-process', base: `http://127.0.0.1:${blog.port}`, kernel: null },
   { name: 'sx kernel', base: host.url, kernel },
 ];
-
-async function logIn(page) {
-  await page.goto('/login');
-  await page.fill('input[name=username]', ADMIN.user);
-  await page.fill('input[name=password]', ADMIN.password);
-  await page.click('form.stack button[type=submit]');
-  await expect(page.locator('form.logout')).toBeVisible();
-}
 
 /// Saves the edit form of `slug` (urgent or not) and waits for the post's page.
 async function edit(page, slug, { urgent }) {

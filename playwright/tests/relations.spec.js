@@ -3,15 +3,7 @@
 // boosted by the engine with JavaScript, and as plain HTML forms without it.
 const { test, expect } = require('@playwright/test');
 
-const ADMIN = { user: 'ann', password: 'correct horse battery' };
-
-async function logIn(page) {
-  await page.goto('/login');
-  await page.fill('input[name=username]', ADMIN.user);
-  await page.fill('input[name=password]', ADMIN.password);
-  await page.click('form.stack button[type=submit]');
-  await expect(page.locator('form.logout')).toBeVisible();
-}
+const { logIn, admin: ADMIN } = require('../login');
 
 /// The titles the post page's Related section lists, in order.
 function related(page) {
