@@ -3,6 +3,10 @@
 //! are told to reload) → a broken file → every page names `file:line:col` → fixed → served
 //! again. Also how `sx serve` refuses what it cannot serve.
 
+mod common;
+
+use common::free_port;
+
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
@@ -15,14 +19,6 @@ fn sx(args: &[&str], dir: &Path) -> Output {
         .current_dir(dir)
         .output()
         .expect("sx runs")
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn get(port: u16, path: &str) -> Option<(u16, String)> {

@@ -202,54 +202,28 @@ fn forged_unsigned_stale_replayed_and_malformed_activities_are_never_processed()
     };
     let body = activity("ok-1");
     let now = now_s();
-    // Missing, forged (wrong secret, or another body's), stale, from the future.
-    assert_eq!(deliver(port, &body, None, None), 403);
-    assert_eq!(deliver(port, &body, Some(now), None), 403);
-    assert_eq!(
-        deliver(
-            port,
-            &body,
+    // Missing, forged (wrong secret, or another body's, or not lowercase hex), stale, from
+    // the future.
+    let sign = |secret: &str, at: i64, text: &str| Some(signature(secret, at, text));
+    let refused = [
+        (None, None),
+        (Some(now), None),
+        (Some(now), sign("wrong", now, &body)),
+        (Some(now), sign(SECRET, now, &activity("other"))),
+        (Some(now - 301), sign(SECRET, now - 301, &body)),
+        (Some(now + 301), sign(SECRET, now + 301, &body)),
+        (
             Some(now),
-            Some(&signature("wrong", now, &body))
+            Some(signature(SECRET, now, &body).to_uppercase()),
         ),
-        403
-    );
-    assert_eq!(
-        deliver(
-            port,
-            &body,
-            Some(now),
-            Some(&signature(SECRET, now, &activity("other")))
-        ),
-        403
-    );
-    assert_eq!(
-        deliver(
-            port,
-            &body,
-            Some(now - 301),
-            Some(&signature(SECRET, now - 301, &body))
-        ),
-        403
-    );
-    assert_eq!(
-        deliver(
-            port,
-            &body,
-            Some(now + 301),
-            Some(&signature(SECRET, now + 301, &body))
-        ),
-        403
-    );
-    assert_eq!(
-        deliver(
-            port,
-            &body,
-            Some(now),
-            Some(&signature(SECRET, now, &body).to_uppercase())
-        ),
-        403
-    );
+    ];
+    for (timestamp, signature) in refused {
+        assert_eq!(
+            deliver(port, &body, timestamp, signature.as_deref()),
+            403,
+            "{timestamp:?} {signature:?}"
+        );
+    }
     assert!(rows(port).is_empty(), "nothing refused was kept");
     // Malformed: not data, not a dict, fields missing, code (read as data, never run).
     for bad in [

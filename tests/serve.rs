@@ -2,18 +2,14 @@
 //! (`sx user add`, `sx grant`, `sx token create`) set up an author, and a server killed with
 //! SIGKILL and started again still has everything it acknowledged.
 
+mod common;
+
+use common::free_port;
+
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn start(port: u16, data: &std::path::Path) -> Child {
     Command::new(env!("CARGO_BIN_EXE_sx"))
