@@ -16,7 +16,7 @@ mod embedded {
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use sx_kernel::engine::Limits;
 use sx_kernel::error::describe;
 use sx_kernel::{Backend, Engine, Value};
@@ -80,15 +80,8 @@ enum Command {
     /// environment variables; the flags override them).
     #[command(after_help = sx_server::config::variables_help())]
     Serve {
-        /// Address to listen on (SX_HTTP_HOST, default 127.0.0.1).
-        #[arg(long)]
-        host: Option<String>,
-        /// Port (SX_HTTP_PORT, default 8000).
-        #[arg(long)]
-        port: Option<u16>,
-        /// Store directory (SX_PERSIST_DIR, default ./data).
-        #[arg(long)]
-        data: Option<PathBuf>,
+        #[command(flatten)]
+        listen: Listen,
         /// Serve the app in this folder instead of an embedded one (SX_APP_DIR).
         #[arg(long)]
         app: Option<PathBuf>,
@@ -100,15 +93,8 @@ enum Command {
     /// nodes started with SX_KERNEL_URL; callers authenticate with SX_KERNEL_TOKEN.
     #[command(after_help = sx_server::config::variables_help())]
     Kernel {
-        /// Address to listen on (SX_HTTP_HOST, default 127.0.0.1).
-        #[arg(long)]
-        host: Option<String>,
-        /// Port (SX_HTTP_PORT, default 8000).
-        #[arg(long)]
-        port: Option<u16>,
-        /// Store directory (SX_PERSIST_DIR, default ./data).
-        #[arg(long)]
-        data: Option<PathBuf>,
+        #[command(flatten)]
+        listen: Listen,
     },
     /// Start three federated peers on loopback to try federation: a blog on the base port,
     /// a second blog following it on the next, the events peer on the one after.
@@ -140,6 +126,20 @@ enum Command {
         #[arg(long)]
         data: Option<PathBuf>,
     },
+}
+
+/// Where `sx serve` and `sx kernel` listen and keep their store (over the environment).
+#[derive(Args)]
+struct Listen {
+    /// Address to listen on (SX_HTTP_HOST, default 127.0.0.1).
+    #[arg(long)]
+    host: Option<String>,
+    /// Port (SX_HTTP_PORT, default 8000).
+    #[arg(long)]
+    port: Option<u16>,
+    /// Store directory (SX_PERSIST_DIR, default ./data).
+    #[arg(long)]
+    data: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -186,14 +186,8 @@ fn main() -> ExitCode {
                     1
                 }
             },
-            Command::Serve {
-                host,
-                port,
-                data,
-                app,
-                dev,
-            } => serve(host, port, data, app, dev),
-            Command::Kernel { host, port, data } => kernel(host, port, data),
+            Command::Serve { listen, app, dev } => serve(listen, app, dev),
+            Command::Kernel { listen } => kernel(listen),
             Command::Peers { base_port, data } => {
                 let started = std::env::current_exe()
                     .map_err(|e| format!("cannot find this program: {e}"))
@@ -590,29 +584,24 @@ fn read_password() -> Result<String, String> {
 }
 
 /// The configuration from the environment, with the listening flags over it.
-fn listen_config(
-    command: &str,
-    host: Option<String>,
-    port: Option<u16>,
-    data: Option<PathBuf>,
-) -> Result<sx_server::Config, String> {
+fn listen_config(command: &str, listen: Listen) -> Result<sx_server::Config, String> {
     let mut config =
         sx_server::Config::from_env().map_err(|message| format!("sx {command}: {message}"))?;
-    if let Some(host) = host {
+    if let Some(host) = listen.host {
         config.host = host;
     }
-    if let Some(port) = port {
+    if let Some(port) = listen.port {
         config.port = port;
     }
-    if let Some(data) = data {
+    if let Some(data) = listen.data {
         config.persist_dir = data;
     }
     Ok(config)
 }
 
 /// `sx kernel`: the host library alone (its flow routes), serving flows registered by hosts.
-fn kernel(host: Option<String>, port: Option<u16>, data: Option<PathBuf>) -> u8 {
-    let mut config = match listen_config("kernel", host, port, data) {
+fn kernel(listen: Listen) -> u8 {
+    let mut config = match listen_config("kernel", listen) {
         Ok(config) => config,
         Err(message) => {
             eprintln!("{message}");
@@ -647,14 +636,8 @@ fn kernel(host: Option<String>, port: Option<u16>, data: Option<PathBuf>) -> u8 
     }
 }
 
-fn serve(
-    host: Option<String>,
-    port: Option<u16>,
-    data: Option<PathBuf>,
-    app: Option<PathBuf>,
-    dev: bool,
-) -> u8 {
-    let mut config = match listen_config("serve", host, port, data) {
+fn serve(listen: Listen, app: Option<PathBuf>, dev: bool) -> u8 {
+    let mut config = match listen_config("serve", listen) {
         Ok(config) => config,
         Err(message) => {
             eprintln!("{message}");
