@@ -1,6 +1,7 @@
-//! Bytecode: the one place that declares the instruction set ([`Op`], [`Prim`]), the
-//! compiled function prototype ([`Proto`]) and the disassembler. The `.sxbc` file format that
-//! serialises it lives in `sxbc.rs`.
+//! Bytecode: the one place that declares the instruction set ([`Op`], [`Prim`]) — one table
+//! (`instruction_set!`) from which the enum, opcode numbers, encoding, decoding, the loader's
+//! checks and the listing all follow —, the compiled function prototype ([`Proto`]) and the
+//! disassembler. The `.sxbc` file container (header, constants, prototypes) is `sxbc.rs`.
 //!
 //! The VM is a stack machine. Each frame reserves `slots` local slots above its arguments;
 //! operands live above the locals. Jump targets are absolute instruction indices.
@@ -11,53 +12,40 @@ use std::rc::Rc;
 use crate::expander::Global;
 use crate::value::{Pos, Symbol, Value};
 
-/// Operations with a fast path in the VM. A `Prim` instruction carries the global it was
-/// compiled from: when that global no longer holds the core native, the VM calls whatever
-/// it holds instead, so rebinding `+` still works.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Prim {
-    Add,
-    Sub,
-    Mul,
-    Lt,
-    Gt,
-    Le,
-    Ge,
-    Eq,
-    Mod,
-    Not,
-    First,
-    Rest,
-    Cons,
-    IsEmpty,
-    IsNil,
-    Inc,
-    Dec,
-    Abs,
-    Assoc,
+/// Declares the primitives once: the enum, and `PRIMS` (name and arity, in code order).
+macro_rules! primitives {
+    ($( $variant:ident $name:literal $arity:literal; )*) => {
+        /// Operations with a fast path in the VM. A `Prim` instruction carries the global it
+        /// was compiled from: when that global no longer holds the core native, the VM calls
+        /// whatever it holds instead, so rebinding `+` still works.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub enum Prim { $( $variant, )* }
+
+        pub const PRIMS: &[(Prim, &str, u16)] = &[ $( (Prim::$variant, $name, $arity), )* ];
+    };
 }
 
-pub const PRIMS: &[(Prim, &str, u16)] = &[
-    (Prim::Add, "+", 2),
-    (Prim::Sub, "-", 2),
-    (Prim::Mul, "*", 2),
-    (Prim::Lt, "<", 2),
-    (Prim::Gt, ">", 2),
-    (Prim::Le, "<=", 2),
-    (Prim::Ge, ">=", 2),
-    (Prim::Eq, "=", 2),
-    (Prim::Mod, "mod", 2),
-    (Prim::Not, "not", 1),
-    (Prim::First, "first", 1),
-    (Prim::Rest, "rest", 1),
-    (Prim::Cons, "cons", 2),
-    (Prim::IsEmpty, "empty?", 1),
-    (Prim::IsNil, "nil?", 1),
-    (Prim::Inc, "inc", 1),
-    (Prim::Dec, "dec", 1),
-    (Prim::Abs, "abs", 1),
-    (Prim::Assoc, "assoc", 3),
-];
+primitives! {
+    Add "+" 2;
+    Sub "-" 2;
+    Mul "*" 2;
+    Lt "<" 2;
+    Gt ">" 2;
+    Le "<=" 2;
+    Ge ">=" 2;
+    Eq "=" 2;
+    Mod "mod" 2;
+    Not "not" 1;
+    First "first" 1;
+    Rest "rest" 1;
+    Cons "cons" 2;
+    IsEmpty "empty?" 1;
+    IsNil "nil?" 1;
+    Inc "inc" 1;
+    Dec "dec" 1;
+    Abs "abs" 1;
+    Assoc "assoc" 3;
+}
 
 impl Prim {
     pub fn from_code(code: u8) -> Option<Prim> {
@@ -83,159 +71,224 @@ impl Prim {
     }
 }
 
-/// One instruction. `u16` operands index slots, captures and the proto's global table;
-/// `u32` operands index constants, child prototypes and code.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum Op {
-    Const(u32),
-    Nil,
-    True,
-    False,
-    Int(i32),
-    Local(u16),
-    SetLocal(u16),
-    /// Load through the box held in a slot.
-    LocalBoxed(u16),
-    SetLocalBoxed(u16),
-    /// Replace the slot's value with a box holding it.
-    MakeBox(u16),
-    Capture(u16),
-    CaptureBoxed(u16),
-    SetCaptureBoxed(u16),
-    Global(u16),
-    /// `set!` of a global: raises `unbound-variable` when unbound.
-    SetGlobal(u16),
-    DefineGlobal(u16),
-    Pop,
-    Jump(u32),
-    JumpIfFalse(u32),
-    /// `and`: when the top is falsy, keep it and jump; else pop it.
-    JumpIfFalseKeep(u32),
-    /// `or`: when the top is truthy, keep it and jump; else pop it.
-    JumpIfTrueKeep(u32),
-    /// Jump when the global is unbound (a tag head deciding between call and element).
-    JumpIfUnbound(u16, u32),
-    Call(u16),
-    TailCall(u16),
-    Return,
-    Closure(u32),
-    List(u16),
-    Dict(u16),
-    /// Constant index of the tag symbol, then the number of items.
-    Element(u32, u16),
-    /// Install a handler at the given code index for the guard body that follows.
-    PushGuard(u32),
-    PopGuard,
-    Perform,
-    DefMacro(u16),
-    /// Global, then the constant index of the list of key symbols.
-    DefComp(u16, u32),
-    /// Constant index of the test name.
-    DefTest(u32),
-    Prim(Prim, u16),
-    /// `(prim local int)`: a local and a small integer, without pushing them.
-    PrimLocalInt(Prim, u16, i32),
-    /// `(prim local local)`.
-    PrimLocals(Prim, u16, u16),
-    /// Push a local and leave nil in its slot: its last use before a tail call, so the value
-    /// can be updated in place (`assoc` on a dict nothing else holds).
-    MoveLocal(u16),
-    /// The running closure itself: how a named `let` loop or a local recursive function
-    /// refers to itself without capturing (and boxing) the variable that holds it.
-    SelfClosure,
+/// Declares the instruction set once. Each entry is a variant, its name in listings, and its
+/// operands as `kind name`; the kind says how the operand is encoded, what it must point at
+/// for the loader to accept it, and how the disassembler shows it (see `operand!`). From
+/// this one table follow the [`Op`] enum, the opcode numbers (declaration order),
+/// [`OPCODES`] (whose hash stamps `.sxbc` files, so any change makes old files stale),
+/// encoding, decoding, validation and the listing.
+macro_rules! instruction_set {
+    ($( $(#[doc = $doc:literal])* $variant:ident $name:literal $( ( $($kind:ident $field:ident),+ ) )? ;)*) => {
+        /// One instruction. See the `instruction_set!` table for its operands.
+        #[derive(Clone, Copy, Debug, PartialEq)]
+        pub enum Op {
+            $( $(#[doc = $doc])* $variant $( ( $( operand!(type $kind) ),+ ) )?, )*
+        }
+
+        /// The opcode numbers, in declaration order.
+        #[repr(u8)]
+        enum Code { $( $variant, )* }
+
+        /// The name and operand kinds of every opcode, in encoding order.
+        pub const OPCODES: &[(&str, &str)] = &[ $( ($name, stringify!($( $($kind)+ )?)), )* ];
+
+        impl Op {
+            /// The opcode number (index into [`OPCODES`]).
+            #[inline]
+            pub fn code(&self) -> u8 {
+                match self { $( Op::$variant { .. } => Code::$variant as u8, )* }
+            }
+
+            pub fn name(&self) -> &'static str {
+                OPCODES[self.code() as usize].0
+            }
+
+            /// Appends the encoded instruction: its opcode, then its operands little-endian.
+            pub fn encode(&self, out: &mut Vec<u8>) {
+                out.push(self.code());
+                match *self {
+                    $( Op::$variant $( ( $($field),+ ) )? => { $( $( operand!(encode $kind, out, $field); )+ )? } )*
+                }
+            }
+
+            /// Decodes one instruction at `*at`, moving past it.
+            pub fn decode(bytes: &[u8], at: &mut usize) -> Result<Op, String> {
+                let start = *at;
+                let code = take::<1>(bytes, at)?[0];
+                $(
+                    if code == Code::$variant as u8 {
+                        return Ok(Op::$variant $( ( $( operand!(decode $kind, bytes, at, start) ),+ ) )?);
+                    }
+                )*
+                Err(format!("unknown opcode {code} at byte {start} (this kernel has {})", OPCODES.len()))
+            }
+
+            /// Whether every operand points at something of its kind in `proto`.
+            pub fn valid_in(&self, proto: &Proto) -> bool {
+                match *self {
+                    $( Op::$variant $( ( $($field),+ ) )? => true $( $( && operand!(check $kind, proto, $field) )+ )?, )*
+                }
+            }
+
+            /// The instruction as the disassembler shows it.
+            pub fn describe(&self, proto: &Proto) -> String {
+                #[allow(unused_mut)]
+                let mut text = self.name().to_string();
+                match *self {
+                    $( Op::$variant $( ( $($field),+ ) )? => {
+                        $( $( text.push(' '); text.push_str(&operand!(show $kind, proto, $field)); )+ )?
+                    } )*
+                }
+                text
+            }
+        }
+
+        /// One instruction of every kind, with operands that fit the test prototype in
+        /// `sxbc::tests` (one slot, one capture, one global, the constants `1`, `div`,
+        /// `(title)` and `"a test"`, one child).
+        #[cfg(test)]
+        pub(crate) fn one_of_each() -> Vec<Op> {
+            vec![ $( Op::$variant $( ( $( operand!(sample $kind) ),+ ) )?, )* ]
+        }
+    };
 }
 
-/// The names and operand shapes of every opcode, in encoding order. `.sxbc` files carry a
-/// hash of this table: any change to the instruction set makes old files stale.
-pub const OPCODES: &[(&str, &str)] = &[
-    ("const", "u32"),
-    ("nil", ""),
-    ("true", ""),
-    ("false", ""),
-    ("int", "i32"),
-    ("local", "u16"),
-    ("set-local", "u16"),
-    ("local-boxed", "u16"),
-    ("set-local-boxed", "u16"),
-    ("make-box", "u16"),
-    ("capture", "u16"),
-    ("capture-boxed", "u16"),
-    ("set-capture-boxed", "u16"),
-    ("global", "u16"),
-    ("set-global", "u16"),
-    ("define-global", "u16"),
-    ("pop", ""),
-    ("jump", "u32"),
-    ("jump-if-false", "u32"),
-    ("jump-if-false-keep", "u32"),
-    ("jump-if-true-keep", "u32"),
-    ("jump-if-unbound", "u16 u32"),
-    ("call", "u16"),
-    ("tail-call", "u16"),
-    ("return", ""),
-    ("closure", "u32"),
-    ("list", "u16"),
-    ("dict", "u16"),
-    ("element", "u32 u16"),
-    ("push-guard", "u32"),
-    ("pop-guard", ""),
-    ("perform", ""),
-    ("def-macro", "u16"),
-    ("def-comp", "u16 u32"),
-    ("def-test", "u32"),
-    ("prim", "u8 u16"),
-    ("prim-local-int", "u8 u16 i32"),
-    ("prim-locals", "u8 u16 u16"),
-    ("self-closure", ""),
-    ("move-local", "u16"),
-];
+/// What each operand kind means: its Rust type, encoding, decoding, the loader's check, the
+/// listing, and a sample for the round-trip test.
+macro_rules! operand {
+    // Slots, captures and globals of the running function; counts of operands.
+    (type slot) => { u16 }; (type capture) => { u16 }; (type global) => { u16 }; (type count) => { u16 };
+    // Constants (any, a tag symbol, a list of key symbols, a test name), jump targets, children.
+    (type konst) => { u32 }; (type tag) => { u32 }; (type keys) => { u32 }; (type label) => { u32 };
+    (type target) => { u32 }; (type child) => { u32 };
+    (type int) => { i32 };
+    // A primitive; `binprim` must be binary and have its global in `prim_globals`.
+    (type prim) => { Prim }; (type binprim) => { Prim };
 
-impl Op {
-    /// The opcode number (index into [`OPCODES`]).
-    pub fn code(&self) -> u8 {
-        match self {
-            Op::Const(_) => 0,
-            Op::Nil => 1,
-            Op::True => 2,
-            Op::False => 3,
-            Op::Int(_) => 4,
-            Op::Local(_) => 5,
-            Op::SetLocal(_) => 6,
-            Op::LocalBoxed(_) => 7,
-            Op::SetLocalBoxed(_) => 8,
-            Op::MakeBox(_) => 9,
-            Op::Capture(_) => 10,
-            Op::CaptureBoxed(_) => 11,
-            Op::SetCaptureBoxed(_) => 12,
-            Op::Global(_) => 13,
-            Op::SetGlobal(_) => 14,
-            Op::DefineGlobal(_) => 15,
-            Op::Pop => 16,
-            Op::Jump(_) => 17,
-            Op::JumpIfFalse(_) => 18,
-            Op::JumpIfFalseKeep(_) => 19,
-            Op::JumpIfTrueKeep(_) => 20,
-            Op::JumpIfUnbound(..) => 21,
-            Op::Call(_) => 22,
-            Op::TailCall(_) => 23,
-            Op::Return => 24,
-            Op::Closure(_) => 25,
-            Op::List(_) => 26,
-            Op::Dict(_) => 27,
-            Op::Element(..) => 28,
-            Op::PushGuard(_) => 29,
-            Op::PopGuard => 30,
-            Op::Perform => 31,
-            Op::DefMacro(_) => 32,
-            Op::DefComp(..) => 33,
-            Op::DefTest(_) => 34,
-            Op::Prim(..) => 35,
-            Op::PrimLocalInt(..) => 36,
-            Op::PrimLocals(..) => 37,
-            Op::SelfClosure => 38,
-            Op::MoveLocal(_) => 39,
-        }
-    }
+    (encode int, $out:ident, $v:ident) => { $out.extend_from_slice(&$v.to_le_bytes()) };
+    (encode prim, $out:ident, $v:ident) => { $out.push($v.code()) };
+    (encode binprim, $out:ident, $v:ident) => { $out.push($v.code()) };
+    (encode $kind:ident, $out:ident, $v:ident) => { $out.extend_from_slice(&$v.to_le_bytes()) };
+
+    (decode int, $b:ident, $at:ident, $start:ident) => { i32::from_le_bytes(take::<4>($b, $at)?) };
+    (decode prim, $b:ident, $at:ident, $start:ident) => { decode_prim($b, $at, $start)? };
+    (decode binprim, $b:ident, $at:ident, $start:ident) => { decode_prim($b, $at, $start)? };
+    (decode $kind:ident, $b:ident, $at:ident, $start:ident) => {
+        <operand!(type $kind)>::from_le_bytes(take($b, $at)?)
+    };
+
+    (check slot, $p:ident, $v:ident) => { $v < $p.slots };
+    (check capture, $p:ident, $v:ident) => { usize::from($v) < $p.captures.len() };
+    (check global, $p:ident, $v:ident) => { usize::from($v) < $p.globals.len() };
+    (check konst, $p:ident, $v:ident) => { ($v as usize) < $p.consts.len() };
+    (check tag, $p:ident, $v:ident) => { matches!($p.consts.get($v as usize), Some(Value::Symbol(_))) };
+    (check keys, $p:ident, $v:ident) => {
+        matches!($p.consts.get($v as usize), Some(Value::List(keys)) if keys.iter().all(|k| matches!(k, Value::Symbol(_))))
+    };
+    (check label, $p:ident, $v:ident) => { matches!($p.consts.get($v as usize), Some(Value::Str(_))) };
+    (check target, $p:ident, $v:ident) => { ($v as usize) < $p.code.len() };
+    (check child, $p:ident, $v:ident) => { ($v as usize) < $p.protos.len() };
+    (check binprim, $p:ident, $v:ident) => {
+        $v.arity() == 2
+            && $p.prim_globals.get($v.code() as usize).is_some_and(|g| usize::from(*g) < $p.globals.len())
+    };
+    (check $kind:ident, $p:ident, $v:ident) => {{ let _ = $v; true }};
+
+    (show slot, $p:ident, $v:ident) => { format!("local {}", $v) };
+    (show capture, $p:ident, $v:ident) => { format!("capture {}", $v) };
+    (show global, $p:ident, $v:ident) => {
+        $p.globals.get($v as usize).map_or_else(|| format!("global? {}", $v), |g| g.name.name().to_string())
+    };
+    (show target, $p:ident, $v:ident) => { format!("-> {}", $v) };
+    (show child, $p:ident, $v:ident) => { format!("fn {}", $v) };
+    (show prim, $p:ident, $v:ident) => { $v.name().to_string() };
+    (show binprim, $p:ident, $v:ident) => { $v.name().to_string() };
+    (show int, $p:ident, $v:ident) => { $v.to_string() };
+    (show count, $p:ident, $v:ident) => { $v.to_string() };
+    (show $kind:ident, $p:ident, $v:ident) => {
+        $p.consts.get($v as usize).map_or_else(|| format!("const? {}", $v), crate::printer::repr)
+    };
+
+    (sample slot) => { 0 }; (sample capture) => { 0 }; (sample global) => { 0 };
+    (sample count) => { 2 }; (sample konst) => { 0 }; (sample tag) => { 1 };
+    (sample keys) => { 2 }; (sample label) => { 3 }; (sample target) => { 1 };
+    (sample child) => { 0 }; (sample int) => { -5 };
+    (sample prim) => { Prim::Add }; (sample binprim) => { Prim::Lt };
+}
+
+fn take<const N: usize>(bytes: &[u8], at: &mut usize) -> Result<[u8; N], String> {
+    let slice = at
+        .checked_add(N)
+        .and_then(|end| bytes.get(*at..end))
+        .ok_or_else(|| format!("truncated at byte {}", bytes.len()))?;
+    *at += N;
+    let mut out = [0; N];
+    out.copy_from_slice(slice);
+    Ok(out)
+}
+
+fn decode_prim(bytes: &[u8], at: &mut usize, start: usize) -> Result<Prim, String> {
+    let [p] = take::<1>(bytes, at)?;
+    Prim::from_code(p).ok_or_else(|| format!("unknown primitive {p} at byte {start}"))
+}
+
+instruction_set! {
+    Const "const" (konst c);
+    Nil "nil";
+    True "true";
+    False "false";
+    Int "int" (int n);
+    Local "local" (slot s);
+    SetLocal "set-local" (slot s);
+    /// Load through the box held in a slot.
+    LocalBoxed "local-boxed" (slot s);
+    SetLocalBoxed "set-local-boxed" (slot s);
+    /// Replace the slot's value with a box holding it.
+    MakeBox "make-box" (slot s);
+    Capture "capture" (capture i);
+    CaptureBoxed "capture-boxed" (capture i);
+    SetCaptureBoxed "set-capture-boxed" (capture i);
+    Global "global" (global g);
+    /// `set!` of a global: raises `unbound-variable` when unbound.
+    SetGlobal "set-global" (global g);
+    DefineGlobal "define-global" (global g);
+    Pop "pop";
+    Jump "jump" (target t);
+    JumpIfFalse "jump-if-false" (target t);
+    /// `and`: when the top is falsy, keep it and jump; else pop it.
+    JumpIfFalseKeep "jump-if-false-keep" (target t);
+    /// `or`: when the top is truthy, keep it and jump; else pop it.
+    JumpIfTrueKeep "jump-if-true-keep" (target t);
+    /// Jump when the global is unbound (a tag head deciding between call and element).
+    JumpIfUnbound "jump-if-unbound" (global g, target t);
+    Call "call" (count n);
+    TailCall "tail-call" (count n);
+    Return "return";
+    Closure "closure" (child i);
+    List "list" (count n);
+    Dict "dict" (count n);
+    /// The tag symbol, then the number of items.
+    Element "element" (tag c, count n);
+    /// Install a handler at the given code index for the guard body that follows.
+    PushGuard "push-guard" (target t);
+    PopGuard "pop-guard";
+    Perform "perform";
+    DefMacro "def-macro" (global g);
+    /// The global, then the list of key symbols.
+    DefComp "def-comp" (global g, keys c);
+    DefTest "def-test" (label c);
+    /// A primitive call on the operand stack (see [`Prim`]), with the global it came from.
+    Prim "prim" (prim p, global g);
+    /// `(prim local int)`: a local and a small integer, without pushing them.
+    PrimLocalInt "prim-local-int" (binprim p, slot a, int k);
+    /// `(prim local local)`.
+    PrimLocals "prim-locals" (binprim p, slot a, slot b);
+    /// The running closure itself: how a named `let` loop or a local recursive function
+    /// refers to itself without capturing (and boxing) the variable that holds it.
+    SelfClosure "self-closure";
+    /// Push a local and leave nil in its slot: its last use before a tail call, so the value
+    /// can be updated in place (`assoc` on a dict nothing else holds).
+    MoveLocal "move-local" (slot s);
 }
 
 /// FNV-1a over the opcode table and the primitive table.
@@ -330,117 +383,12 @@ fn disassemble_into(out: &mut String, proto: &Proto, path: &str) {
             .find(|(at, _)| *at as usize == ip)
             .map(|(_, p)| format!("  ; {p}"))
             .unwrap_or_default();
-        let _ = writeln!(out, "  {ip:5}  {}{pos}", describe_op(op, proto));
+        let _ = writeln!(out, "  {ip:5}  {}{pos}", op.describe(proto));
     }
     for (i, child) in proto.protos.iter().enumerate() {
         out.push('\n');
         disassemble_into(out, child, &format!("{path}{}/{i}/", proto.display_name()));
     }
-}
-
-fn describe_op(op: &Op, proto: &Proto) -> String {
-    let global = |g: &u16| {
-        proto
-            .globals
-            .get(*g as usize)
-            .map_or("?", |g| g.name.name())
-    };
-    let constant = |c: &u32| {
-        proto
-            .consts
-            .get(*c as usize)
-            .map_or_else(|| "?".into(), crate::printer::repr)
-    };
-    let name = OPCODES[op.code() as usize].0;
-    match op {
-        Op::Const(c) => format!("{name} {}", constant(c)),
-        Op::Int(n) => format!("{name} {n}"),
-        Op::Global(g) | Op::SetGlobal(g) | Op::DefineGlobal(g) | Op::DefMacro(g) => {
-            format!("{name} {}", global(g))
-        }
-        Op::JumpIfUnbound(g, t) => format!("{name} {} -> {t}", global(g)),
-        Op::DefComp(g, c) => format!("{name} {} {}", global(g), constant(c)),
-        Op::Element(c, n) => format!("{name} {} {n}", constant(c)),
-        Op::DefTest(c) => format!("{name} {}", constant(c)),
-        Op::Prim(p, g) => format!("{name} {} ({})", p.name(), global(g)),
-        Op::PrimLocalInt(p, a, k) => format!("{name} {} local {a}, {k}", p.name()),
-        Op::PrimLocals(p, a, b) => format!("{name} {} local {a}, local {b}", p.name()),
-        Op::Local(n)
-        | Op::MoveLocal(n)
-        | Op::SetLocal(n)
-        | Op::LocalBoxed(n)
-        | Op::SetLocalBoxed(n)
-        | Op::MakeBox(n)
-        | Op::Capture(n)
-        | Op::CaptureBoxed(n)
-        | Op::SetCaptureBoxed(n)
-        | Op::Call(n)
-        | Op::TailCall(n)
-        | Op::List(n)
-        | Op::Dict(n) => format!("{name} {n}"),
-        Op::Jump(t)
-        | Op::JumpIfFalse(t)
-        | Op::JumpIfFalseKeep(t)
-        | Op::JumpIfTrueKeep(t)
-        | Op::PushGuard(t)
-        | Op::Closure(t) => format!("{name} {t}"),
-        Op::Nil
-        | Op::True
-        | Op::False
-        | Op::Pop
-        | Op::Return
-        | Op::PopGuard
-        | Op::Perform
-        | Op::SelfClosure => name.to_string(),
-    }
-}
-
-/// One instruction of every kind, with operands that fit the test prototype in
-/// `sxbc::tests` (one slot, one capture, one global, four constants, one child).
-#[cfg(test)]
-pub(crate) fn one_of_each() -> Vec<Op> {
-    vec![
-        Op::Const(0),
-        Op::Nil,
-        Op::True,
-        Op::False,
-        Op::Int(-5),
-        Op::Local(0),
-        Op::SetLocal(0),
-        Op::LocalBoxed(0),
-        Op::SetLocalBoxed(0),
-        Op::MakeBox(0),
-        Op::Capture(0),
-        Op::CaptureBoxed(0),
-        Op::SetCaptureBoxed(0),
-        Op::Global(0),
-        Op::SetGlobal(0),
-        Op::DefineGlobal(0),
-        Op::Pop,
-        Op::Jump(1),
-        Op::JumpIfFalse(1),
-        Op::JumpIfFalseKeep(1),
-        Op::JumpIfTrueKeep(1),
-        Op::JumpIfUnbound(0, 1),
-        Op::Call(1),
-        Op::TailCall(1),
-        Op::Closure(0),
-        Op::List(2),
-        Op::Dict(2),
-        Op::Element(1, 2),
-        Op::PushGuard(1),
-        Op::PopGuard,
-        Op::Perform,
-        Op::DefMacro(0),
-        Op::DefComp(0, 2),
-        Op::DefTest(3),
-        Op::Prim(Prim::Add, 0),
-        Op::PrimLocalInt(Prim::Lt, 0, -7),
-        Op::PrimLocals(Prim::Mul, 0, 0),
-        Op::SelfClosure,
-        Op::MoveLocal(0),
-        Op::Return,
-    ]
 }
 
 #[cfg(test)]

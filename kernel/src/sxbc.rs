@@ -13,7 +13,7 @@
 use std::fmt;
 use std::rc::Rc;
 
-use crate::bytecode::{opcode_table_hash, CaptureFrom, Op, Prim, Proto, OPCODES, PRIMS};
+use crate::bytecode::{opcode_table_hash, CaptureFrom, Op, Proto, PRIMS};
 use crate::engine::KERNEL_VERSION;
 use crate::expander::{global_cell, Globals};
 use crate::value::{Dict, Key, List, Pos, Symbol, Value};
@@ -155,72 +155,6 @@ impl Writer {
         Ok(())
     }
 
-    fn op(&mut self, op: &Op) {
-        self.u8(op.code());
-        match *op {
-            Op::Const(a)
-            | Op::Jump(a)
-            | Op::JumpIfFalse(a)
-            | Op::JumpIfFalseKeep(a)
-            | Op::JumpIfTrueKeep(a)
-            | Op::Closure(a)
-            | Op::PushGuard(a)
-            | Op::DefTest(a) => self.u32(a),
-            Op::Int(n) => self.u32(n as u32),
-            Op::Local(a)
-            | Op::MoveLocal(a)
-            | Op::SetLocal(a)
-            | Op::LocalBoxed(a)
-            | Op::SetLocalBoxed(a)
-            | Op::MakeBox(a)
-            | Op::Capture(a)
-            | Op::CaptureBoxed(a)
-            | Op::SetCaptureBoxed(a)
-            | Op::Global(a)
-            | Op::SetGlobal(a)
-            | Op::DefineGlobal(a)
-            | Op::Call(a)
-            | Op::TailCall(a)
-            | Op::List(a)
-            | Op::Dict(a)
-            | Op::DefMacro(a) => self.u16(a),
-            Op::JumpIfUnbound(g, t) => {
-                self.u16(g);
-                self.u32(t);
-            }
-            Op::Element(c, n) => {
-                self.u32(c);
-                self.u16(n);
-            }
-            Op::DefComp(g, c) => {
-                self.u16(g);
-                self.u32(c);
-            }
-            Op::Prim(p, g) => {
-                self.u8(p.code());
-                self.u16(g);
-            }
-            Op::PrimLocalInt(p, a, k) => {
-                self.u8(p.code());
-                self.u16(a);
-                self.u32(k as u32);
-            }
-            Op::PrimLocals(p, a, b) => {
-                self.u8(p.code());
-                self.u16(a);
-                self.u16(b);
-            }
-            Op::Nil
-            | Op::True
-            | Op::False
-            | Op::Pop
-            | Op::Return
-            | Op::PopGuard
-            | Op::Perform
-            | Op::SelfClosure => {}
-        }
-    }
-
     fn proto(&mut self, p: &Proto) -> Result<(), String> {
         match p.name {
             Some(n) => {
@@ -255,7 +189,7 @@ impl Writer {
         }
         self.len(p.code.len())?;
         for op in &p.code {
-            self.op(op);
+            op.encode(&mut self.out);
         }
         for g in &p.prim_globals {
             self.u16(*g);
@@ -394,64 +328,7 @@ impl Reader<'_> {
     }
 
     fn op(&mut self) -> Result<Op, LoadError> {
-        let at = self.at;
-        let code = self.u8()?;
-        Ok(match code {
-            0 => Op::Const(self.u32()?),
-            1 => Op::Nil,
-            2 => Op::True,
-            3 => Op::False,
-            4 => Op::Int(self.u32()? as i32),
-            5 => Op::Local(self.u16()?),
-            6 => Op::SetLocal(self.u16()?),
-            7 => Op::LocalBoxed(self.u16()?),
-            8 => Op::SetLocalBoxed(self.u16()?),
-            9 => Op::MakeBox(self.u16()?),
-            10 => Op::Capture(self.u16()?),
-            11 => Op::CaptureBoxed(self.u16()?),
-            12 => Op::SetCaptureBoxed(self.u16()?),
-            13 => Op::Global(self.u16()?),
-            14 => Op::SetGlobal(self.u16()?),
-            15 => Op::DefineGlobal(self.u16()?),
-            16 => Op::Pop,
-            17 => Op::Jump(self.u32()?),
-            18 => Op::JumpIfFalse(self.u32()?),
-            19 => Op::JumpIfFalseKeep(self.u32()?),
-            20 => Op::JumpIfTrueKeep(self.u32()?),
-            21 => Op::JumpIfUnbound(self.u16()?, self.u32()?),
-            22 => Op::Call(self.u16()?),
-            23 => Op::TailCall(self.u16()?),
-            24 => Op::Return,
-            25 => Op::Closure(self.u32()?),
-            26 => Op::List(self.u16()?),
-            27 => Op::Dict(self.u16()?),
-            28 => Op::Element(self.u32()?, self.u16()?),
-            29 => Op::PushGuard(self.u32()?),
-            30 => Op::PopGuard,
-            31 => Op::Perform,
-            32 => Op::DefMacro(self.u16()?),
-            33 => Op::DefComp(self.u16()?, self.u32()?),
-            34 => Op::DefTest(self.u32()?),
-            35..=37 => {
-                let p = self.u8()?;
-                let prim = Prim::from_code(p).ok_or_else(|| {
-                    LoadError::Damaged(format!("unknown primitive {p} at byte {at}"))
-                })?;
-                match code {
-                    35 => Op::Prim(prim, self.u16()?),
-                    36 => Op::PrimLocalInt(prim, self.u16()?, self.u32()? as i32),
-                    _ => Op::PrimLocals(prim, self.u16()?, self.u16()?),
-                }
-            }
-            38 => Op::SelfClosure,
-            39 => Op::MoveLocal(self.u16()?),
-            other => {
-                return damaged(format!(
-                    "unknown opcode {other} at byte {at} (this kernel has {})",
-                    OPCODES.len()
-                ))
-            }
-        })
+        Op::decode(self.bytes, &mut self.at).map_err(LoadError::Damaged)
     }
 
     fn proto(&mut self, depth: usize) -> Result<Proto, LoadError> {
@@ -566,65 +443,8 @@ fn validate(p: &Proto) -> Result<(), LoadError> {
     {
         return damaged(format!("{who}: primitive table refers outside its globals"));
     }
-    let prim_global = |prim: Prim| {
-        p.prim_globals
-            .get(prim.code() as usize)
-            .is_some_and(|g| usize::from(*g) < p.globals.len())
-    };
-    let len = p.code.len();
-    let slot = |s: u16| s < p.slots;
-    let konst = |c: u32| (c as usize) < p.consts.len();
-    let global = |g: u16| usize::from(g) < p.globals.len();
-    let target = |t: u32| (t as usize) < len;
     for (ip, op) in p.code.iter().enumerate() {
-        let ok = match *op {
-            Op::Const(c) => konst(c),
-            Op::Local(s)
-            | Op::MoveLocal(s)
-            | Op::SetLocal(s)
-            | Op::LocalBoxed(s)
-            | Op::SetLocalBoxed(s)
-            | Op::MakeBox(s) => slot(s),
-            Op::Capture(i) | Op::CaptureBoxed(i) | Op::SetCaptureBoxed(i) => {
-                usize::from(i) < p.captures.len()
-            }
-            Op::Global(g)
-            | Op::SetGlobal(g)
-            | Op::DefineGlobal(g)
-            | Op::DefMacro(g)
-            | Op::Prim(_, g) => global(g),
-            Op::Jump(t)
-            | Op::JumpIfFalse(t)
-            | Op::JumpIfFalseKeep(t)
-            | Op::JumpIfTrueKeep(t)
-            | Op::PushGuard(t) => target(t),
-            Op::JumpIfUnbound(g, t) => global(g) && target(t),
-            Op::Closure(i) => (i as usize) < p.protos.len(),
-            Op::Element(c, _) => matches!(p.consts.get(c as usize), Some(Value::Symbol(_))),
-            Op::DefComp(g, c) => {
-                global(g)
-                    && matches!(p.consts.get(c as usize), Some(Value::List(keys)) if keys.iter().all(|k| matches!(k, Value::Symbol(_))))
-            }
-            Op::DefTest(c) => matches!(p.consts.get(c as usize), Some(Value::Str(_))),
-            Op::PrimLocalInt(prim, a, _) => slot(a) && prim_global(prim) && prim.arity() == 2,
-            Op::PrimLocals(prim, a, b) => {
-                slot(a) && slot(b) && prim_global(prim) && prim.arity() == 2
-            }
-            Op::Int(_)
-            | Op::Nil
-            | Op::True
-            | Op::False
-            | Op::Pop
-            | Op::Call(_)
-            | Op::TailCall(_)
-            | Op::Return
-            | Op::List(_)
-            | Op::Dict(_)
-            | Op::PopGuard
-            | Op::Perform
-            | Op::SelfClosure => true,
-        };
-        if !ok {
+        if !op.valid_in(p) {
             return damaged(format!(
                 "{who}: instruction {ip} ({op:?}) refers outside its function"
             ));
@@ -745,12 +565,14 @@ pub const STAMP_SECTION: &str = "sx-stamp";
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bytecode::{Prim, OPCODES};
 
     /// Every opcode survives a write and a read: the encoder and decoder agree.
     #[test]
     fn every_opcode_round_trips() {
-        let ops = crate::bytecode::one_of_each();
+        let mut ops = crate::bytecode::one_of_each();
         assert_eq!(ops.len(), OPCODES.len());
+        ops.push(Op::Return);
         let mut globals = Globals::new();
         let g = global_cell(&mut globals, Symbol::new("g"));
         let child = Rc::new(Proto {
