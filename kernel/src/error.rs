@@ -6,15 +6,8 @@ use std::cell::RefCell;
 use std::fmt;
 use std::rc::Rc;
 
-use crate::value::{Pos, Value};
-
-/// One entry of an SX call stack: the function entered and the call site, when known.
-#[derive(Clone, Debug, PartialEq)]
-pub struct StackEntry {
-    pub name: Rc<str>,
-    pub file: Option<Rc<str>>,
-    pub pos: Option<Pos>,
-}
+use crate::value::Value;
+pub use crate::value::{ErrorValue, StackEntry};
 
 impl fmt::Display for StackEntry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -25,14 +18,6 @@ impl fmt::Display for StackEntry {
             _ => Ok(()),
         }
     }
-}
-
-pub struct ErrorValue {
-    pub error_type: Rc<str>,
-    pub message: Rc<str>,
-    pub irritants: Vec<Value>,
-    /// Innermost call first. Filled once, when the error is first raised.
-    pub stack: RefCell<Vec<StackEntry>>,
 }
 
 impl ErrorValue {

@@ -9,11 +9,11 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use crate::builtins;
-use crate::engine::{Engine, Test};
+use crate::call::{call_native, component_args, NativeCall};
+use crate::engine::{Engine, Step, Test};
 use crate::error::{arity_error, syntax_error, type_error, ErrorValue, StackEntry};
 use crate::expander::{Expr, ExprRef, LambdaCode, SrcLoc};
-use crate::value::{Closure, Component, Dict, Key, List, NativeKind, Value};
+use crate::value::{Closure, Component, Dict, Key, List, Value};
 
 /// A frame of local variables; closures keep the chain they were created in.
 pub struct Frame {
@@ -22,6 +22,24 @@ pub struct Frame {
 }
 
 pub type Env = Option<Rc<Frame>>;
+
+/// The interpreter's code for a closure: the expanded lambda and the environment it was
+/// created in.
+struct InterpCode {
+    lambda: Rc<LambdaCode>,
+    env: Env,
+}
+
+fn interp_closure(lambda: &Rc<LambdaCode>, env: Env) -> Closure {
+    Closure {
+        name: lambda.name,
+        code: Rc::new(InterpCode {
+            lambda: lambda.clone(),
+            env,
+        }),
+        captures: Box::new([]),
+    }
+}
 
 fn frame_at(env: &Env, depth: usize) -> &Rc<Frame> {
     let mut f = env
@@ -72,14 +90,6 @@ enum Ctl {
     Return(Value),
     Raise(Value),
     Apply(Value, Vec<Value>, Option<Rc<SrcLoc>>),
-}
-
-/// What a run of the machine ended with.
-pub enum Step {
-    Done(Value),
-    /// The machine stopped at `(perform request)`; resume it with a value or an error.
-    Perform(Value),
-    Error(Value),
 }
 
 pub struct Machine {
@@ -260,10 +270,7 @@ impl Machine {
                 self.konts.push(k);
                 Ctl::Eval(first, env)
             }
-            Expr::Lambda(code) => Ctl::Return(Value::Fn(Rc::new(Closure::Interp {
-                code: code.clone(),
-                env,
-            }))),
+            Expr::Lambda(code) => Ctl::Return(Value::Fn(Rc::new(interp_closure(code, env)))),
             Expr::Call { items, .. }
             | Expr::MakeList(items)
             | Expr::MakeDict(items)
@@ -292,18 +299,12 @@ impl Machine {
                 Ctl::Eval(request, env)
             }
             Expr::DefMacro { global, code } => {
-                let closure = Rc::new(Closure::Interp {
-                    code: code.clone(),
-                    env,
-                });
+                let closure = Rc::new(interp_closure(code, env));
                 global.set(Value::Macro(closure));
                 Ctl::Return(Value::Nil)
             }
             Expr::DefComp { global, keys, code } => {
-                let closure = Rc::new(Closure::Interp {
-                    code: code.clone(),
-                    env,
-                });
+                let closure = Rc::new(interp_closure(code, env));
                 global.set(Value::Component(Rc::new(Component {
                     name: global.name,
                     keys: keys.clone(),
@@ -314,10 +315,7 @@ impl Machine {
             Expr::DefTest { name, code, loc } => {
                 engine.tests.push(Test {
                     name: name.clone(),
-                    thunk: Value::Fn(Rc::new(Closure::Interp {
-                        code: code.clone(),
-                        env,
-                    })),
+                    thunk: Value::Fn(Rc::new(interp_closure(code, env))),
                     loc: loc.clone(),
                 });
                 Ctl::Return(Value::Nil)
@@ -502,7 +500,8 @@ impl Machine {
         args: Vec<Value>,
         loc: Option<Rc<SrcLoc>>,
     ) -> Ctl {
-        let Closure::Interp { code, env } = closure else {
+        let Some(InterpCode { lambda: code, env }) = closure.code.downcast_ref::<InterpCode>()
+        else {
             let err = type_error("a bytecode function cannot run on the interpreter", vec![]);
             return self.raise(err, None);
         };
@@ -545,65 +544,19 @@ impl Machine {
                 Ok(slots) => self.call_closure(&comp.closure, slots, loc),
                 Err(err) => self.raise(err, Some((comp.name.name(), &loc))),
             },
-            Value::Native(native) => {
-                let n = args.len();
-                if n < native.min_args || native.max_args.is_some_and(|max| n > max) {
-                    let err = builtins::arity_mismatch(&native, n);
-                    return Some(self.raise(err, Some((native.name, &loc))));
+            Value::Native(native) => match call_native(&native, &args, engine) {
+                NativeCall::Return(v) => Ctl::Return(v),
+                NativeCall::Raise(err, site) => self.raise(err, Some((site, &loc))),
+                NativeCall::Apply(f, args) => Ctl::Apply(f, args, loc),
+                NativeCall::Eval(expr) => Ctl::Eval(expr, None),
+                NativeCall::WithFuel(budget, thunk) => {
+                    let outer = self.fuel;
+                    let granted = outer.map_or(budget, |o| o.min(budget));
+                    self.fuel = Some(granted);
+                    self.konts.push(Kont::Fuel { outer, granted });
+                    Ctl::Apply(thunk, vec![], loc)
                 }
-                match native.kind {
-                    NativeKind::Pure(f) => match f(&args) {
-                        Ok(v) => Ctl::Return(v),
-                        Err(err) => self.raise(err, Some((native.name, &loc))),
-                    },
-                    NativeKind::Raise => {
-                        let v = args.into_iter().next().unwrap_or(Value::Nil);
-                        self.raise(v, Some(("raise", &loc)))
-                    }
-                    NativeKind::Print => {
-                        let mut line = String::new();
-                        for (i, a) in args.iter().enumerate() {
-                            if i > 0 {
-                                line.push(' ');
-                            }
-                            line.push_str(&crate::printer::display(a));
-                        }
-                        line.push('\n');
-                        engine.write_output(&line);
-                        Ctl::Return(Value::Nil)
-                    }
-                    NativeKind::Eval => {
-                        let form = args.into_iter().next().unwrap_or(Value::Nil);
-                        let mut sources = crate::reader::SourceMap::default();
-                        match engine.expand(&form, &mut sources, None) {
-                            Ok(expr) => Ctl::Eval(expr, None),
-                            Err(err) => self.raise(err, Some(("eval", &loc))),
-                        }
-                    }
-                    NativeKind::Apply => match builtins::spread_apply_args(args) {
-                        Ok((f, args)) => Ctl::Apply(f, args, loc),
-                        Err(err) => self.raise(err, Some(("apply", &loc))),
-                    },
-                    NativeKind::WithFuel => {
-                        let mut it = args.into_iter();
-                        let (budget, thunk) = (it.next(), it.next().unwrap_or(Value::Nil));
-                        let Some(Value::Int(budget)) =
-                            budget.filter(|b| matches!(b, Value::Int(n) if *n >= 0))
-                        else {
-                            let err = type_error(
-                                "call-with-fuel needs a non-negative integer budget",
-                                vec![],
-                            );
-                            return Some(self.raise(err, Some(("call-with-fuel", &loc))));
-                        };
-                        let outer = self.fuel;
-                        let granted = outer.map_or(budget as u64, |o| o.min(budget as u64));
-                        self.fuel = Some(granted);
-                        self.konts.push(Kont::Fuel { outer, granted });
-                        Ctl::Apply(thunk, vec![], loc)
-                    }
-                }
-            }
+            },
             other => {
                 let err = ErrorValue::value(
                     "not-callable",
@@ -614,31 +567,4 @@ impl Machine {
             }
         })
     }
-}
-
-/// Sorts a component call's arguments into slots: each key's value (or nil), then children.
-pub(crate) fn component_args(comp: &Component, args: Vec<Value>) -> Result<Vec<Value>, Value> {
-    let mut slots = vec![Value::Nil; comp.keys.len()];
-    let mut it = args.into_iter().peekable();
-    while let Some(Value::Keyword(k)) = it.peek() {
-        let k = *k;
-        it.next();
-        let Some(value) = it.next() else {
-            return Err(arity_error(
-                format!("prop :{} of {} has no value", k.name(), comp.name.name()),
-                vec![Value::Keyword(k)],
-            ));
-        };
-        match comp.keys.iter().position(|key| key.name() == k.name()) {
-            Some(i) => slots[i] = value,
-            None => {
-                return Err(arity_error(
-                    format!("{} has no prop :{}", comp.name.name(), k.name()),
-                    vec![Value::Keyword(k)],
-                ))
-            }
-        }
-    }
-    slots.push(Value::List(it.collect()));
-    Ok(slots)
 }

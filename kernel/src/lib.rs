@@ -5,6 +5,7 @@
 
 pub mod builtins;
 pub mod bytecode;
+mod call;
 pub mod compiler;
 pub mod datalog;
 pub mod engine;
@@ -15,11 +16,12 @@ pub mod html;
 pub mod interp;
 pub mod printer;
 pub mod reader;
+pub mod run;
 pub mod sxbc;
 pub mod testing;
 pub mod value;
 pub mod vm;
 
-pub use engine::{drive, drive_now, Backend, Drivable, Engine, Limits, Run, KERNEL_VERSION};
-pub use interp::Step;
+pub use engine::{Backend, Engine, Limits, Step, KERNEL_VERSION};
+pub use run::{drive, drive_now, Drivable, Machine, Run};
 pub use value::Value;

@@ -3,10 +3,11 @@
 
 use std::rc::Rc;
 
-use crate::engine::{drive_now, Backend, Engine};
+use crate::engine::{Backend, Engine};
 use crate::error::describe;
 use crate::expander::SrcLoc;
 use crate::printer::repr;
+use crate::run::drive_now;
 use crate::value::Value;
 
 pub type Effects<'a> = &'a mut dyn FnMut(&Value) -> Result<Value, Value>;

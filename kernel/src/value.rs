@@ -13,11 +13,6 @@ use std::hash::{Hash, Hasher};
 use std::rc::Rc;
 use std::sync::{Mutex, OnceLock};
 
-use crate::bytecode::Proto;
-use crate::error::ErrorValue;
-use crate::expander::LambdaCode;
-use crate::interp::Env;
-
 /// An interned name, used for symbols and keywords. Equality and hashing are by identity;
 /// ordering is by name (the order SX.md §2 asks for).
 #[derive(Clone, Copy)]
@@ -306,25 +301,20 @@ pub trait Opaque {
     fn as_any(&self) -> &dyn std::any::Any;
 }
 
-/// A closure of either engine: the interpreter's (expanded code and the environment chain
-/// it was created in) or the VM's (a bytecode prototype and its captured values).
-pub enum Closure {
-    Interp {
-        code: Rc<LambdaCode>,
-        env: Env,
-    },
-    Vm {
-        proto: Rc<Proto>,
-        captures: Box<[Value]>,
-    },
+/// A closure of either engine. The value layer knows no engine: `code` is what the engine
+/// that made the closure compiled (the VM's `Proto`, the interpreter's lambda with its
+/// environment), which that engine finds again by downcasting; an engine handed another
+/// engine's closure refuses it with a `type-error`.
+pub struct Closure {
+    pub name: Option<Symbol>,
+    pub code: Rc<dyn std::any::Any>,
+    /// The values the VM's code captured (the interpreter keeps its environment in `code`).
+    pub captures: Box<[Value]>,
 }
 
 impl Closure {
     pub fn name(&self) -> Option<Symbol> {
-        match self {
-            Closure::Interp { code, .. } => code.name,
-            Closure::Vm { proto, .. } => proto.name,
-        }
+        self.name
     }
 }
 
@@ -334,6 +324,23 @@ pub struct Component {
     pub name: Symbol,
     pub keys: Vec<Symbol>,
     pub closure: Rc<Closure>,
+}
+
+/// One entry of an SX call stack: the function entered and the call site, when known.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StackEntry {
+    pub name: Rc<str>,
+    pub file: Option<Rc<str>>,
+    pub pos: Option<Pos>,
+}
+
+/// An error value (SX.md §4); its constructors and the kernel's error types are in `error.rs`.
+pub struct ErrorValue {
+    pub error_type: Rc<str>,
+    pub message: Rc<str>,
+    pub irritants: Vec<Value>,
+    /// Innermost call first. Filled once, when the error is first raised.
+    pub stack: RefCell<Vec<StackEntry>>,
 }
 
 pub enum Value {
@@ -447,18 +454,6 @@ impl Value {
             Value::Symbol(s) => Some(*s),
             _ => None,
         }
-    }
-}
-
-impl fmt::Debug for Value {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&crate::printer::repr(self))
-    }
-}
-
-impl fmt::Display for Value {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&crate::printer::display(self))
     }
 }
 

@@ -11,10 +11,10 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use crate::bytecode::{Op, Prim, Proto};
-use crate::engine::{Engine, Test};
+use crate::call::{call_native, component_args, NativeCall};
+use crate::engine::{Engine, Step, Test};
 use crate::error::{arity_error, type_error, ErrorValue, StackEntry};
 use crate::expander::SrcLoc;
-use crate::interp::{component_args, Step};
 use crate::value::{Closure, Component, Dict, Key, List, Native, NativeKind, Value};
 
 struct Frame {
@@ -46,6 +46,11 @@ pub struct Machine {
     /// A machine made by `apply` must make its first call when it first runs.
     pending_call: Option<usize>,
     done: bool,
+}
+
+/// The VM's code of a closure; `None` for the interpreter's.
+fn vm_proto(closure: &Closure) -> Option<Rc<Proto>> {
+    closure.code.clone().downcast::<Proto>().ok()
 }
 
 fn corrupt(what: &str) -> Value {
@@ -252,7 +257,7 @@ impl Machine {
         match &f {
             Value::Fn(closure) => self.enter(closure, at, argc, tail),
             Value::Component(comp) => self.call_component(comp, at, argc, tail),
-            Value::Native(native) => self.call_native(native, at, argc, tail, engine),
+            Value::Native(native) => self.call_native(native, at, tail, engine),
             other => {
                 let err = ErrorValue::value(
                     "not-callable",
@@ -265,7 +270,7 @@ impl Machine {
     }
 
     fn enter(&mut self, closure: &Closure, at: usize, argc: usize, tail: bool) -> Flow {
-        let Closure::Vm { proto, .. } = closure else {
+        let Some(proto) = vm_proto(closure) else {
             let err = type_error("an interpreter function cannot run on the VM", vec![]);
             return self.throw(err, None);
         };
@@ -350,78 +355,22 @@ impl Machine {
         }
     }
 
-    fn call_native(
-        &mut self,
-        native: &Rc<Native>,
-        at: usize,
-        argc: usize,
-        tail: bool,
-        engine: &mut Engine,
-    ) -> Flow {
-        if argc < native.min_args || native.max_args.is_some_and(|max| argc > max) {
-            let err = crate::builtins::arity_mismatch(native, argc);
-            return self.throw(err, Some(native.name));
-        }
-        match native.kind {
-            NativeKind::Pure(f) => {
-                let result = f(&self.stack[at + 1..]);
-                match result {
-                    Ok(v) => {
-                        self.stack.truncate(at);
-                        self.stack.push(v);
-                        Flow::Next(false)
-                    }
-                    Err(err) => self.throw(err, Some(native.name)),
-                }
-            }
-            NativeKind::Print => {
-                let mut line = String::new();
-                for (i, a) in self.stack[at + 1..].iter().enumerate() {
-                    if i > 0 {
-                        line.push(' ');
-                    }
-                    line.push_str(&crate::printer::display(a));
-                }
-                line.push('\n');
-                engine.write_output(&line);
-                self.stack.truncate(at);
-                self.stack.push(Value::Nil);
+    fn call_native(&mut self, native: &Native, at: usize, tail: bool, engine: &mut Engine) -> Flow {
+        let outcome = call_native(native, &self.stack[at + 1..], engine);
+        self.shrink_stack(at);
+        match outcome {
+            NativeCall::Return(v) => {
+                self.stack.push(v);
                 Flow::Next(false)
             }
-            NativeKind::Raise => {
-                let v = self.pop();
-                self.stack.truncate(at);
-                self.throw(v, Some("raise"))
+            NativeCall::Raise(err, site) => self.throw(err, Some(site)),
+            NativeCall::Apply(f, args) => {
+                let n = args.len();
+                self.stack.push(f);
+                self.stack.extend(args);
+                self.call(n, tail, engine)
             }
-            NativeKind::Apply => {
-                let args: Vec<Value> = self.stack.drain(at + 1..).collect();
-                match crate::builtins::spread_apply_args(args) {
-                    Ok((f, spread)) => {
-                        let n = spread.len();
-                        self.stack.truncate(at);
-                        self.stack.push(f);
-                        self.stack.extend(spread);
-                        self.call(n, tail, engine)
-                    }
-                    Err(err) => self.throw(err, Some("apply")),
-                }
-            }
-            NativeKind::WithFuel => {
-                let thunk = self.pop();
-                let budget = self.pop();
-                self.stack.truncate(at);
-                let Value::Int(budget) = budget else {
-                    let err = type_error(
-                        "call-with-fuel needs a non-negative integer budget",
-                        vec![budget],
-                    );
-                    return self.throw(err, Some("call-with-fuel"));
-                };
-                let Ok(budget) = u64::try_from(budget) else {
-                    let err =
-                        type_error("call-with-fuel needs a non-negative integer budget", vec![]);
-                    return self.throw(err, Some("call-with-fuel"));
-                };
+            NativeCall::WithFuel(budget, thunk) => {
                 let outer = self.fuel;
                 let granted = outer.map_or(budget, |o| o.min(budget));
                 self.fuel = Some(granted);
@@ -438,34 +387,26 @@ impl Machine {
                 }
                 flow
             }
-            NativeKind::Eval => {
-                let form = self.pop();
-                self.stack.truncate(at);
-                let mut sources = crate::reader::SourceMap::default();
-                let compiled = engine
-                    .expand(&form, &mut sources, None)
-                    .and_then(|expr| crate::compiler::compile_toplevel(&expr, None));
-                match compiled {
-                    Ok(proto) => {
-                        if self.frames.len() >= self.max_depth {
-                            let err = ErrorValue::value("stack-overflow", "stack too deep", vec![]);
-                            return self.throw(err, None);
-                        }
-                        self.stack.push(Value::Nil);
-                        let base = self.stack.len();
-                        self.stack.resize(base + proto.slots as usize, Value::Nil);
-                        self.frames.push(Frame {
-                            proto,
-                            is_closure: false,
-                            ip: 0,
-                            base,
-                            fuel_restore: None,
-                        });
-                        Flow::Next(true)
+            NativeCall::Eval(expr) => match crate::compiler::compile_toplevel(&expr, None) {
+                Ok(proto) => {
+                    if self.frames.len() >= self.max_depth {
+                        let err = ErrorValue::value("stack-overflow", "stack too deep", vec![]);
+                        return self.throw(err, None);
                     }
-                    Err(err) => self.throw(err, Some("eval")),
+                    self.stack.push(Value::Nil);
+                    let base = self.stack.len();
+                    self.stack.resize(base + proto.slots as usize, Value::Nil);
+                    self.frames.push(Frame {
+                        proto,
+                        is_closure: false,
+                        ip: 0,
+                        base,
+                        fuel_restore: None,
+                    });
+                    Flow::Next(true)
                 }
-            }
+                Err(err) => self.throw(err, Some("eval")),
+            },
         }
     }
 
@@ -482,12 +423,10 @@ impl Machine {
             .filter(|f| f.is_closure)
             .and_then(|f| self.stack.get(f.base - 1));
         match closure {
-            Some(Value::Fn(c)) => match &**c {
-                Closure::Vm { captures, .. } => captures
-                    .get(index as usize)
-                    .ok_or_else(|| corrupt("capture out of range")),
-                Closure::Interp { .. } => Err(corrupt("capture outside a closure")),
-            },
+            Some(Value::Fn(c)) => c
+                .captures
+                .get(index as usize)
+                .ok_or_else(|| corrupt("capture out of range")),
             _ => Err(corrupt("capture outside a closure")),
         }
     }
@@ -505,8 +444,9 @@ impl Machine {
                 crate::bytecode::CaptureFrom::Capture(i) => self.capture(*i)?.clone(),
             });
         }
-        Ok(Value::Fn(Rc::new(Closure::Vm {
-            proto: child.clone(),
+        Ok(Value::Fn(Rc::new(Closure {
+            name: child.name,
+            code: child.clone(),
             captures: captures.into_boxed_slice(),
         })))
     }
@@ -757,9 +697,9 @@ impl Machine {
                         && base > 0
                         && self.frames.last().is_some_and(|f| f.is_closure)
                         && match &self.stack[len - n - 1] {
-                            Value::Fn(c) => {
-                                matches!(&**c, Closure::Vm { proto: p, .. } if Rc::ptr_eq(p, &proto) && !p.rest && p.params as usize == n)
-                            }
+                            Value::Fn(c) => c.code.downcast_ref::<Proto>().is_some_and(|p| {
+                                std::ptr::eq(p, &*proto) && !p.rest && p.params as usize == n
+                            }),
                             _ => false,
                         };
                     if same {
@@ -788,12 +728,9 @@ impl Machine {
                     let n = n as usize;
                     let len = self.stack.len();
                     let callee = match len.checked_sub(n + 1).map(|at| &self.stack[at]) {
-                        Some(Value::Fn(c)) => match &**c {
-                            Closure::Vm { proto: p, .. } if !p.rest && p.params as usize == n => {
-                                Some(p.clone())
-                            }
-                            _ => None,
-                        },
+                        Some(Value::Fn(c)) => {
+                            vm_proto(c).filter(|p| !p.rest && p.params as usize == n)
+                        }
                         _ => None,
                     };
                     save_ip!();
