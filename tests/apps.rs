@@ -209,3 +209,48 @@ fn an_unknown_or_missing_app_is_refused_with_the_apps_there_are() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("does not exist"));
 }
+
+/// The server renders the shell once per title and login state and splices each page's
+/// content in: two pages with one title still show their own content, and a shell that looks
+/// at its children (declaring `host/shell-splices` false) is called for every page.
+#[test]
+fn the_shell_is_reused_across_pages_only_when_it_splices_its_content() {
+    let work = tempfile::tempdir().unwrap();
+    let app = work.path().join("shells");
+    std::fs::create_dir_all(&app).unwrap();
+    let pages = r#"
+(defroute "GET" "/a" (fn (req) (host/page "Same" (p :id "which" "page a"))))
+(defroute "GET" "/b" (fn (req) (host/page "Same" (p :id "which" "page b"))))
+"#;
+    std::fs::write(app.join("pages.sx"), pages).unwrap();
+    let port = free_port();
+    let data = work.path().join("data");
+    let serving = serve(&["--app", "shells"], work.path(), &data, port);
+    for _ in 0..2 {
+        for (path, text) in [("/a", "page a"), ("/b", "page b")] {
+            let (status, body) = get(port, path).unwrap();
+            assert_eq!(status, 200, "{body}");
+            assert!(
+                body.contains(&format!("<p id=\"which\">{text}</p>")),
+                "{body}"
+            );
+            assert_eq!(body.matches("<main id=\"content\"").count(), 1, "{body}");
+            assert!(body.contains("<title>Same · "), "{body}");
+        }
+    }
+    drop(serving);
+
+    // A shell of the app's own that looks at its children: it must see the real ones.
+    let shell = r#"
+(define host/shell-splices false)
+(defcomp ~host/shell (&key title site user csrf client dev children)
+  (html (body (main :id "content" :data-first (type-of (first children)) children))))
+"#;
+    std::fs::write(app.join("shell.sx"), shell).unwrap();
+    let port = free_port();
+    let _serving = serve(&["--app", "shells"], work.path(), &data, port);
+    let (status, body) = get(port, "/a").unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("data-first=\"list\""), "{body}");
+    assert!(body.contains("page a"), "{body}");
+}

@@ -204,6 +204,11 @@ pub fn render(tree: &Value) -> Result<String, Value> {
     Ok(out)
 }
 
+/// Renders `tree` at the end of `out`.
+pub fn render_into(out: &mut String, tree: &Value) -> Result<(), Value> {
+    render_node(out, tree)
+}
+
 fn render_node(out: &mut String, v: &Value) -> Result<(), Value> {
     match v {
         Value::Nil | Value::Bool(_) => {}

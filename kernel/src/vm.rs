@@ -697,9 +697,13 @@ impl Machine {
                         && base > 0
                         && self.frames.last().is_some_and(|f| f.is_closure)
                         && match &self.stack[len - n - 1] {
-                            Value::Fn(c) => c.code.downcast_ref::<Proto>().is_some_and(|p| {
-                                std::ptr::eq(p, &*proto) && !p.rest && p.params as usize == n
-                            }),
+                            // The same allocation as the running code is that code (no
+                            // downcast needed to know it is a `Proto`).
+                            Value::Fn(c) => {
+                                std::ptr::addr_eq(Rc::as_ptr(&c.code), Rc::as_ptr(&proto))
+                                    && !proto.rest
+                                    && proto.params as usize == n
+                            }
                             _ => false,
                         };
                     if same {

@@ -47,6 +47,7 @@ pub struct Image {
     not_found: Option<Value>,
     starts: Vec<Value>,
     cache: Rc<DecodeCache>,
+    shells: crate::render::ShellCache,
 }
 
 impl Image {
@@ -78,6 +79,7 @@ impl Image {
             not_found,
             starts,
             cache: Rc::default(),
+            shells: Default::default(),
         })
     }
 
@@ -143,8 +145,10 @@ pub fn install(image: Image, services: Arc<Services>) -> impl std::future::Futur
             let span = tracing::info_span!("request", id = %job.request.id);
             let task = async move {
                 let outcome = run(&image, &job.request, &services).await;
+                let image = &mut *image.borrow_mut();
                 let reply = crate::render::reply(
-                    &mut image.borrow_mut().engine,
+                    &mut image.engine,
+                    &mut image.shells,
                     outcome,
                     job.want,
                     &job.request,

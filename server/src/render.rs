@@ -4,6 +4,9 @@
 //! Accept`, so no cache (and no Back button) ever shows a fragment as a page. The title
 //! travels with a fragment in `SX-Title` (percent-encoded UTF-8).
 
+use std::collections::HashMap;
+use std::rc::Rc;
+
 use sx_kernel::engine::unknown_effect;
 use sx_kernel::{Engine, Value};
 
@@ -69,32 +72,35 @@ fn page_title(title: &str, site: &str) -> String {
     }
 }
 
-fn full_page(
-    engine: &mut Engine,
-    title: &str,
-    content: Value,
-    request: &Request,
-    services: &Services,
-) -> Result<String, String> {
-    let shell = engine
-        .lookup("~host/shell")
-        .ok_or_else(|| "the apps define no ~host/shell".to_string())?;
+/// Stands for `#content`'s children when the shell is rendered for the cache: a control
+/// character that escaped text never contains.
+const CONTENT_MARK: &str = "\u{1}sx-content\u{1}";
+/// Shells kept per image; past this the cache starts over (titles are per page).
+const SHELLS_KEPT: usize = 512;
+
+/// The shell around full pages, rendered once per (title, user, CSRF token) and split where
+/// the content goes: a later page with the same shell renders only its content. Sound because
+/// the shell cannot perform (its call answers every effect with `unknown-effect`) and one
+/// image serves one version of the apps (a new version gets a new image and cache). Used
+/// only when the apps declare (`host/shell-splices`) that the shell places its children
+/// once, as given; otherwise, or when the mark does not come out exactly once, every page
+/// renders its whole shell.
+#[derive(Default)]
+pub struct ShellCache {
+    shells: HashMap<(String, Option<(String, String)>), Rc<(String, String)>>,
+}
+
+fn shell_args(title: &str, request: &Request, services: &Services, content: Value) -> Vec<Value> {
     let site = &request.app.site_name;
-    let title = page_title(title, site);
     let mut args = vec![
         Value::kw("title"),
-        Value::str(&title),
+        Value::str(title),
         Value::kw("site"),
         Value::str(site),
     ];
     // The shell shows a signed-in browser who it is and a Log out button (a form that
     // carries the session's CSRF token).
-    if let Some(Principal {
-        name,
-        csrf: Some(csrf),
-        ..
-    }) = &request.user
-    {
+    if let Some((name, csrf)) = signed_in(request) {
         args.extend([
             Value::kw("user"),
             Value::str(name),
@@ -109,10 +115,81 @@ fn full_page(
         args.extend([Value::kw("dev"), Value::Bool(true)]);
     }
     args.push(content);
+    args
+}
+
+fn signed_in(request: &Request) -> Option<(&str, &str)> {
+    match &request.user {
+        Some(Principal {
+            name,
+            csrf: Some(csrf),
+            ..
+        }) => Some((name, csrf)),
+        _ => None,
+    }
+}
+
+fn render_shell(engine: &mut Engine, args: Vec<Value>) -> Result<String, String> {
+    let shell = engine
+        .lookup("~host/shell")
+        .ok_or_else(|| "the apps define no ~host/shell".to_string())?;
     let tree = engine
         .call_with(&shell, args, &mut |req| Err(unknown_effect(req)))
         .map_err(|e| sx_kernel::error::describe(&e))?;
     render_html(&tree)
+}
+
+fn full_page(
+    engine: &mut Engine,
+    shells: &mut ShellCache,
+    title: &str,
+    content: Value,
+    request: &Request,
+    services: &Services,
+) -> Result<String, String> {
+    let title = page_title(title, &request.app.site_name);
+    let splices = engine
+        .lookup("host/shell-splices")
+        .is_some_and(|v| v.is_truthy());
+    if !splices {
+        return render_shell(engine, shell_args(&title, request, services, content));
+    }
+    let key = (
+        title,
+        signed_in(request).map(|(n, c)| (n.to_string(), c.to_string())),
+    );
+    let split = match shells.shells.get(&key) {
+        Some(split) => Some(split.clone()),
+        None => {
+            let mark = Value::Raw(Rc::from(CONTENT_MARK));
+            let whole = render_shell(engine, shell_args(&key.0, request, services, mark))?;
+            let split = match whole.split_once(CONTENT_MARK) {
+                Some((before, after)) if !after.contains(CONTENT_MARK) => {
+                    Some(Rc::new((before.to_string(), after.to_string())))
+                }
+                _ => None,
+            };
+            if let Some(split) = &split {
+                if shells.shells.len() >= SHELLS_KEPT {
+                    shells.shells.clear();
+                }
+                shells.shells.insert(key.clone(), split.clone());
+            }
+            split
+        }
+    };
+    match split {
+        Some(split) => {
+            let (before, after) = &*split;
+            let mut page = String::with_capacity(before.len() + after.len() + 4096);
+            page.push_str(before);
+            sx_kernel::html::render_into(&mut page, &content)
+                .map_err(|e| sx_kernel::error::describe(&e))?;
+            page.push_str(after);
+            Ok(page)
+        }
+        None => render_shell(engine, shell_args(&key.0, request, services, content)),
+    }
 }
 
 /// Whether `target` is a path on this site: it starts with a single `/` and holds no
@@ -220,6 +297,7 @@ pub fn forbidden(reason: &str) -> Reply {
 
 pub fn reply(
     engine: &mut Engine,
+    shells: &mut ShellCache,
     outcome: Outcome,
     want: Want,
     request: &Request,
@@ -254,7 +332,7 @@ pub fn reply(
             headers: extra,
         } => {
             let rendered = match want {
-                Want::Page => full_page(engine, &title, content, request, services)
+                Want::Page => full_page(engine, shells, &title, content, request, services)
                     .map(|b| ("text/html; charset=utf-8", b)),
                 Want::FragmentHtml => {
                     render_html(&content).map(|b| ("text/html; charset=utf-8", b))
