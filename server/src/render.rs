@@ -87,8 +87,13 @@ const SHELLS_KEPT: usize = 512;
 /// renders its whole shell.
 #[derive(Default)]
 pub struct ShellCache {
-    shells: HashMap<(String, Option<(String, String)>), Rc<(String, String)>>,
+    shells: HashMap<ShellKey, Rc<SplitShell>>,
 }
+
+/// The page title, and the signed-in user's name and CSRF token.
+type ShellKey = (String, Option<(String, String)>);
+/// The shell's HTML before and after the content.
+type SplitShell = (String, String);
 
 fn shell_args(title: &str, request: &Request, services: &Services, content: Value) -> Vec<Value> {
     let site = &request.app.site_name;
