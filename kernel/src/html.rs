@@ -217,13 +217,13 @@ fn render_node(out: &mut String, v: &Value) -> Result<(), Value> {
         Value::List(items) => match items.first() {
             None => {}
             Some(Value::Symbol(tag)) => {
-                let children: Vec<&Value> = items.iter().skip(1).collect();
+                let rest = items.iter().skip(1);
                 if tag.name() == "<>" {
-                    for child in children {
+                    for child in rest {
                         render_node(out, child)?;
                     }
                 } else {
-                    render_element(out, tag.name(), &children, v)?;
+                    render_element(out, tag.name(), rest, v)?;
                 }
             }
             Some(_) => {
@@ -237,10 +237,10 @@ fn render_node(out: &mut String, v: &Value) -> Result<(), Value> {
     Ok(())
 }
 
-fn render_element(
+fn render_element<'a>(
     out: &mut String,
     tag: &str,
-    args: &[&Value],
+    mut args: std::iter::Skip<crate::value::ListIter<'a>>,
     whole: &Value,
 ) -> Result<(), Value> {
     if !valid_tag_name(tag) {
@@ -251,10 +251,15 @@ fn render_element(
     }
     out.push('<');
     out.push_str(tag);
-    let mut i = 0;
-    while i + 1 < args.len() {
-        let Value::Keyword(name) = args[i] else { break };
-        match args[i + 1] {
+    // Attributes: keyword, value pairs up to the first child (a keyword with no value after
+    // it is a child).
+    loop {
+        let mut ahead = args.clone();
+        let (Some(Value::Keyword(name)), Some(value)) = (ahead.next(), ahead.next()) else {
+            break;
+        };
+        args = ahead;
+        match value {
             Value::Nil | Value::Bool(false) => {}
             Value::Bool(true) => {
                 out.push(' ');
@@ -271,17 +276,15 @@ fn render_element(
                 out.push('"');
             }
         }
-        i += 2;
     }
     out.push('>');
-    let children = &args[i..];
     if is_void(tag) {
         // Children that render nothing are allowed (SX.md §10): nil, booleans and `()`,
         // as written; a non-empty list is an error even if all it holds is nil.
-        let renders_nothing = |c: &&Value| {
+        let renders_nothing = |c: &Value| {
             matches!(c, Value::Nil | Value::Bool(_)) || matches!(c, Value::List(l) if l.is_empty())
         };
-        if !children.iter().all(renders_nothing) {
+        if !args.all(renders_nothing) {
             return Err(type_error(
                 format!("<{tag}> is a void element and takes no children"),
                 vec![whole.clone()],
@@ -289,7 +292,7 @@ fn render_element(
         }
         return Ok(());
     }
-    for child in children {
+    for child in args {
         render_node(out, child)?;
     }
     out.push_str("</");

@@ -189,6 +189,7 @@ impl From<Vec<Value>> for List {
     }
 }
 
+#[derive(Clone)]
 pub struct ListIter<'a>(Option<&'a Cons>);
 
 impl<'a> Iterator for ListIter<'a> {

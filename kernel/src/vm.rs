@@ -49,6 +49,7 @@ pub struct Machine {
 }
 
 /// The VM's code of a closure; `None` for the interpreter's.
+#[inline(always)]
 fn vm_proto(closure: &Closure) -> Option<Rc<Proto>> {
     closure.code.clone().downcast::<Proto>().ok()
 }
@@ -123,6 +124,15 @@ impl Machine {
                 other => drop(other),
             }
         }
+    }
+
+    /// The values from `from` to the top as a list before `tail`, popped from the top down:
+    /// no intermediate vector.
+    fn pop_list(&mut self, from: usize, mut tail: List) -> List {
+        while self.stack.len() > from {
+            tail = List::cons(self.pop(), tail);
+        }
+        tail
     }
 
     fn pop(&mut self) -> Value {
@@ -291,7 +301,7 @@ impl Machine {
                 );
                 return self.throw(err, Some(proto.display_name()));
             }
-            let rest: List = self.stack.drain(at + 1 + params..).collect();
+            let rest = self.pop_list(at + 1 + params, List::empty());
             self.stack.push(Value::List(rest));
         }
         if !self.spend_fuel() {
@@ -805,7 +815,7 @@ impl Machine {
                     let Some(from) = self.stack.len().checked_sub(n as usize) else {
                         throw!(corrupt("stack underflow"), None);
                     };
-                    let items: List = self.stack.drain(from..).collect();
+                    let items = self.pop_list(from, List::empty());
                     self.stack.push(Value::List(items));
                 }
                 Op::Dict(n) => {
@@ -838,9 +848,7 @@ impl Machine {
                     let Some(from) = self.stack.len().checked_sub(n as usize) else {
                         throw!(corrupt("stack underflow"), None);
                     };
-                    let items: Vec<Value> = self.stack.drain(from..).collect();
-                    let list =
-                        List::from_iter_with_tail(std::iter::once(tag).chain(items), List::empty());
+                    let list = List::cons(tag, self.pop_list(from, List::empty()));
                     self.stack.push(Value::List(list));
                 }
                 Op::PushGuard(target) => self.handlers.push(Handler {
