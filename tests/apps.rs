@@ -211,8 +211,8 @@ fn an_unknown_or_missing_app_is_refused_with_the_apps_there_are() {
 }
 
 /// The server renders the shell once per title and login state and splices each page's
-/// content in: two pages with one title still show their own content, and a shell that looks
-/// at its children (declaring `host/shell-splices` false) is called for every page.
+/// content in: two pages with one title still show their own content, and an app's own shell
+/// (not vouched for with `host/shell-splices`) is called for every page.
 #[test]
 fn the_shell_is_reused_across_pages_only_when_it_splices_its_content() {
     let work = tempfile::tempdir().unwrap();
@@ -240,9 +240,9 @@ fn the_shell_is_reused_across_pages_only_when_it_splices_its_content() {
     }
     drop(serving);
 
-    // A shell of the app's own that looks at its children: it must see the real ones.
+    // A shell of the app's own that looks at its children, not vouched for: it must see
+    // the real ones.
     let shell = r#"
-(define host/shell-splices false)
 (defcomp ~host/shell (&key title site user csrf client dev children)
   (html (body (main :id "content" :data-first (type-of (first children)) children))))
 "#;

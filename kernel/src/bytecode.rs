@@ -92,6 +92,12 @@ macro_rules! instruction_set {
         /// The name and operand kinds of every opcode, in encoding order.
         pub const OPCODES: &[(&str, &str)] = &[ $( ($name, stringify!($( $($kind)+ )?)), )* ];
 
+        /// The byte width of each opcode's operands, in order (hashed with [`OPCODES`], so a
+        /// wider operand also makes old files stale).
+        const OPERAND_WIDTHS: &[&[usize]] = &[
+            $( &[ $( $( std::mem::size_of::<operand!(type $kind)>() ),+ )? ], )*
+        ];
+
         impl Op {
             /// The opcode number (index into [`OPCODES`]).
             #[inline]
@@ -300,10 +306,13 @@ pub fn opcode_table_hash() -> u64 {
             h = h.wrapping_mul(0x0100_0000_01b3);
         }
     };
-    for (name, shape) in OPCODES {
+    for ((name, shape), widths) in OPCODES.iter().zip(OPERAND_WIDTHS) {
         feed(name.as_bytes());
         feed(b"(");
         feed(shape.as_bytes());
+        for width in *widths {
+            feed(&[*width as u8]);
+        }
         feed(b")");
     }
     for (_, name, arity) in PRIMS {

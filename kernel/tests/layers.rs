@@ -11,16 +11,37 @@ const LAYERS: &[&str] = &[
 ];
 
 fn imports(source: &str) -> BTreeSet<String> {
-    let mut found = BTreeSet::new();
-    for (at, _) in source.match_indices("crate::") {
-        let name: String = source[at + "crate::".len()..]
+    let ident = |text: &str| -> String {
+        text.trim_start()
             .chars()
             .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-            .collect();
-        if !name.is_empty() {
-            found.insert(name);
+            .collect()
+    };
+    let mut found = BTreeSet::new();
+    for (at, _) in source.match_indices("crate::") {
+        let after = &source[at + "crate::".len()..];
+        if let Some(group) = after.strip_prefix('{') {
+            // `crate::{a::X, b}`: the first name of each item at the group's top level.
+            let mut depth = 0;
+            let mut item_start = true;
+            for (i, c) in group.char_indices() {
+                match c {
+                    '{' => depth += 1,
+                    '}' if depth == 0 => break,
+                    '}' => depth -= 1,
+                    ',' if depth == 0 => item_start = true,
+                    c if item_start && !c.is_whitespace() => {
+                        found.insert(ident(&group[i..]));
+                        item_start = false;
+                    }
+                    _ => {}
+                }
+            }
+        } else {
+            found.insert(ident(after));
         }
     }
+    found.remove("");
     found
 }
 

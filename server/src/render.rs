@@ -72,9 +72,6 @@ fn page_title(title: &str, site: &str) -> String {
     }
 }
 
-/// Stands for `#content`'s children when the shell is rendered for the cache: a control
-/// character that escaped text never contains.
-const CONTENT_MARK: &str = "\u{1}sx-content\u{1}";
 /// Shells kept per image; past this the cache starts over (titles are per page).
 const SHELLS_KEPT: usize = 512;
 
@@ -82,12 +79,24 @@ const SHELLS_KEPT: usize = 512;
 /// the content goes: a later page with the same shell renders only its content. Sound because
 /// the shell cannot perform (its call answers every effect with `unknown-effect`) and one
 /// image serves one version of the apps (a new version gets a new image and cache). Used
-/// only when the apps declare (`host/shell-splices`) that the shell places its children
-/// once, as given; otherwise, or when the mark does not come out exactly once, every page
-/// renders its whole shell.
-#[derive(Default)]
+/// only when the apps vouch for the shell in use (`host/shell-splices` is that very
+/// component: it places its children once, as given, and reads no state that changes);
+/// otherwise, or when the mark does not come out exactly once, every page renders its whole
+/// shell.
 pub struct ShellCache {
     shells: HashMap<ShellKey, Rc<SplitShell>>,
+    /// Stands for `#content`'s children when a shell is rendered for the cache: random per
+    /// image, so no title or name can contain it.
+    mark: String,
+}
+
+impl Default for ShellCache {
+    fn default() -> Self {
+        ShellCache {
+            shells: HashMap::new(),
+            mark: format!("\u{1}sx-content-{}\u{1}", crate::auth::random_hex(16)),
+        }
+    }
 }
 
 /// The page title, and the signed-in user's name and CSRF token.
@@ -153,9 +162,13 @@ fn full_page(
     services: &Services,
 ) -> Result<String, String> {
     let title = page_title(title, &request.app.site_name);
-    let splices = engine
-        .lookup("host/shell-splices")
-        .is_some_and(|v| v.is_truthy());
+    let vouched = engine.lookup("host/shell-splices");
+    let splices = match (vouched, engine.lookup("~host/shell")) {
+        (Some(Value::Component(vouched)), Some(Value::Component(shell))) => {
+            Rc::ptr_eq(&vouched, &shell)
+        }
+        _ => false,
+    };
     if !splices {
         return render_shell(engine, shell_args(&title, request, services, content));
     }
@@ -166,10 +179,10 @@ fn full_page(
     let split = match shells.shells.get(&key) {
         Some(split) => Some(split.clone()),
         None => {
-            let mark = Value::Raw(Rc::from(CONTENT_MARK));
+            let mark = Value::Raw(Rc::from(shells.mark.as_str()));
             let whole = render_shell(engine, shell_args(&key.0, request, services, mark))?;
-            let split = match whole.split_once(CONTENT_MARK) {
-                Some((before, after)) if !after.contains(CONTENT_MARK) => {
+            let split = match whole.split_once(&shells.mark) {
+                Some((before, after)) if !after.contains(&shells.mark) => {
                     Some(Rc::new((before.to_string(), after.to_string())))
                 }
                 _ => None,
