@@ -441,11 +441,7 @@ impl Machine {
             NativeKind::Eval => {
                 let form = self.pop();
                 self.stack.truncate(at);
-                let mut sources = crate::reader::SourceMap::default();
-                let compiled = engine
-                    .expand(&form, &mut sources, None)
-                    .and_then(|expr| crate::compiler::compile_toplevel(&expr, None));
-                match compiled {
+                match engine.compile_eval(&form) {
                     Ok(proto) => {
                         if self.frames.len() >= self.max_depth {
                             let err = ErrorValue::value("stack-overflow", "stack too deep", vec![]);

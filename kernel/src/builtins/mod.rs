@@ -143,6 +143,7 @@ fn table() -> Vec<Entry> {
     t.extend(strings::table());
     t.extend(collections::table());
     t.extend(json::table());
+    #[cfg(feature = "datalog")]
     t.extend(
         crate::datalog::builtins::natives()
             .into_iter()
