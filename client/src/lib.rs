@@ -282,7 +282,7 @@ fn on_submit(ev: &web_sys::SubmitEvent) {
     let el: &Element = form.as_ref();
     let event = kw_dict(vec![
         ("action", Value::str(&form.action())),
-        ("method", Value::str(&form.method().to_uppercase())),
+        ("method", Value::str(&form.method().to_ascii_uppercase())),
         ("enctype", Value::str(&form.enctype())),
         ("body", opt_str(form_body(&form, submitter))),
         ("target", attribute(el, "target")),

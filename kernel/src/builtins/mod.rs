@@ -2,6 +2,8 @@
 //! the SX prelude (`prelude.sx`) for the higher-order functions, which must call back into
 //! SX without Rust recursion and so are written in SX itself.
 
+mod case;
+mod case_tables;
 mod collections;
 pub mod json;
 mod numbers;
@@ -142,6 +144,7 @@ fn table() -> Vec<Entry> {
     t.extend(numbers::table());
     t.extend(strings::table());
     t.extend(collections::table());
+    #[cfg(feature = "json")]
     t.extend(json::table());
     #[cfg(feature = "datalog")]
     t.extend(
