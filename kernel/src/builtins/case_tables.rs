@@ -189,7 +189,9 @@ pub(super) const LOWER: &[(u32, u32, i32)] = &[
     (0x1E900, 68, 34),
 ];
 
-pub(super) const LOWER_MULTI: &[(char, [char; 3])] = &[('İ', ['i', '\u{307}', '\0'])];
+pub(super) const LOWER_MULTI: &[(char, [char; 3])] = &[
+    ('İ', ['i', '\u{307}', '\0']),
+];
 
 pub(super) const UPPER: &[(u32, u32, i32)] = &[
     (0x61, 52, -32),

@@ -3,6 +3,7 @@
 //! SX without Rust recursion and so are written in SX itself.
 
 mod case;
+#[rustfmt::skip] // generated (case.rs)
 mod case_tables;
 mod collections;
 pub mod json;
