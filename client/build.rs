@@ -1,5 +1,6 @@
-//! Compiles the browser engine (`sx/web/engine.sx`) to bytecode with this same kernel; the
-//! client embeds it. An SX error fails the build with `file:line:col`.
+//! Compiles the browser engine (`sx/web/engine.sx`) and the kernel's prelude to bytecode with
+//! this same kernel (so neither is ever stale); the client embeds both and evaluates no
+//! source. An SX error fails the build with `file:line:col`.
 
 use std::path::PathBuf;
 
@@ -15,4 +16,8 @@ fn main() {
         .unwrap_or_else(|err| panic!("{}", sx_kernel::error::describe_located(&err)));
     let out = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets this")).join("engine.sxbc");
     std::fs::write(&out, bundle).unwrap_or_else(|e| panic!("cannot write {}: {e}", out.display()));
+    let image = sx_kernel::prelude::compile_image()
+        .unwrap_or_else(|err| panic!("{}", sx_kernel::error::describe_located(&err)));
+    let out = out.with_file_name("prelude.sxpi");
+    std::fs::write(&out, image).unwrap_or_else(|e| panic!("cannot write {}: {e}", out.display()));
 }

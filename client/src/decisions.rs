@@ -4,10 +4,10 @@
 //! browser loads; Playwright checks the effects in Chromium.
 
 use sx_kernel::value::{kw_dict, Key};
-use sx_kernel::{Backend, Engine, Value};
+use sx_kernel::{Engine, Value};
 
 fn engine() -> Engine {
-    let mut engine = Engine::with_backend(Backend::Vm);
+    let mut engine = Engine::from_prelude_image(crate::PRELUDE_IMAGE).expect("the prelude loads");
     engine
         .load_bundle(crate::ENGINE_BUNDLE)
         .expect("the engine bundle loads");
@@ -196,4 +196,28 @@ fn history_pops_restore_other_pages_only() {
         ),
         "restore"
     );
+}
+
+/// The browser's kernel evaluates no source: `eval` raises `eval-unavailable` (an SX error
+/// raised like any other, not a trap). (Built with the rest of the workspace, the kernel
+/// has its `source` feature and `eval` works; `cargo test -p sx-client` alone builds it as
+/// the browser does, without.)
+#[test]
+fn eval_without_the_source_feature_is_an_error() {
+    let mut engine = engine();
+    let eval = engine.lookup("eval").unwrap();
+    let form = Value::list(vec![Value::sym("+"), Value::Int(1), Value::Int(2)]);
+    let result = engine.call_with(&eval, vec![form], &mut |_| panic!("no effects"));
+    if sx_kernel::EVALUATES_SOURCE {
+        assert_eq!(result, Ok(Value::Int(3)));
+    } else {
+        let err = result.expect_err("eval is unavailable");
+        assert_eq!(
+            sx_kernel::error::describe(&err).split(':').next(),
+            Some("eval-unavailable")
+        );
+        // The engine goes on.
+        let again = engine.call_with(&eval, vec![Value::Int(7)], &mut |_| panic!("no effects"));
+        assert!(again.is_err());
+    }
 }

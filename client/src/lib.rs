@@ -19,7 +19,7 @@ use std::rc::Rc;
 use sx_kernel::engine::unknown_effect;
 use sx_kernel::error::ErrorValue;
 use sx_kernel::value::{kw_dict, kw_get, Dict};
-use sx_kernel::{Backend, Engine, Step, Value};
+use sx_kernel::{Engine, Step, Value};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
@@ -27,6 +27,9 @@ use web_sys::{Document, Element, HtmlElement, HtmlFormElement, MouseEvent, Windo
 
 /// The engine, compiled at build time.
 const ENGINE_BUNDLE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/engine.sxbc"));
+
+/// The kernel's prelude, compiled at build time by the same kernel (`prelude::compile_image`).
+const PRELUDE_IMAGE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/prelude.sxpi"));
 
 /// Loads that take longer than this show the progress bar.
 const PROGRESS_DELAY_MS: u32 = 200;
@@ -66,7 +69,7 @@ pub fn start() {
 }
 
 fn boot() -> Result<(), String> {
-    let mut engine = Engine::with_backend(Backend::Vm);
+    let mut engine = Engine::from_prelude_image(PRELUDE_IMAGE)?;
     engine
         .load_bundle(ENGINE_BUNDLE)
         .map_err(|e| format!("the engine bundle: {e}"))?;
@@ -279,7 +282,7 @@ fn on_submit(ev: &web_sys::SubmitEvent) {
     let el: &Element = form.as_ref();
     let event = kw_dict(vec![
         ("action", Value::str(&form.action())),
-        ("method", Value::str(&form.method().to_uppercase())),
+        ("method", Value::str(&form.method().to_ascii_uppercase())),
         ("enctype", Value::str(&form.enctype())),
         ("body", opt_str(form_body(&form, submitter))),
         ("target", attribute(el, "target")),

@@ -5,8 +5,6 @@
 use crate::builtins;
 use crate::engine::Engine;
 use crate::error::{arity_error, type_error};
-use crate::expander::ExprRef;
-use crate::reader::SourceMap;
 use crate::value::{Component, Native, NativeKind, Value};
 
 /// What a native call asks of the engine that made it.
@@ -19,8 +17,8 @@ pub(crate) enum NativeCall {
     Apply(Value, Vec<Value>),
     /// `call-with-fuel`: call the thunk with at most this many more steps.
     WithFuel(u64, Value),
-    /// `eval`: run this expanded form in the global environment.
-    Eval(ExprRef),
+    /// `eval`: expand and run this form in the global environment.
+    Eval(Value),
 }
 
 /// Calls `native` with `args`: checks the count, runs a plain native, and decides what a
@@ -62,13 +60,7 @@ pub(crate) fn call_native(native: &Native, args: &[Value], engine: &mut Engine) 
                 "call-with-fuel",
             ),
         },
-        NativeKind::Eval => {
-            let mut sources = SourceMap::default();
-            match engine.expand(&first(), &mut sources, None) {
-                Ok(expr) => NativeCall::Eval(expr),
-                Err(err) => NativeCall::Raise(err, "eval"),
-            }
-        }
+        NativeKind::Eval => NativeCall::Eval(first()),
     }
 }
 

@@ -26,9 +26,11 @@ pub enum Step {
 }
 
 /// Which engine runs expanded code. Both give the same results (the conformance suite
-/// checks that); the interpreter is the reference, the VM the fast path.
+/// checks that); the interpreter is the reference, the VM the fast path. The interpreter
+/// runs only expanded source, so it exists only with the `source` feature.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
+    #[cfg(feature = "source")]
     Interp,
     Vm,
 }

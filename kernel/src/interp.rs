@@ -548,7 +548,13 @@ impl Machine {
                 NativeCall::Return(v) => Ctl::Return(v),
                 NativeCall::Raise(err, site) => self.raise(err, Some((site, &loc))),
                 NativeCall::Apply(f, args) => Ctl::Apply(f, args, loc),
-                NativeCall::Eval(expr) => Ctl::Eval(expr, None),
+                NativeCall::Eval(form) => {
+                    let mut sources = crate::reader::SourceMap::default();
+                    match engine.expand(&form, &mut sources, None) {
+                        Ok(expr) => Ctl::Eval(expr, None),
+                        Err(err) => self.raise(err, Some(("eval", &loc))),
+                    }
+                }
                 NativeCall::WithFuel(budget, thunk) => {
                     let outer = self.fuel;
                     let granted = outer.map_or(budget, |o| o.min(budget));

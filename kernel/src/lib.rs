@@ -14,13 +14,19 @@ pub mod expander;
 pub mod flow;
 pub mod html;
 pub mod interp;
+pub mod prelude;
 pub mod printer;
 pub mod reader;
 pub mod run;
 pub mod sxbc;
+#[cfg(feature = "source")]
 pub mod testing;
 pub mod value;
 pub mod vm;
+
+/// Whether this build evaluates SX source (the `source` feature): without it `eval` raises
+/// `eval-unavailable` and engines only load bytecode.
+pub const EVALUATES_SOURCE: bool = cfg!(feature = "source");
 
 pub use engine::{Backend, Engine, Limits, Step, KERNEL_VERSION};
 pub use run::{drive, drive_now, Drivable, Machine, Run};

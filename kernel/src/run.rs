@@ -11,15 +11,23 @@ use std::future::Future;
 use std::rc::Rc;
 use std::task::{Poll, Waker};
 
+#[cfg(feature = "source")]
 use crate::builtins;
-use crate::engine::{read_error_value, unknown_effect, Backend, Engine, Step, Test};
+#[cfg(feature = "source")]
+use crate::engine::read_error_value;
+use crate::engine::{unknown_effect, Backend, Engine, Step, Test};
 use crate::error::ErrorValue;
-use crate::expander::{Expander, ExprRef, Globals, MacroHost};
-use crate::reader::{self, Mode, SourceMap};
+#[cfg(feature = "source")]
+use crate::expander::Expander;
+use crate::expander::{ExprRef, Globals, MacroHost};
+use crate::reader::SourceMap;
+#[cfg(feature = "source")]
+use crate::reader::{self, Mode};
 use crate::value::Value;
 
 /// A suspended or running machine of either engine.
 pub enum Machine {
+    #[cfg(feature = "source")]
     Interp(crate::interp::Machine),
     Vm(crate::vm::Machine),
 }
@@ -27,6 +35,7 @@ pub enum Machine {
 impl Machine {
     pub fn run(&mut self, engine: &mut Engine) -> Step {
         match self {
+            #[cfg(feature = "source")]
             Machine::Interp(m) => m.run(engine),
             Machine::Vm(m) => m.run(engine),
         }
@@ -34,6 +43,7 @@ impl Machine {
 
     pub fn resume(&mut self, answer: Result<Value, Value>) {
         match self {
+            #[cfg(feature = "source")]
             Machine::Interp(m) => m.resume(answer),
             Machine::Vm(m) => m.resume(answer),
         }
@@ -41,6 +51,7 @@ impl Machine {
 
     pub fn fuel(&self) -> Option<u64> {
         match self {
+            #[cfg(feature = "source")]
             Machine::Interp(m) => m.fuel(),
             Machine::Vm(m) => m.fuel(),
         }
@@ -121,6 +132,7 @@ pub fn drive_now<T: Drivable + ?Sized>(
     }
 }
 
+#[cfg(feature = "source")]
 impl Default for Engine {
     fn default() -> Self {
         Engine::new()
@@ -129,12 +141,65 @@ impl Default for Engine {
 
 impl Engine {
     /// A fresh kernel image on the interpreter.
+    #[cfg(feature = "source")]
     pub fn new() -> Engine {
         Engine::with_backend(Backend::Interp)
     }
 
-    /// A fresh kernel image: the core library and the SX prelude, output discarded.
+    /// A VM image with the natives only: what the prelude is compiled on.
+    #[cfg(feature = "source")]
+    pub(crate) fn bare_vm() -> Engine {
+        Engine::bare(Backend::Vm)
+    }
+
+    /// A fresh kernel image: the core library and the SX prelude, output discarded. The VM
+    /// loads the prelude as bytecode (`prelude::IMAGE`, checked in beside `prelude.sx`); if
+    /// that image is refused (made from another `prelude.sx` or another kernel) the prelude
+    /// is compiled from source instead, or — without the `source` feature — this panics
+    /// naming the reason (hosts that must not panic use [`Engine::from_prelude_image`]). The
+    /// interpreter always runs the prelude from source: its closures are the interpreter's.
     pub fn with_backend(backend: Backend) -> Engine {
+        match backend {
+            #[cfg(feature = "source")]
+            Backend::Interp => Engine::from_prelude_source(Backend::Interp),
+            Backend::Vm => Engine::vm_with_prelude(crate::prelude::IMAGE),
+        }
+    }
+
+    /// A VM image with `image` as its prelude, or — when it is refused — the prelude compiled
+    /// from source (without the `source` feature: a panic naming why it was refused).
+    pub fn vm_with_prelude(image: &[u8]) -> Engine {
+        match Engine::from_prelude_image(image) {
+            Ok(engine) => engine,
+            #[cfg(feature = "source")]
+            Err(_) => Engine::from_prelude_source(Backend::Vm),
+            #[cfg(not(feature = "source"))]
+            Err(why) => panic!("{why}"),
+        }
+    }
+
+    /// A VM image whose prelude is loaded from `image` (`prelude::compile_image`): no
+    /// expander, no compiler. An image made from another `prelude.sx`, format, instruction
+    /// set or kernel is refused with a message saying how to regenerate it.
+    pub fn from_prelude_image(image: &[u8]) -> Result<Engine, String> {
+        let mut engine = Engine::bare(Backend::Vm);
+        let program = crate::prelude::load(image, &mut engine.globals)?;
+        let mut run = engine.start_compiled(program);
+        drive_now(&mut run, &mut engine, |request| {
+            Err(unknown_effect(request))
+        })
+        .map_err(|err| {
+            format!(
+                "the prelude image failed to run: {}",
+                crate::error::describe(&err)
+            )
+        })?;
+        Ok(engine)
+    }
+
+    /// A fresh image whose prelude is expanded (in library mode) and run from source.
+    #[cfg(feature = "source")]
+    pub fn from_prelude_source(backend: Backend) -> Engine {
         let mut engine = Engine::bare(backend);
         let prelude = engine
             .start(builtins::PRELUDE, Some("prelude.sx"))
@@ -155,6 +220,7 @@ impl Engine {
     }
 
     /// Reads a whole program (a read error runs nothing) and prepares to run it.
+    #[cfg(feature = "source")]
     pub fn start(&self, source: &str, file: Option<&str>) -> Result<Run, Value> {
         let file: Option<Rc<str>> = file.map(Rc::from);
         let (forms, sources) = reader::read_all(source, Mode::Code, reader::DEFAULT_MAX_DEPTH)
@@ -203,17 +269,33 @@ impl Engine {
     /// Compiles a whole program to bytecode (`sx compile`). Forms are expanded in order, as
     /// a run would; `defmacro`s and function `define`s also run so that later forms can use
     /// them. Nothing else runs.
+    #[cfg(feature = "source")]
     pub fn compile_program(
         &mut self,
         source: &str,
         file: Option<&str>,
+    ) -> Result<crate::sxbc::Program, Value> {
+        self.compile_forms(source, file, false)
+    }
+
+    /// [`Engine::compile_program`], in library mode when `library` (the prelude).
+    #[cfg(feature = "source")]
+    pub(crate) fn compile_forms(
+        &mut self,
+        source: &str,
+        file: Option<&str>,
+        library: bool,
     ) -> Result<crate::sxbc::Program, Value> {
         let file: Option<Rc<str>> = file.map(Rc::from);
         let (forms, mut sources) = reader::read_all(source, Mode::Code, reader::DEFAULT_MAX_DEPTH)
             .map_err(|e| read_error_value(&e, file.as_ref()))?;
         let mut compiled = Vec::with_capacity(forms.len());
         for form in &forms {
-            let expr = self.expand(form, &mut sources, file.clone())?;
+            let mut expander = Expander::new(self, &mut sources, file.clone());
+            if library {
+                expander = expander.for_library();
+            }
+            let expr = expander.expand_toplevel(form)?;
             let proto = crate::compiler::compile_toplevel(&expr, file.clone())?;
             let defines_code = match &*expr {
                 crate::expander::Expr::DefMacro { .. } => true,
@@ -240,17 +322,41 @@ impl Engine {
         })
     }
 
-    /// Expands one form read in code mode.
+    /// Expands one form read in code mode. Without the `source` feature: `eval-unavailable`.
     pub fn expand(
         &mut self,
         form: &Value,
         sources: &mut SourceMap,
         file: Option<Rc<str>>,
     ) -> Result<ExprRef, Value> {
-        Expander::new(self, sources, file).expand_toplevel(form)
+        #[cfg(feature = "source")]
+        return Expander::new(self, sources, file).expand_toplevel(form);
+        #[cfg(not(feature = "source"))]
+        {
+            let _ = (form, sources, file);
+            Err(eval_unavailable())
+        }
+    }
+
+    /// `eval` on the VM: a datum expanded and compiled to a top-level function. Without the
+    /// `source` feature (the browser) there is neither expander nor compiler:
+    /// `eval-unavailable`.
+    pub fn compile_eval(&mut self, form: &Value) -> Result<Rc<crate::bytecode::Proto>, Value> {
+        #[cfg(feature = "source")]
+        {
+            let mut sources = SourceMap::default();
+            let expr = self.expand(form, &mut sources, None)?;
+            crate::compiler::compile_toplevel(&expr, None)
+        }
+        #[cfg(not(feature = "source"))]
+        {
+            let _ = form;
+            Err(eval_unavailable())
+        }
     }
 
     /// Runs `source` to the end; any `perform` is answered by `effects`.
+    #[cfg(feature = "source")]
     pub fn eval_with(
         &mut self,
         source: &str,
@@ -262,6 +368,7 @@ impl Engine {
     }
 
     /// Runs `source` with no effects available (every `perform` raises `unknown-effect`).
+    #[cfg(feature = "source")]
     pub fn eval_source(&mut self, source: &str, file: Option<&str>) -> Result<Value, Value> {
         self.eval_with(source, file, &mut |req| Err(unknown_effect(req)))
     }
@@ -278,6 +385,7 @@ impl Engine {
     }
 
     /// A machine that will run one expanded top-level form.
+    #[cfg(feature = "source")]
     pub fn machine_for(
         &self,
         expr: &ExprRef,
@@ -300,6 +408,7 @@ impl Engine {
     /// A machine that will apply `f` to `args`.
     pub fn apply_machine(&self, f: Value, args: Vec<Value>) -> Machine {
         match self.backend {
+            #[cfg(feature = "source")]
             Backend::Interp => Machine::Interp(crate::interp::Machine::apply(
                 f,
                 args,
@@ -331,6 +440,16 @@ impl Engine {
     }
 }
 
+/// What `eval` raises in a kernel built without the `source` feature.
+#[cfg(not(feature = "source"))]
+fn eval_unavailable() -> Value {
+    ErrorValue::value(
+        "eval-unavailable",
+        "this host evaluates no SX source (the kernel was built without its `source` feature)",
+        vec![],
+    )
+}
+
 impl MacroHost for Engine {
     fn globals(&mut self) -> &mut Globals {
         &mut self.globals
@@ -353,16 +472,20 @@ impl MacroHost for Engine {
 
 /// A program being run form by form.
 pub struct Run {
+    #[cfg_attr(not(feature = "source"), allow(dead_code))]
     forms: Vec<Value>,
     /// Set when running a program loaded from bytecode.
     compiled: Option<Vec<Rc<crate::bytecode::Proto>>>,
+    #[cfg_attr(not(feature = "source"), allow(dead_code))]
     sources: SourceMap,
+    #[cfg_attr(not(feature = "source"), allow(dead_code))]
     file: Option<Rc<str>>,
     next: usize,
     machine: Option<Machine>,
     last: Value,
     fuel: Option<u64>,
     /// The library's own code (the prelude): expanded in library mode.
+    #[cfg_attr(not(feature = "source"), allow(dead_code))]
     library: bool,
 }
 
@@ -393,22 +516,34 @@ impl Run {
                 )));
                 continue;
             }
-            let Some(form) = self.forms.get(self.next) else {
-                return Step::Done(std::mem::replace(&mut self.last, Value::Nil));
-            };
-            self.next += 1;
-            let mut expander = Expander::new(engine, &mut self.sources, self.file.clone());
-            if self.library {
-                expander = expander.for_library();
-            }
-            let machine = expander
-                .expand_toplevel(form)
-                .and_then(|expr| engine.machine_for(&expr, self.file.clone(), self.fuel));
-            match machine {
-                Ok(machine) => self.machine = Some(machine),
-                Err(e) => return Step::Error(e),
+            match self.next_source_form(engine) {
+                None => return Step::Done(std::mem::replace(&mut self.last, Value::Nil)),
+                Some(Ok(machine)) => self.machine = Some(machine),
+                Some(Err(e)) => return Step::Error(e),
             }
         }
+    }
+
+    /// A machine for the next source form, expanded now; `None` at the end.
+    #[cfg(feature = "source")]
+    fn next_source_form(&mut self, engine: &mut Engine) -> Option<Result<Machine, Value>> {
+        let form = self.forms.get(self.next)?;
+        self.next += 1;
+        let mut expander = Expander::new(engine, &mut self.sources, self.file.clone());
+        if self.library {
+            expander = expander.for_library();
+        }
+        Some(
+            expander
+                .expand_toplevel(form)
+                .and_then(|expr| engine.machine_for(&expr, self.file.clone(), self.fuel)),
+        )
+    }
+
+    /// Without the `source` feature a run is always compiled: nothing to expand.
+    #[cfg(not(feature = "source"))]
+    fn next_source_form(&mut self, _engine: &mut Engine) -> Option<Result<Machine, Value>> {
+        None
     }
 
     pub fn resume(&mut self, answer: Result<Value, Value>) {

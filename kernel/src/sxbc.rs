@@ -521,6 +521,7 @@ pub fn write_bundle(programs: &[Program]) -> Result<Vec<u8>, String> {
 
 /// Compiles several source files, in order, into one bundle. They share one engine, so a
 /// macro one file defines is available to the files after it.
+#[cfg(feature = "source")]
 pub fn compile_bundle(files: &[(String, String)]) -> Result<Vec<u8>, Value> {
     let mut engine = crate::Engine::with_backend(crate::Backend::Vm);
     let mut programs = Vec::new();

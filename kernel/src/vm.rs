@@ -397,7 +397,7 @@ impl Machine {
                 }
                 flow
             }
-            NativeCall::Eval(expr) => match crate::compiler::compile_toplevel(&expr, None) {
+            NativeCall::Eval(form) => match engine.compile_eval(&form) {
                 Ok(proto) => {
                     if self.frames.len() >= self.max_depth {
                         let err = ErrorValue::value("stack-overflow", "stack too deep", vec![]);

@@ -7,7 +7,7 @@ use std::path::Path;
 /// Bottom first. A module may use only the modules before it.
 const LAYERS: &[&str] = &[
     "value", "printer", "error", "reader", "html", "expander", "datalog", "builtins", "flow",
-    "bytecode", "compiler", "engine", "sxbc", "call", "interp", "vm", "run", "testing",
+    "bytecode", "compiler", "engine", "sxbc", "prelude", "call", "interp", "vm", "run", "testing",
 ];
 
 fn imports(source: &str) -> BTreeSet<String> {

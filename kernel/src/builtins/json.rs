@@ -2,10 +2,14 @@
 //! stack) with a visitor that builds SX values directly; encoding is written here so floats
 //! print as in `repr` and keys keep dict order.
 
+#[cfg(feature = "json")]
 use super::{as_str, pure, Entry};
-use crate::error::{type_error, ErrorValue};
+use crate::error::type_error;
+#[cfg(feature = "json")]
+use crate::error::ErrorValue;
 use crate::value::{Dict, Key, Value};
 
+#[cfg(feature = "json")]
 pub(super) fn table() -> Vec<Entry> {
     vec![
         pure("json-encode", 1, Some(1), |a| {

@@ -2,6 +2,9 @@
 //! the SX prelude (`prelude.sx`) for the higher-order functions, which must call back into
 //! SX without Rust recursion and so are written in SX itself.
 
+mod case;
+#[rustfmt::skip] // generated (case.rs)
+mod case_tables;
 mod collections;
 pub mod json;
 mod numbers;
@@ -142,7 +145,9 @@ fn table() -> Vec<Entry> {
     t.extend(numbers::table());
     t.extend(strings::table());
     t.extend(collections::table());
+    #[cfg(feature = "json")]
     t.extend(json::table());
+    #[cfg(feature = "datalog")]
     t.extend(
         crate::datalog::builtins::natives()
             .into_iter()

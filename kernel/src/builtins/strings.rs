@@ -23,10 +23,10 @@ pub(super) fn table() -> Vec<Entry> {
         pure("string-split", 2, Some(2), split),
         pure("string-join", 1, Some(2), join),
         pure("upper", 1, Some(1), |a| {
-            Ok(Value::str(&as_str(&a[0], "upper")?.to_uppercase()))
+            Ok(Value::str(&super::case::upper(as_str(&a[0], "upper")?)))
         }),
         pure("lower", 1, Some(1), |a| {
-            Ok(Value::str(&as_str(&a[0], "lower")?.to_lowercase()))
+            Ok(Value::str(&super::case::lower(as_str(&a[0], "lower")?)))
         }),
         pure("trim", 1, Some(1), |a| {
             Ok(Value::str(as_str(&a[0], "trim")?.trim()))
