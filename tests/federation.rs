@@ -135,10 +135,11 @@ fn a_follower_gets_each_activity_once_through_outages_and_a_killed_sender() {
         303
     );
     assert_eq!(post(a_port, &token, "/hello-peers/publish", ""), 303);
+    // Received first, then its behaviors run and their result is recorded.
     wait_for(Duration::from_secs(10), || {
-        rows(b_port)
-            .iter()
-            .any(|r| r["type"] == "publish" && r["status"] == "received")
+        rows(b_port).iter().any(|r| {
+            r["type"] == "publish" && r["status"] == "received" && r["result"][0].is_string()
+        })
     });
     let publish = rows(b_port)
         .into_iter()
