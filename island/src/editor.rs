@@ -138,19 +138,19 @@ fn start(root: HtmlElement, fields: Fields) {
         .and_then(|text| Local::from_json(&text));
     let mut rev = server_rev;
     let mut dirty = false;
-    let (status, state) = match logic::choose(&server.0, &server.1, server_at, local.as_ref()) {
+    let (status, state) = match logic::choose(&server.0, &server.1, local.as_ref()) {
         Restore::Local => {
             let local = local.as_ref().expect("chosen");
             fields.title.set_value(&local.title);
             fields.body.set_value(&local.body);
-            // Typed on an older revision than the server's: saving it meets the conflict
-            // check, which shows both texts.
+            // Typed on the revision it names: if the server moved on since, saving it meets
+            // the conflict check, which shows both texts.
             rev = local.rev;
             dirty = true;
             root.set_attribute("data-restored", "local").ok();
             (
                 format!(
-                    "Restored your text from this browser (typed at {}), newer than the server's.",
+                    "Restored your text from this browser (typed at {}, not yet on the server).",
                     logic::clock(local.at)
                 ),
                 "restored",
@@ -279,7 +279,7 @@ fn view(id: usize, ui: Ui, has_publish: bool, has_schedule: bool) -> impl IntoVi
         <section class="preview" aria-label="Preview">
             <p class="meta">"Preview"</p>
             <article class="post">
-                <h1 data-preview-title>{move || ui.title.get()}</h1>
+                <div class="preview-title" data-preview-title>{move || ui.title.get()}</div>
                 <div class="post-body" data-preview inner_html=move || ui.preview.get()></div>
             </article>
         </section>
@@ -459,11 +459,19 @@ fn answered(ed: &Editor, id: usize, sent: (String, String), answer: Answer) {
                     s.remove_item(&old_key).ok();
                 }
             }
+            // The browser keeps a copy only of text the server does not have yet, typed on
+            // the revision it names.
             if let Some(s) = storage() {
                 if current == sent {
                     s.remove_item(&new_key).ok();
-                } else if let Ok(Some(copy)) = s.get_item(&old_key) {
-                    s.set_item(&new_key, &copy).ok();
+                } else {
+                    let copy = Local {
+                        title: current.0.clone(),
+                        body: current.1.clone(),
+                        at: now(),
+                        rev,
+                    };
+                    s.set_item(&new_key, &copy.to_json()).ok();
                 }
             }
             ed.ui.state.set("saved");

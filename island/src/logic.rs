@@ -41,13 +41,14 @@ pub enum Restore {
     Local,
 }
 
-/// The newest text: the local copy when it differs from the server's and was typed after
-/// the server's text was saved (`server_at`, milliseconds; 0 for a post not saved yet).
-pub fn choose(server_title: &str, server_body: &str, server_at: f64, local: Option<&Local>) -> Restore {
+/// The text to open with. The browser keeps a copy only while the server lacks it (a copy
+/// is removed once the server has saved that text), so a copy that differs from the
+/// server's text is unsaved work: it wins, whatever the clocks say. When the server moved on
+/// since the revision the copy was typed on, the first save meets the conflict check, which
+/// shows both texts.
+pub fn choose(server_title: &str, server_body: &str, local: Option<&Local>) -> Restore {
     match local {
-        Some(l) if (l.title != server_title || l.body != server_body) && l.at > server_at => {
-            Restore::Local
-        }
+        Some(l) if l.title != server_title || l.body != server_body => Restore::Local,
         _ => Restore::Server,
     }
 }
@@ -138,15 +139,16 @@ mod tests {
 
     #[test]
     fn the_newest_text_wins() {
-        assert_eq!(choose("T", "B", 100.0, None), Restore::Server);
-        // Typed after the server saved, and different: the local copy.
-        assert_eq!(choose("T", "B", 100.0, Some(&local("T", "B more", 200.0))), Restore::Local);
-        // The server saved after the local copy was typed (another tab, a plain save).
-        assert_eq!(choose("T", "B2", 300.0, Some(&local("T", "B more", 200.0))), Restore::Server);
+        assert_eq!(choose("T", "B", None), Restore::Server);
+        // Unsaved text in the browser: the local copy.
+        assert_eq!(choose("T", "B", Some(&local("T", "B more", 200.0))), Restore::Local);
+        // Even when the server's text changed since (the save then shows a conflict):
+        // never dropped on a clock's word.
+        assert_eq!(choose("T", "B2", Some(&local("T", "B more", 1.0))), Restore::Local);
         // The same text: nothing to restore.
-        assert_eq!(choose("T", "B", 100.0, Some(&local("T", "B", 200.0))), Restore::Server);
-        // A new post (never saved): any local copy is newer.
-        assert_eq!(choose("", "", 0.0, Some(&local("", "draft", 1.0))), Restore::Local);
+        assert_eq!(choose("T", "B", Some(&local("T", "B", 200.0))), Restore::Server);
+        // A new post (never saved).
+        assert_eq!(choose("", "", Some(&local("", "draft", 1.0))), Restore::Local);
     }
 
     #[test]
