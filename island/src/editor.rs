@@ -70,6 +70,9 @@ struct Save {
     failures: u32,
     timer: Option<i32>,
     conflict: bool,
+    /// A form submit held back until the autosave on its way answers (on /new, that save
+    /// creates the post the form must then edit, not create again): its submitter.
+    held_submit: Option<Option<HtmlElement>>,
 }
 
 struct Editor {
@@ -186,6 +189,7 @@ fn start(root: HtmlElement, fields: Fields) {
         failures: 0,
         timer: None,
         conflict: false,
+        held_submit: None,
     };
     let parent = root.clone();
     let has_publish = fields.publish.is_some();
@@ -307,10 +311,20 @@ fn listen(ed: &Editor, id: usize) {
             }
         });
     }
-    on(ed.fields.form.unchecked_ref(), "submit", move |_| {
+    on(ed.fields.form.unchecked_ref(), "submit", move |event| {
+        let Some(ed) = editor(id) else { return };
         // The plain form is on its way: no autosave races it.
-        if let Some(ed) = editor(id) {
-            clear_timer(&ed);
+        clear_timer(&ed);
+        let mut s = ed.save.borrow_mut();
+        if s.in_flight {
+            // Held until the autosave answers (then sent again, to the post it made).
+            event.prevent_default();
+            event.stop_immediate_propagation();
+            let submitter = event
+                .dyn_ref::<web_sys::SubmitEvent>()
+                .and_then(web_sys::SubmitEvent::submitter)
+                .and_then(|e| e.dyn_into::<HtmlElement>().ok());
+            s.held_submit = Some(submitter);
         }
     });
     on(ed.root.unchecked_ref(), "keydown", move |event| {
@@ -438,6 +452,24 @@ fn save_now(ed: &Editor, id: usize) {
 
 fn answered(ed: &Editor, id: usize, sent: (String, String), answer: Answer) {
     ed.save.borrow_mut().in_flight = false;
+    let held = ed.save.borrow_mut().held_submit.take();
+    if let Some(submitter) = held {
+        // The author pressed Save (or publish) meanwhile: the form goes now, to the post
+        // this save may have made; it carries the whole text, so no autosave follows.
+        if let Answer::Saved { slug, edit, .. } = &answer {
+            if ed.save.borrow().key.ends_with(":new") {
+                moved_to(ed, slug, edit);
+            }
+        }
+        ed.save.borrow_mut().dirty = false;
+        let sent_again = match submitter {
+            Some(b) => ed.fields.form.request_submit_with_submitter(Some(&b)),
+            None => ed.fields.form.request_submit(),
+        };
+        if sent_again.is_ok() {
+            return;
+        }
+    }
     let current = (ed.fields.title.value(), ed.fields.body.value());
     match answer {
         Answer::Saved { rev, slug, edit, at } => {
