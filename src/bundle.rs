@@ -88,7 +88,10 @@ pub fn hash_names(wasm: &Path) -> Result<Option<Hashed>, String> {
     // Last: the server takes the bundle only once the manifest names it.
     let manifest = serde_json::json!({ "script": hashed_script, "wasm": hashed_wasm });
     let manifest_name = manifest_for(stem);
-    write(&dir.join(&manifest_name), format!("{manifest:#}\n").as_bytes())?;
+    write(
+        &dir.join(&manifest_name),
+        format!("{manifest:#}\n").as_bytes(),
+    )?;
     Ok(Some(Hashed {
         dir: dir.to_path_buf(),
         script: hashed_script,
@@ -131,8 +134,8 @@ pub fn gzip(bytes: &[u8]) -> Result<Vec<u8>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sx_server::client_bundle::MANIFEST;
     use std::io::Read;
+    use sx_server::client_bundle::MANIFEST;
 
     #[test]
     fn the_bundle_gets_hashed_names_compressed_siblings_and_a_manifest() {

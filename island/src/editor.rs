@@ -166,7 +166,10 @@ fn start(root: HtmlElement, fields: Fields) {
             root.set_attribute("data-restored", "server").ok();
             if server_at > 0.0 {
                 (
-                    format!("Text from the server (saved at {}).", logic::clock(server_at)),
+                    format!(
+                        "Text from the server (saved at {}).",
+                        logic::clock(server_at)
+                    ),
                     "restored",
                 )
             } else {
@@ -191,6 +194,7 @@ fn start(root: HtmlElement, fields: Fields) {
         conflict: false,
         held_submit: None,
     };
+    set_rev_field(&fields.form, rev);
     let parent = root.clone();
     let has_publish = fields.publish.is_some();
     let has_schedule = fields.publish_at.is_some();
@@ -407,8 +411,8 @@ fn schedule(ed: &Editor, id: usize, ms: i32) {
             save_now(&ed, id);
         }
     });
-    if let Ok(timer) = window
-        .set_timeout_with_callback_and_timeout_and_arguments_0(callback.unchecked_ref(), ms)
+    if let Ok(timer) =
+        window.set_timeout_with_callback_and_timeout_and_arguments_0(callback.unchecked_ref(), ms)
     {
         ed.save.borrow_mut().timer = Some(timer);
     }
@@ -456,10 +460,14 @@ fn answered(ed: &Editor, id: usize, sent: (String, String), answer: Answer) {
     if let Some(submitter) = held {
         // The author pressed Save (or publish) meanwhile: the form goes now, to the post
         // this save may have made; it carries the whole text, so no autosave follows.
-        if let Answer::Saved { slug, edit, .. } = &answer {
+        if let Answer::Saved {
+            slug, edit, rev, ..
+        } = &answer
+        {
             if ed.save.borrow().key.ends_with(":new") {
                 moved_to(ed, slug, edit);
             }
+            set_rev_field(&ed.fields.form, *rev);
         }
         ed.save.borrow_mut().dirty = false;
         let sent_again = match submitter {
@@ -472,7 +480,13 @@ fn answered(ed: &Editor, id: usize, sent: (String, String), answer: Answer) {
     }
     let current = (ed.fields.title.value(), ed.fields.body.value());
     match answer {
-        Answer::Saved { rev, slug, edit, at } => {
+        Answer::Saved {
+            rev,
+            slug,
+            edit,
+            at,
+        } => {
+            set_rev_field(&ed.fields.form, rev);
             let (old_key, new_key) = {
                 let mut s = ed.save.borrow_mut();
                 s.failures = 0;
@@ -536,6 +550,7 @@ fn answered(ed: &Editor, id: usize, sent: (String, String), answer: Answer) {
                 // The post moved on without its text changing (a relation, a schedule):
                 // not a conflict.
                 ed.save.borrow_mut().rev = rev;
+                set_rev_field(&ed.fields.form, rev);
                 save_now(ed, id);
             } else {
                 {
@@ -564,6 +579,18 @@ fn answered(ed: &Editor, id: usize, sent: (String, String), answer: Answer) {
             ));
             schedule(ed, id, i32::try_from(delay).unwrap_or(30_000));
         }
+    }
+}
+
+/// The form's `rev` field (the plain Save's conflict check) follows the editor's revision.
+fn set_rev_field(form: &HtmlFormElement, rev: i64) {
+    if let Some(field) = form
+        .query_selector("input[name=rev]")
+        .ok()
+        .flatten()
+        .and_then(|e| e.dyn_into::<HtmlInputElement>().ok())
+    {
+        field.set_value(&rev.to_string());
     }
 }
 
@@ -615,6 +642,7 @@ fn take_theirs(id: usize) {
         s.base = (title, body);
         s.conflict = false;
         s.dirty = false;
+        set_rev_field(&ed.fields.form, s.rev);
         s.key.clone()
     };
     if let Some(s) = storage() {
@@ -622,7 +650,9 @@ fn take_theirs(id: usize) {
     }
     ed.ui.theirs.set(None);
     ed.ui.state.set("saved");
-    ed.ui.status.set("Using the other text (it is the saved one).".into());
+    ed.ui
+        .status
+        .set("Using the other text (it is the saved one).".into());
 }
 
 /// Save (or publish) through the page's own form, as without JavaScript.
@@ -645,7 +675,9 @@ fn submit(id: usize, publish: bool) {
         None => ed.fields.form.request_submit(),
     };
     if done.is_err() {
-        ed.ui.status.set("The form could not be sent: check its fields.".into());
+        ed.ui
+            .status
+            .set("The form could not be sent: check its fields.".into());
     }
 }
 

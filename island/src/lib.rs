@@ -10,6 +10,8 @@
 
 pub mod logic;
 
+#[cfg(target_arch = "wasm32")]
 mod editor;
 
+#[cfg(target_arch = "wasm32")]
 pub use editor::mount;

@@ -57,9 +57,19 @@ pub fn choose(server_title: &str, server_body: &str, local: Option<&Local>) -> R
 #[derive(Debug, PartialEq)]
 pub enum Answer {
     /// Saved as revision `rev` of the post `slug` (edited at `edit`).
-    Saved { rev: i64, slug: String, edit: String, at: f64 },
+    Saved {
+        rev: i64,
+        slug: String,
+        edit: String,
+        at: f64,
+    },
     /// The post moved on since revision the editor started from: the stored text.
-    Conflict { rev: i64, title: String, body: String, published: bool },
+    Conflict {
+        rev: i64,
+        title: String,
+        body: String,
+        published: bool,
+    },
     /// Anything else: a message for the author (the save is retried).
     Failed(String),
 }
@@ -72,7 +82,11 @@ pub fn read_answer(status: u16, body: &str) -> Answer {
             .and_then(Json::as_str)
             .map(str::to_string)
     };
-    let int = |name: &str| json.as_ref().and_then(|j| j.get(name)).and_then(Json::as_i64);
+    let int = |name: &str| {
+        json.as_ref()
+            .and_then(|j| j.get(name))
+            .and_then(Json::as_i64)
+    };
     match status {
         200 => match (int("rev"), field("slug"), field("edit")) {
             (Some(rev), Some(slug), Some(edit)) => Answer::Saved {
@@ -134,21 +148,38 @@ mod tests {
     use super::*;
 
     fn local(title: &str, body: &str, at: f64) -> Local {
-        Local { title: title.into(), body: body.into(), at, rev: 3 }
+        Local {
+            title: title.into(),
+            body: body.into(),
+            at,
+            rev: 3,
+        }
     }
 
     #[test]
     fn the_newest_text_wins() {
         assert_eq!(choose("T", "B", None), Restore::Server);
         // Unsaved text in the browser: the local copy.
-        assert_eq!(choose("T", "B", Some(&local("T", "B more", 200.0))), Restore::Local);
+        assert_eq!(
+            choose("T", "B", Some(&local("T", "B more", 200.0))),
+            Restore::Local
+        );
         // Even when the server's text changed since (the save then shows a conflict):
         // never dropped on a clock's word.
-        assert_eq!(choose("T", "B2", Some(&local("T", "B more", 1.0))), Restore::Local);
+        assert_eq!(
+            choose("T", "B2", Some(&local("T", "B more", 1.0))),
+            Restore::Local
+        );
         // The same text: nothing to restore.
-        assert_eq!(choose("T", "B", Some(&local("T", "B", 200.0))), Restore::Server);
+        assert_eq!(
+            choose("T", "B", Some(&local("T", "B", 200.0))),
+            Restore::Server
+        );
         // A new post (never saved).
-        assert_eq!(choose("", "", Some(&local("", "draft", 1.0))), Restore::Local);
+        assert_eq!(
+            choose("", "", Some(&local("", "draft", 1.0))),
+            Restore::Local
+        );
     }
 
     #[test]
@@ -162,12 +193,28 @@ mod tests {
     #[test]
     fn answers() {
         assert_eq!(
-            read_answer(200, r#"{"rev": 4, "slug": "a", "edit": "/a/edit", "at": 5}"#),
-            Answer::Saved { rev: 4, slug: "a".into(), edit: "/a/edit".into(), at: 5.0 }
+            read_answer(
+                200,
+                r#"{"rev": 4, "slug": "a", "edit": "/a/edit", "at": 5}"#
+            ),
+            Answer::Saved {
+                rev: 4,
+                slug: "a".into(),
+                edit: "/a/edit".into(),
+                at: 5.0
+            }
         );
         assert_eq!(
-            read_answer(409, r#"{"rev": 7, "title": "T", "body": "theirs", "status": "draft"}"#),
-            Answer::Conflict { rev: 7, title: "T".into(), body: "theirs".into(), published: false }
+            read_answer(
+                409,
+                r#"{"rev": 7, "title": "T", "body": "theirs", "status": "draft"}"#
+            ),
+            Answer::Conflict {
+                rev: 7,
+                title: "T".into(),
+                body: "theirs".into(),
+                published: false
+            }
         );
         assert_eq!(
             read_answer(500, "<html>oops</html>"),
@@ -191,7 +238,10 @@ mod tests {
     fn words_and_preview_and_clock() {
         assert_eq!(words("  one two\n\nthree "), 3);
         assert_eq!(words(""), 0);
-        assert_eq!(preview_html("# Hi\n\n<b>x</b>"), "<h1>Hi</h1><p>&lt;b&gt;x&lt;/b&gt;</p>");
+        assert_eq!(
+            preview_html("# Hi\n\n<b>x</b>"),
+            "<h1>Hi</h1><p>&lt;b&gt;x&lt;/b&gt;</p>"
+        );
         assert_eq!(clock(3_723_000.0), "01:02:03 UTC");
     }
 }

@@ -183,7 +183,7 @@ fn past_limit(line: &str) -> Option<(usize, usize)> {
         while i < bytes.len() && matches!(bytes[i], b' ' | b'\t') {
             i += 1;
         }
-        let Some(&b) = bytes.get(i) else { return None };
+        let &b = bytes.get(i)?;
         let (escape_at, next) = match b {
             b'>' => (i, i + 1),
             b'-' | b'*' | b'+' if spaced(i + 1) => (i, i + 1),

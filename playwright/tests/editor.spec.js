@@ -243,4 +243,25 @@ test.describe('with JavaScript off', () => {
     await page.goto('/');
     await expect(page.locator('#content')).toContainText('No script post');
   });
+
+  test('a Save made after the post moved on is refused with the text kept', async ({ page }) => {
+    await page.goto('/new');
+    await page.fill('input[name=title]', 'Plain two tabs');
+    await page.fill('textarea[name=body]', 'First.');
+    await page.click('button[data-save]');
+    await expect(page).toHaveURL(/\/plain-two-tabs\/$/);
+    const second = await page.context().newPage();
+    await page.goto('/plain-two-tabs/edit');
+    await second.goto('/plain-two-tabs/edit');
+    await page.fill('textarea[name=body]', 'From the first window.');
+    await page.click('button[data-save]');
+    await expect(page.locator('.post-body')).toHaveText('From the first window.');
+    await second.fill('textarea[name=body]', 'From the second window.');
+    await second.click('button[data-save]');
+    await expect(second.locator('.problems')).toContainText('changed elsewhere');
+    await expect(second.locator('textarea[name=body]')).toHaveValue('From the second window.');
+    // Saving again is a deliberate choice: it goes through.
+    await second.click('button[data-save]');
+    await expect(second.locator('.post-body')).toHaveText('From the second window.');
+  });
 });

@@ -133,7 +133,12 @@ pub fn check(dir: &Path) -> Result<Option<Bundle>, String> {
     let island = match std::fs::read_to_string(dir.join(ISLAND_MANIFEST)) {
         Ok(text) => Some(checked(dir, ISLAND_MANIFEST, &text)?),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => return Err(format!("cannot read {}: {e}", dir.join(ISLAND_MANIFEST).display())),
+        Err(e) => {
+            return Err(format!(
+                "cannot read {}: {e}",
+                dir.join(ISLAND_MANIFEST).display()
+            ))
+        }
     };
     Ok(Some(Bundle {
         dir: dir.to_path_buf(),
@@ -335,9 +340,16 @@ mod tests {
         .unwrap();
         std::fs::write(dir.path().join("sx-island-77.js"), "export default 1;").unwrap();
         let wasm = dir.path().join("sx-island-77_bg.wasm");
-        std::fs::write(&wasm, module(&[("sx-stamp", b"sx-kernel 0.0.1 opcodes 00")])).unwrap();
+        std::fs::write(
+            &wasm,
+            module(&[("sx-stamp", b"sx-kernel 0.0.1 opcodes 00")]),
+        )
+        .unwrap();
         let err = check(dir.path()).unwrap_err();
-        assert!(err.contains(ISLAND_MANIFEST) || err.contains("sx-island-77"), "{err}");
+        assert!(
+            err.contains(ISLAND_MANIFEST) || err.contains("sx-island-77"),
+            "{err}"
+        );
         std::fs::write(&wasm, module(&[("sx-stamp", stamp.as_bytes())])).unwrap();
         let bundle = check(dir.path()).unwrap().unwrap();
         assert_eq!(

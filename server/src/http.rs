@@ -445,17 +445,18 @@ async fn boot_script(State(state): State<Arc<AppState>>) -> Response {
 }
 
 /// Imports the island module (`island`) once a page has `[data-island]` not yet mounted,
-/// then calls its `mount`; watches the document for content swapped in later.
+/// then calls its `mount`; watches the document for content swapped in later. The
+/// performance marks `sx-island-load` and `sx-island-ready` time its boot (bench/browser).
 const ISLAND_LOADER: &str = r#"let loading = null;
 function islands() {
   if (!document.querySelector("[data-island]:not([data-island-ready])")) return;
   if (!loading) {
-    window.sxIslandStart = performance.now();
+    performance.mark("sx-island-load");
     loading = import(island).then(async (m) => { await m.default(); return m; });
   }
   loading.then((m) => {
     m.mount();
-    if (window.sxIslandBoot === undefined) window.sxIslandBoot = performance.now() - window.sxIslandStart;
+    if (!performance.getEntriesByName("sx-island-ready").length) performance.mark("sx-island-ready");
   }).catch((e) => console.error("sx: the editor island failed to load", e));
 }
 islands();
