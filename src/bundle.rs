@@ -2,12 +2,14 @@
 //! bundle content-hashed names (`sx-client-<hash>.js`, `sx-client-<hash>_bg.wasm`, the JS
 //! rewritten to import the renamed module), writes `.br` and `.gz` beside both for the server
 //! to send as they are, and writes `manifest.json` naming them, which the server reads at
-//! start (`sx_server::client_bundle`).
+//! start (`sx_server::client_bundle`). The editor island (`sx-island_bg.wasm`, built after
+//! the bundle into the same directory) goes through the same step and gets its own
+//! manifest, `manifest-sx-island.json`.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use sx_server::client_bundle::MANIFEST;
+use sx_server::client_bundle::manifest_for;
 
 /// What the step wrote: the hashed script and wasm module, in `dir`.
 #[derive(Debug, PartialEq, Eq)]
@@ -15,6 +17,8 @@ pub struct Hashed {
     pub dir: PathBuf,
     pub script: String,
     pub wasm: String,
+    /// The manifest naming them (`manifest.json` for the browser bundle).
+    pub manifest: String,
 }
 
 /// Hashes the bundle whose module is `wasm` (`NAME_bg.wasm`, with wasm-bindgen's `NAME.js`
@@ -83,11 +87,16 @@ pub fn hash_names(wasm: &Path) -> Result<Option<Hashed>, String> {
     }
     // Last: the server takes the bundle only once the manifest names it.
     let manifest = serde_json::json!({ "script": hashed_script, "wasm": hashed_wasm });
-    write(&dir.join(MANIFEST), format!("{manifest:#}\n").as_bytes())?;
+    let manifest_name = manifest_for(stem);
+    write(
+        &dir.join(&manifest_name),
+        format!("{manifest:#}\n").as_bytes(),
+    )?;
     Ok(Some(Hashed {
         dir: dir.to_path_buf(),
         script: hashed_script,
         wasm: hashed_wasm,
+        manifest: manifest_name,
     }))
 }
 
@@ -126,6 +135,7 @@ pub fn gzip(bytes: &[u8]) -> Result<Vec<u8>, String> {
 mod tests {
     use super::*;
     use std::io::Read;
+    use sx_server::client_bundle::MANIFEST;
 
     #[test]
     fn the_bundle_gets_hashed_names_compressed_siblings_and_a_manifest() {

@@ -74,7 +74,8 @@ enum Command {
     /// Stamp a built browser bundle (.wasm) with this kernel's version and opcode-table hash,
     /// and drop the sections it does not need (the build's post-build step); when
     /// wasm-bindgen's script is beside it, give both content-hashed names, write their .br
-    /// and .gz, and list them in manifest.json.
+    /// and .gz, and list them in manifest.json (another module, such as the editor island's
+    /// sx-island_bg.wasm, in manifest-<name>.json).
     StampWasm { file: PathBuf },
     /// Serve the SX apps over HTTP with the embedded store (configured by the SX_*
     /// environment variables; the flags override them).
@@ -539,7 +540,7 @@ fn stamp_wasm(path: &Path) -> Result<(), String> {
             hashed.dir.display(),
             hashed.script,
             hashed.wasm,
-            sx_server::client_bundle::MANIFEST
+            hashed.manifest
         );
     }
     Ok(())

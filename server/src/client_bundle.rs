@@ -14,6 +14,20 @@ use std::path::{Path, PathBuf};
 pub const DIR: &str = "client";
 /// The file naming the bundle's (hashed) script and wasm module, written by `sx stamp-wasm`.
 pub const MANIFEST: &str = "manifest.json";
+/// The editor island's manifest (`island/`, built by `.ci/build` into the bundle's directory
+/// after Trunk, stamped and hashed by `sx stamp-wasm` like the bundle): optional.
+pub const ISLAND_MANIFEST: &str = "manifest-sx-island.json";
+
+/// The manifest `sx stamp-wasm` writes for a module named `STEM_bg.wasm`: the browser
+/// bundle's is [`MANIFEST`], any other module's (the island) `manifest-STEM.json`.
+pub fn manifest_for(stem: &str) -> String {
+    if stem == "sx-client" {
+        MANIFEST.to_string()
+    } else {
+        format!("manifest-{stem}.json")
+    }
+}
+
 /// The wasm module's name before the post-build step hashes it (a bundle whose directory
 /// holds it but no manifest was built by an older build).
 pub const UNHASHED_WASM: &str = "sx-client_bg.wasm";
@@ -32,6 +46,9 @@ pub struct Bundle {
     pub script: String,
     /// The wasm module's file name (`sx-client-<hash>_bg.wasm`).
     pub wasm: String,
+    /// The editor island's script and module (`sx-island-<hash>.js`, `..._bg.wasm`) when
+    /// the directory has them: loaded only by pages with `[data-island]`.
+    pub island: Option<(String, String)>,
 }
 
 impl Bundle {
@@ -43,7 +60,19 @@ impl Bundle {
     /// Whether `name` (a file name in the bundle's directory) is one of its content-hashed
     /// files, cached as [`IMMUTABLE`].
     pub fn is_hashed(&self, name: &str) -> bool {
-        name == self.script || name == self.wasm
+        name == self.script
+            || name == self.wasm
+            || self
+                .island
+                .as_ref()
+                .is_some_and(|(script, wasm)| name == script || name == wasm)
+    }
+
+    /// The island's module URL path, which `/__sx/boot.js` imports when a page needs it.
+    pub fn island_path(&self) -> Option<String> {
+        self.island
+            .as_ref()
+            .map(|(script, _)| format!("/static/{DIR}/{script}"))
     }
 }
 
@@ -100,7 +129,30 @@ pub fn check(dir: &Path) -> Result<Option<Bundle>, String> {
         }
         Err(e) => return Err(format!("cannot read {}: {e}", manifest_path.display())),
     };
-    let (script, wasm) = parse_manifest(&manifest)
+    let (script, wasm) = checked(dir, MANIFEST, &manifest)?;
+    let island = match std::fs::read_to_string(dir.join(ISLAND_MANIFEST)) {
+        Ok(text) => Some(checked(dir, ISLAND_MANIFEST, &text)?),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => {
+            return Err(format!(
+                "cannot read {}: {e}",
+                dir.join(ISLAND_MANIFEST).display()
+            ))
+        }
+    };
+    Ok(Some(Bundle {
+        dir: dir.to_path_buf(),
+        script,
+        wasm,
+        island,
+    }))
+}
+
+/// The script and module the manifest `name` (text `manifest`) in `dir` names, when both
+/// exist and the module carries this kernel's stamp; else an error saying how to rebuild.
+fn checked(dir: &Path, name: &str, manifest: &str) -> Result<(String, String), String> {
+    let manifest_path = dir.join(name);
+    let (script, wasm) = parse_manifest(manifest)
         .map_err(|why| format!("{}: {why}; {REBUILD}", manifest_path.display()))?;
     let path = dir.join(&wasm);
     let bytes = std::fs::read(&path).map_err(|e| {
@@ -126,11 +178,7 @@ pub fn check(dir: &Path) -> Result<Option<Bundle>, String> {
             path.display(),
             sx_kernel::sxbc::STAMP_SECTION
         )),
-        Ok(Some(found)) if found == expected.as_bytes() => Ok(Some(Bundle {
-            dir: dir.to_path_buf(),
-            script,
-            wasm,
-        })),
+        Ok(Some(found)) if found == expected.as_bytes() => Ok((script, wasm)),
         Ok(Some(found)) => Err(format!(
             "{} was built for `{}` but this server is `{expected}`; {REBUILD}",
             path.display(),
@@ -275,6 +323,41 @@ mod tests {
         assert!(!bundle.is_hashed(MANIFEST));
         std::fs::remove_file(dir.path().join("sx-client-0123abcd.js")).unwrap();
         assert!(check(dir.path()).unwrap_err().contains("missing"));
+    }
+
+    #[test]
+    fn the_island_is_optional_and_checked_like_the_bundle() {
+        let stamp = sx_kernel::sxbc::stamp();
+        let dir = tempfile::tempdir().unwrap();
+        bundle_dir(dir.path(), stamp.as_bytes());
+        assert_eq!(check(dir.path()).unwrap().unwrap().island_path(), None);
+        assert_eq!(manifest_for("sx-island"), ISLAND_MANIFEST);
+        assert_eq!(manifest_for("sx-client"), MANIFEST);
+        std::fs::write(
+            dir.path().join(ISLAND_MANIFEST),
+            r#"{"script": "sx-island-77.js", "wasm": "sx-island-77_bg.wasm"}"#,
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("sx-island-77.js"), "export default 1;").unwrap();
+        let wasm = dir.path().join("sx-island-77_bg.wasm");
+        std::fs::write(
+            &wasm,
+            module(&[("sx-stamp", b"sx-kernel 0.0.1 opcodes 00")]),
+        )
+        .unwrap();
+        let err = check(dir.path()).unwrap_err();
+        assert!(
+            err.contains(ISLAND_MANIFEST) || err.contains("sx-island-77"),
+            "{err}"
+        );
+        std::fs::write(&wasm, module(&[("sx-stamp", stamp.as_bytes())])).unwrap();
+        let bundle = check(dir.path()).unwrap().unwrap();
+        assert_eq!(
+            bundle.island_path().as_deref(),
+            Some("/static/client/sx-island-77.js")
+        );
+        assert!(bundle.is_hashed("sx-island-77_bg.wasm"));
+        assert!(!bundle.is_hashed(ISLAND_MANIFEST));
     }
 
     #[test]

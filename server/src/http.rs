@@ -416,20 +416,49 @@ async fn health(State(state): State<Arc<AppState>>) -> Response {
 }
 
 /// The loader of the browser bundle, a file because the content-security policy allows no
-/// inline script.
+/// inline script. When the bundle has the editor island, the loader also imports it, only
+/// when the page has an element with `data-island` (at start, or once one arrives in
+/// swapped content: a boosted navigation to /new), and mounts it: pages without one never
+/// download it.
 async fn boot_script(State(state): State<Arc<AppState>>) -> Response {
-    match state.client_bundle.as_ref().map(|b| b.module_path()) {
-        Some(module) => (
-            [
-                (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
-                (header::CACHE_CONTROL, "no-cache"),
-            ],
-            format!(
-                "import init from {};\ninit();\n",
-                serde_json::Value::from(module.as_str())
-            ),
-        )
-            .into_response(),
-        None => StatusCode::NOT_FOUND.into_response(),
+    let Some(bundle) = state.client_bundle.as_ref() else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let mut script = format!(
+        "import init from {};\ninit();\n",
+        serde_json::Value::from(bundle.module_path())
+    );
+    if let Some(island) = bundle.island_path() {
+        script.push_str(&format!(
+            "const island = {};\n{ISLAND_LOADER}",
+            serde_json::Value::from(island)
+        ));
     }
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        script,
+    )
+        .into_response()
 }
+
+/// Imports the island module (`island`) once a page has `[data-island]` not yet mounted,
+/// then calls its `mount`; watches the document for content swapped in later. The
+/// performance marks `sx-island-load` and `sx-island-ready` time its boot (bench/browser).
+const ISLAND_LOADER: &str = r#"let loading = null;
+function islands() {
+  if (!document.querySelector("[data-island]:not([data-island-ready])")) return;
+  if (!loading) {
+    performance.mark("sx-island-load");
+    loading = import(island).then(async (m) => { await m.default(); return m; });
+  }
+  loading.then((m) => {
+    m.mount();
+    if (!performance.getEntriesByName("sx-island-ready").length) performance.mark("sx-island-ready");
+  }).catch((e) => console.error("sx: the editor island failed to load", e));
+}
+islands();
+new MutationObserver(islands).observe(document, { childList: true, subtree: true });
+"#;

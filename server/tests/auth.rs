@@ -434,3 +434,143 @@ fn after_login_only_paths_on_this_site_are_followed() {
         assert_eq!(header(&headers, "location"), Some(expected), "{next}");
     }
 }
+
+/// The editor island's autosave over HTTP: a draft is created from /new, saved at its
+/// revision, refused (409, with the stored text) at a stale one, refused for a published post,
+/// and refused without CSRF or with a bad text; the post page renders the body as Markdown
+/// with HTML as text.
+#[test]
+fn autosave_saves_at_the_revision_and_answers_conflicts_with_the_stored_text() {
+    let (data, statics) = (tempfile::tempdir().unwrap(), static_dir());
+    let server = Server::launch(admin_config(data.path(), statics.path()));
+    let cookie = login(&server, ADMIN, PASSWORD);
+    let token = csrf(&server, &cookie);
+    let json = |r: &Response| -> serde_json::Value {
+        serde_json::from_slice(&r.2).unwrap_or_else(|_| panic!("JSON: {}", text(&r.2)))
+    };
+
+    let created = post_as(
+        &server,
+        &cookie,
+        "/new/autosave",
+        &[
+            ("csrf", &token),
+            ("title", "Auto draft"),
+            ("body", "One."),
+            ("rev", "0"),
+        ],
+    );
+    assert_eq!(created.0, 200, "{}", text(&created.2));
+    let answer = json(&created);
+    assert_eq!(answer["slug"], "auto-draft");
+    assert_eq!(answer["edit"], "/auto-draft/edit");
+    let rev = answer["rev"].as_i64().unwrap();
+
+    let save = |rev: i64, body: &str| {
+        post_as(
+            &server,
+            &cookie,
+            "/auto-draft/autosave",
+            &[
+                ("csrf", &token),
+                ("title", "Auto draft"),
+                ("body", body),
+                ("rev", &rev.to_string()),
+            ],
+        )
+    };
+    let saved = save(rev, "# Two\n\n<script>x()</script> [bad](javascript:x)");
+    assert_eq!(saved.0, 200, "{}", text(&saved.2));
+    let next = json(&saved)["rev"].as_i64().unwrap();
+    assert_eq!(next, rev + 1);
+
+    // Another editor still at `rev`: nothing written, the stored text comes back.
+    let stale = save(rev, "Text of the other tab.");
+    assert_eq!(stale.0, 409);
+    let conflict = json(&stale);
+    assert_eq!(conflict["rev"], next);
+    assert_eq!(
+        conflict["body"],
+        "# Two\n\n<script>x()</script> [bad](javascript:x)"
+    );
+    assert_eq!(conflict["status"], "draft");
+
+    // The post page renders it: Markdown, HTML as text, no javascript: link.
+    let (_, _, page) = server.send("GET", "/auto-draft/", &[("Cookie", &cookie)], "");
+    let page = text(&page);
+    assert!(
+        page.contains("<div class=\"post-body\"><h1>Two</h1>"),
+        "{page}"
+    );
+    assert!(page.contains("&lt;script&gt;x()&lt;/script&gt;"), "{page}");
+    assert!(!page.contains("javascript:x\""), "{page}");
+
+    // Bad input, no CSRF, no revision: refused, nothing written.
+    let empty_title = post_as(
+        &server,
+        &cookie,
+        "/auto-draft/autosave",
+        &[
+            ("csrf", &token),
+            ("title", " "),
+            ("body", "x"),
+            ("rev", &next.to_string()),
+        ],
+    );
+    assert_eq!(empty_title.0, 422);
+    assert_eq!(json(&empty_title)["error"], "The title is empty.");
+    let no_rev = post_as(
+        &server,
+        &cookie,
+        "/auto-draft/autosave",
+        &[
+            ("csrf", &token),
+            ("title", "T"),
+            ("body", "x"),
+            ("rev", "soon"),
+        ],
+    );
+    assert_eq!(no_rev.0, 422);
+    let no_csrf = post_as(
+        &server,
+        &cookie,
+        "/auto-draft/autosave",
+        &[("title", "T"), ("body", "x"), ("rev", &next.to_string())],
+    );
+    assert_eq!(no_csrf.0, 403);
+    assert_eq!(
+        post_as(
+            &server,
+            &cookie,
+            "/nothing-here/autosave",
+            &[("csrf", &token)]
+        )
+        .0,
+        404
+    );
+
+    // Published: autosave writes drafts only.
+    let (status, _, _) = post_as(&server, &cookie, "/auto-draft/publish", &[("csrf", &token)]);
+    assert_eq!(status, 303);
+    let published = save(next + 1, "Sneaky live edit.");
+    assert_eq!(published.0, 409);
+    assert_eq!(json(&published)["status"], "published");
+    let (_, _, page) = server.send("GET", "/auto-draft/", &[("Cookie", &cookie)], "");
+    assert!(!text(&page).contains("Sneaky"));
+
+    // The plain form with a stale revision: 409, the text kept, nothing written.
+    let (status, _, body) = post_as(
+        &server,
+        &cookie,
+        "/auto-draft/edit",
+        &[
+            ("csrf", &token),
+            ("title", "Auto draft"),
+            ("body", "Old tab."),
+            ("rev", "1"),
+        ],
+    );
+    assert_eq!(status, 409);
+    assert!(text(&body).contains("changed elsewhere"));
+    assert!(text(&body).contains("Old tab."));
+}

@@ -12,6 +12,7 @@ mod data;
 mod federation;
 mod flows;
 pub mod http;
+mod markdown;
 mod posts;
 mod store;
 
@@ -97,6 +98,11 @@ pub static EFFECTS: &[Effect] = &[
         op: "post/edit",
         family: "posts",
         run: |d, cx| Box::pin(posts::edit(d, cx)),
+    },
+    Effect {
+        op: "post/autosave",
+        family: "posts",
+        run: |d, cx| Box::pin(posts::autosave(d, cx)),
     },
     Effect {
         op: "post/publish",
@@ -187,6 +193,11 @@ pub static EFFECTS: &[Effect] = &[
         op: "data/push",
         family: "data",
         run: |d, cx| Box::pin(data::push(d, cx)),
+    },
+    Effect {
+        op: "markdown",
+        family: "markdown",
+        run: |d, cx| Box::pin(markdown::render(d, cx)),
     },
 ];
 

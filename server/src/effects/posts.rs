@@ -144,6 +144,51 @@ pub async fn edit(d: &Dict, cx: &Context<'_>) -> Result<Value, Value> {
     Ok(Value::Nil)
 }
 
+/// `{:op "post/autosave" :slug s :title t :body b :rev n}` → `{:saved true :rev m}` when the
+/// draft was still at revision `n` (its op count) and now is at `m`, else `{:saved false :post
+/// p}` with the post as stored (nil when there is none): it moved on (another editor saved)
+/// or was published. The check and the write are one transaction. Drafts are never
+/// announced, so no federation here.
+pub async fn autosave(d: &Dict, cx: &Context<'_>) -> Result<Value, Value> {
+    let op = "post/autosave";
+    let slug = text(d, op, "slug")?;
+    let (title, body) = (text(d, op, "title")?, text(d, op, "body")?);
+    let rev = match kw_get(d, "rev") {
+        Some(Value::Int(n)) => *n,
+        _ => {
+            return Err(sx_kernel::error::type_error(
+                "post/autosave needs a :rev integer",
+                vec![],
+            ))
+        }
+    };
+    let at = now_ms();
+    let outcome = blocking(&cx.services.store, move |store| {
+        let edit = kw_dict(vec![
+            ("op", Value::str("edit")),
+            ("title", Value::str(&title)),
+            ("body", Value::str(&body)),
+            ("at", Value::Int(at)),
+        ]);
+        // Values are not `Send`: the stored post crosses as SX text.
+        store
+            .append_if_draft_at(&slug, &edit, rev)
+            .map(|r| r.map_err(|post| post.map(|p| sx_kernel::printer::repr(&p))))
+    })
+    .await?;
+    Ok(match outcome {
+        Ok(rev) => kw_dict([("saved", Value::Bool(true)), ("rev", Value::Int(rev))]),
+        Err(post) => kw_dict([
+            ("saved", Value::Bool(false)),
+            (
+                "post",
+                post.and_then(|text| sx_kernel::reader::read_one(&text).ok())
+                    .unwrap_or(Value::Nil),
+            ),
+        ]),
+    })
+}
+
 pub async fn publish(d: &Dict, cx: &Context<'_>) -> Result<Value, Value> {
     let slug = text(d, "post/publish", "slug")?;
     let at = now_ms();

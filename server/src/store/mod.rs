@@ -252,6 +252,38 @@ impl Store {
         Ok(())
     }
 
+    /// The editor's autosave: appends `op` (an edit) to the draft `slug` only if the post is
+    /// still at revision `rev` (its op count) and still a draft, checked in the same write
+    /// transaction as the write. `Ok(Ok(revision))` when written; `Ok(Err(post))` when not
+    /// (the post as stored, `None` when there is no such post): two editors never overwrite
+    /// each other silently, and an autosave never changes a published post.
+    pub fn append_if_draft_at(
+        &self,
+        slug: &str,
+        op: &Value,
+        rev: i64,
+    ) -> Result<std::result::Result<i64, Option<Value>>> {
+        let mut wtxn = self.env.write_txn()?;
+        let current = self.post_in(&wtxn, slug)?;
+        let draft_at_rev = current.as_ref().is_some_and(|post| {
+            let draft = match post {
+                Value::Dict(d) => matches!(
+                    sx_kernel::value::kw_get(d, "status"),
+                    Some(Value::Str(s)) if &**s == "draft"
+                ),
+                _ => false,
+            };
+            draft && posts::op_count(post) == rev
+        });
+        if !draft_at_rev {
+            return Ok(Err(current));
+        }
+        self.append_in(&mut wtxn, slug, op)?;
+        wtxn.commit()?;
+        self.changed(std::iter::once(slug));
+        Ok(Ok(rev + 1))
+    }
+
     /// A post as the transaction sees it.
     fn post_in(&self, txn: &heed::RoTxn<WithoutTls>, slug: &str) -> Result<Option<Value>> {
         match self.posts.get(txn, slug)? {
