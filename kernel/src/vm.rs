@@ -58,6 +58,14 @@ fn corrupt(what: &str) -> Value {
     ErrorValue::value("type-error", format!("damaged bytecode: {what}"), vec![])
 }
 
+/// What a native call leaves its caller to do.
+enum NativeFlow {
+    Flow(Flow),
+    /// `apply`: call the function now on the stack with this many arguments (in the same
+    /// tail position as the `apply`).
+    CallAgain(usize),
+}
+
 enum Flow {
     /// Keep running the current frame (reload it if `true`).
     Next(bool),
@@ -259,23 +267,33 @@ impl Machine {
     }
 
     /// Calls the value `argc + 1` slots from the top with the `argc` values above it.
-    fn call(&mut self, argc: usize, tail: bool, engine: &mut Engine) -> Flow {
-        let Some(at) = self.stack.len().checked_sub(argc + 1) else {
-            return self.throw(corrupt("call without a function"), None);
-        };
-        let f = self.stack[at].clone();
-        match &f {
-            Value::Fn(closure) => self.enter(closure, at, argc, tail),
-            Value::Component(comp) => self.call_component(comp, at, argc, tail),
-            Value::Native(native) => self.call_native(native, at, tail, engine),
-            other => {
-                let err = ErrorValue::value(
-                    "not-callable",
-                    format!("{} is not callable", crate::printer::repr(other)),
-                    vec![other.clone()],
-                );
-                self.throw(err, None)
-            }
+    fn call(&mut self, mut argc: usize, tail: bool, engine: &mut Engine) -> Flow {
+        // A loop, not recursion: `apply` of `apply` of ... (as deep as data can nest) calls
+        // again here without growing the Rust stack.
+        loop {
+            let Some(at) = self.stack.len().checked_sub(argc + 1) else {
+                return self.throw(corrupt("call without a function"), None);
+            };
+            let f = self.stack[at].clone();
+            return match &f {
+                Value::Fn(closure) => self.enter(closure, at, argc, tail),
+                Value::Component(comp) => self.call_component(comp, at, argc, tail),
+                Value::Native(native) => match self.call_native(native, at, engine) {
+                    NativeFlow::Flow(flow) => flow,
+                    NativeFlow::CallAgain(n) => {
+                        argc = n;
+                        continue;
+                    }
+                },
+                other => {
+                    let err = ErrorValue::value(
+                        "not-callable",
+                        format!("{} is not callable", crate::printer::repr(other)),
+                        vec![other.clone()],
+                    );
+                    self.throw(err, None)
+                }
+            };
         }
     }
 
@@ -365,20 +383,20 @@ impl Machine {
         }
     }
 
-    fn call_native(&mut self, native: &Native, at: usize, tail: bool, engine: &mut Engine) -> Flow {
+    fn call_native(&mut self, native: &Native, at: usize, engine: &mut Engine) -> NativeFlow {
         let outcome = call_native(native, &self.stack[at + 1..], engine);
         self.shrink_stack(at);
         match outcome {
             NativeCall::Return(v) => {
                 self.stack.push(v);
-                Flow::Next(false)
+                NativeFlow::Flow(Flow::Next(false))
             }
-            NativeCall::Raise(err, site) => self.throw(err, Some(site)),
+            NativeCall::Raise(err, site) => NativeFlow::Flow(self.throw(err, Some(site))),
             NativeCall::Apply(f, args) => {
                 let n = args.len();
                 self.stack.push(f);
                 self.stack.extend(args);
-                self.call(n, tail, engine)
+                NativeFlow::CallAgain(n)
             }
             NativeCall::WithFuel(budget, thunk) => {
                 let outer = self.fuel;
@@ -395,13 +413,13 @@ impl Machine {
                     // The thunk finished at once (a native): restore now.
                     self.restore_fuel(outer, granted);
                 }
-                flow
+                NativeFlow::Flow(flow)
             }
-            NativeCall::Eval(form) => match engine.compile_eval(&form) {
+            NativeCall::Eval(form) => NativeFlow::Flow(match engine.compile_eval(&form) {
                 Ok(proto) => {
                     if self.frames.len() >= self.max_depth {
                         let err = ErrorValue::value("stack-overflow", "stack too deep", vec![]);
-                        return self.throw(err, None);
+                        return NativeFlow::Flow(self.throw(err, None));
                     }
                     self.stack.push(Value::Nil);
                     let base = self.stack.len();
@@ -416,7 +434,7 @@ impl Machine {
                     Flow::Next(true)
                 }
                 Err(err) => self.throw(err, Some("eval")),
-            },
+            }),
         }
     }
 
