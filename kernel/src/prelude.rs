@@ -65,7 +65,7 @@ pub fn load(image: &[u8], globals: &mut Globals) -> Result<crate::sxbc::Program,
 /// same bytes.
 #[cfg(feature = "source")]
 pub fn compile_image() -> Result<Vec<u8>, crate::Value> {
-    let mut engine = crate::engine::Engine::bare_vm();
+    let mut engine = crate::engine::Engine::bare(crate::engine::Backend::Vm);
     let program = engine.compile_forms(PRELUDE, Some("prelude.sx"), true)?;
     let bytes = crate::sxbc::write(&program).map_err(|e| crate::error::type_error(e, vec![]))?;
     let mut image = Vec::with_capacity(12 + bytes.len());

@@ -146,12 +146,6 @@ impl Engine {
         Engine::with_backend(Backend::Interp)
     }
 
-    /// A VM image with the natives only: what the prelude is compiled on.
-    #[cfg(feature = "source")]
-    pub(crate) fn bare_vm() -> Engine {
-        Engine::bare(Backend::Vm)
-    }
-
     /// A fresh kernel image: the core library and the SX prelude, output discarded. The VM
     /// loads the prelude as bytecode (`prelude::IMAGE`, checked in beside `prelude.sx`); if
     /// that image is refused (made from another `prelude.sx` or another kernel) the prelude

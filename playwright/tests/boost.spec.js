@@ -4,6 +4,7 @@
 const { test, expect } = require('@playwright/test');
 
 const { logIn, admin: ADMIN } = require('../login');
+const { boostTo } = require('../boost');
 
 /// Loads a page fully and waits for the engine; fails on any console error.
 async function open(page, url) {
@@ -18,18 +19,6 @@ async function open(page, url) {
 
 async function sameDocument(page) {
   return (await page.evaluate(() => window.__sxMarker)) === 'same document';
-}
-
-/// Follows `href` as a boosted link inside #content and waits for the URL.
-async function boostTo(page, href) {
-  await page.evaluate((href) => {
-    const a = document.createElement('a');
-    a.href = href;
-    a.id = 'sx-test-link';
-    a.textContent = 'test link';
-    document.getElementById('content').prepend(a);
-  }, href);
-  await page.click('#sx-test-link');
 }
 
 async function content(page) {

@@ -5,6 +5,7 @@
 const { test, expect } = require('@playwright/test');
 
 const { logIn } = require('../login');
+const { boostTo } = require('../boost');
 
 const ISLAND = '[data-island="editor"]';
 
@@ -208,14 +209,7 @@ test('pages without an island load no island wasm; a boosted /new loads and moun
   await page.goto('/');
   await expect(page.locator('html')).toHaveAttribute('data-sx-ready', 'true');
   await page.evaluate(() => { window.__sxMarker = 'same document'; });
-  await page.evaluate(() => {
-    const a = document.createElement('a');
-    a.href = '/new';
-    a.id = 'to-new';
-    a.textContent = 'new';
-    document.getElementById('content').prepend(a);
-  });
-  await page.click('#to-new');
+  await boostTo(page, '/new');
   await expect(page).toHaveURL(/\/new$/);
   await expect(page.locator(ISLAND)).toHaveAttribute('data-island-ready', 'true');
   expect(await page.evaluate(() => window.__sxMarker)).toBe('same document');
