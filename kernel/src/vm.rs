@@ -761,7 +761,14 @@ impl Machine {
                     let len = self.stack.len();
                     let callee = match len.checked_sub(n + 1).map(|at| &self.stack[at]) {
                         Some(Value::Fn(c)) => {
-                            vm_proto(c).filter(|p| !p.rest && p.params as usize == n)
+                            // Recursion calls the running code: no downcast needed.
+                            let code = if std::ptr::addr_eq(Rc::as_ptr(&c.code), Rc::as_ptr(&proto))
+                            {
+                                Some(proto.clone())
+                            } else {
+                                vm_proto(c)
+                            };
+                            code.filter(|p| !p.rest && p.params as usize == n)
                         }
                         _ => None,
                     };
