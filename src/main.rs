@@ -77,8 +77,9 @@ enum Command {
     /// and .gz, and list them in manifest.json (another module, such as the editor island's
     /// sx-island_bg.wasm, in manifest-<name>.json).
     StampWasm { file: PathBuf },
-    /// Serve the SX apps over HTTP with the embedded store (configured by the SX_*
-    /// environment variables; the flags override them).
+    /// Serve the SX apps over HTTP, with the store in LMDB or, with SX_DATABASE_URL, in
+    /// PostgreSQL shared by several nodes (configured by the SX_* environment variables;
+    /// the flags override them).
     #[command(after_help = sx_server::config::variables_help())]
     Serve {
         #[command(flatten)]
@@ -123,7 +124,7 @@ enum Command {
     Grant {
         user: String,
         action: String,
-        /// Store directory (SX_PERSIST_DIR, default ./data).
+        /// LMDB store directory (SX_PERSIST_DIR, default ./data; unused with SX_DATABASE_URL).
         #[arg(long)]
         data: Option<PathBuf>,
     },
@@ -138,7 +139,7 @@ struct Listen {
     /// Port (SX_HTTP_PORT, default 8000).
     #[arg(long)]
     port: Option<u16>,
-    /// Store directory (SX_PERSIST_DIR, default ./data).
+    /// LMDB store directory (SX_PERSIST_DIR, default ./data; unused with SX_DATABASE_URL).
     #[arg(long)]
     data: Option<PathBuf>,
 }
@@ -150,7 +151,7 @@ enum UserCommand {
         name: String,
         #[arg(long)]
         password: Option<String>,
-        /// Store directory (SX_PERSIST_DIR, default ./data).
+        /// LMDB store directory (SX_PERSIST_DIR, default ./data; unused with SX_DATABASE_URL).
         #[arg(long)]
         data: Option<PathBuf>,
     },
@@ -161,7 +162,7 @@ enum TokenCommand {
     /// Make an API token for a user and print it (it is shown only this once).
     Create {
         user: String,
-        /// Store directory (SX_PERSIST_DIR, default ./data).
+        /// LMDB store directory (SX_PERSIST_DIR, default ./data; unused with SX_DATABASE_URL).
         #[arg(long)]
         data: Option<PathBuf>,
     },
@@ -546,23 +547,26 @@ fn stamp_wasm(path: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// Runs an account command on the store in `data` (else SX_PERSIST_DIR, else ./data).
+/// Runs an account command on the store: PostgreSQL at SX_DATABASE_URL, else LMDB in
+/// `data` (else SX_PERSIST_DIR, else ./data).
 fn accounts(
     what: &str,
     data: Option<PathBuf>,
-    command: impl FnOnce(&Path) -> Result<(), String>,
+    command: impl FnOnce(&sx_server::store::Location) -> Result<(), String>,
 ) -> u8 {
-    let dir = match data {
-        Some(dir) => dir,
-        None => match sx_server::Config::from_env() {
-            Ok(config) => config.persist_dir,
-            Err(message) => {
-                eprintln!("{what}: {message}");
-                return 2;
+    let location = match sx_server::Config::from_env() {
+        Ok(mut config) => {
+            if let Some(dir) = data {
+                config.persist_dir = dir;
             }
-        },
+            config.store_location()
+        }
+        Err(message) => {
+            eprintln!("{what}: {message}");
+            return 2;
+        }
     };
-    match command(&dir) {
+    match command(&location) {
         Ok(()) => 0,
         Err(message) => {
             eprintln!("{what}: {message}");

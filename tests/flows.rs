@@ -11,7 +11,7 @@ use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{admin_token, request, wait_for, Server};
+use common::{admin_token, iso, request, wait_for, Server};
 use serde_json::{json, Value};
 
 /// The test app: flows whose effects report to the counter at `input.counter`.
@@ -305,26 +305,6 @@ fn a_sleep_that_fell_due_while_the_server_was_down_fires_at_the_next_start() {
     let server = site.serve();
     let done = site.until(&server, "n", "done");
     assert_eq!(step_nodes(&done), ["nap", "woke"]);
-}
-
-/// Milliseconds → "2026-12-01T09:00:00Z" (Hinnant's days → civil).
-fn iso(ms: i64) -> String {
-    let (days, secs) = (ms.div_euclid(86_400_000), ms.rem_euclid(86_400_000) / 1000);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        secs / 3600,
-        secs % 3600 / 60,
-        secs % 60
-    )
 }
 
 #[test]

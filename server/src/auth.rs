@@ -439,15 +439,19 @@ pub fn ensure_admin(store: &Store, config: &crate::Config) -> Result<bool, Strin
         Some(user) if verify_password(password, &user.password_hash) => user.password_hash.clone(),
         _ => hash_password(password)?,
     };
-    let mut grants = current.map(|u| u.grants).unwrap_or_default();
-    if !grants.iter().any(|g| g == "*") {
-        grants.push("*".into());
-    }
+    // Grants are merged in the write's own transaction: one made meanwhile (`sx grant`, or
+    // another node starting) is kept.
     store
-        .put_user(&User {
-            name: name.clone(),
-            password_hash: hash,
-            grants,
+        .change_user(name, |current| {
+            let mut grants = current.map(|u| u.grants).unwrap_or_default();
+            if !grants.iter().any(|g| g == "*") {
+                grants.push("*".into());
+            }
+            User {
+                name: name.clone(),
+                password_hash: hash,
+                grants,
+            }
         })
         .map_err(failed)?;
     Ok(true)
@@ -475,17 +479,17 @@ pub fn start(store: &Store, config: &crate::Config) -> Result<Auth, String> {
         // A flow kernel has no login page: a generated admin would be of no use there.
         false if !config.kernel_mode && store.user_count().map_err(failed)? == 0 => {
             let password = random_hex(12);
-            store
-                .put_user(&User {
-                    name: "admin".into(),
-                    password_hash: hash_password(&password)?,
-                    grants: vec!["*".into()],
-                })
-                .map_err(failed)?;
-            tracing::warn!(
-                "created the user `admin` with password {password} (shown only now; set \
-                 SX_ADMIN_USER and SX_ADMIN_PASSWORD to choose your own)"
-            );
+            let first = User {
+                name: "admin".into(),
+                password_hash: hash_password(&password)?,
+                grants: vec!["*".into()],
+            };
+            if store.add_first_user(&first).map_err(failed)? {
+                tracing::warn!(
+                    "created the user `admin` with password {password} (shown only now; set \
+                     SX_ADMIN_USER and SX_ADMIN_PASSWORD to choose your own)"
+                );
+            }
         }
         false => {}
     }

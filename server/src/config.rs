@@ -9,7 +9,25 @@ use std::time::Duration;
 pub const VARIABLES: &[(&str, &str, &str)] = &[
     ("SX_HTTP_HOST", "127.0.0.1", "address to listen on"),
     ("SX_HTTP_PORT", "8000", "port to listen on"),
-    ("SX_PERSIST_DIR", "./data", "the LMDB store"),
+    ("SX_PERSIST_DIR", "./data", "the LMDB store (when SX_DATABASE_URL is unset)"),
+    (
+        "SX_DATABASE_URL",
+        "-",
+        "postgres://USER[:PASS]@HOST:PORT/DB: keep the store in PostgreSQL, shared by every \
+         node with the same URL (instead of LMDB in SX_PERSIST_DIR)",
+    ),
+    (
+        "SX_DATABASE_POOL",
+        "2 per CPU, at least 4",
+        "PostgreSQL connections this process keeps at most (more requests wait their turn)",
+    ),
+    (
+        "SX_LEASE_MS",
+        "30000",
+        "how long a node's claim on a timer, flow step or delivery holds when it stops \
+         renewing it (a node that died): then another node takes the work over. Keep it \
+         above the longest flow step and delivery attempt (10 s)",
+    ),
     (
         "SX_STORE_MAX_MB",
         "1024",
@@ -200,6 +218,12 @@ pub struct Config {
     pub trust_proxy: bool,
     /// `SX_STORE_MAX_MB`: the LMDB map size.
     pub store_max_mb: usize,
+    /// `SX_DATABASE_URL`: the store is in PostgreSQL (shared by nodes), not in `persist_dir`.
+    pub database_url: Option<String>,
+    /// `SX_DATABASE_POOL`: PostgreSQL connections kept at most.
+    pub database_pool: usize,
+    /// `SX_LEASE_MS`: how long a claim on work holds unrenewed.
+    pub lease_ms: i64,
     pub limits: Limits,
     /// `SX_KERNEL_URL`: flows run on this `sx kernel` (base URL, no trailing `/`).
     pub kernel_url: Option<String>,
@@ -295,6 +319,11 @@ impl Default for Config {
             public_url: None,
             trust_proxy: false,
             store_max_mb: 1024,
+            database_url: None,
+            // More connections than the CPUs can serve only lengthen the slowest answers
+            // (BENCHMARKS.md, "Several nodes").
+            database_pool: std::thread::available_parallelism().map_or(4, |n| (n.get() * 2).max(4)),
+            lease_ms: 30_000,
             limits: Limits::default(),
             kernel_url: None,
             kernel_token: None,
@@ -305,6 +334,59 @@ impl Default for Config {
 }
 
 impl Config {
+    /// Where the store is: PostgreSQL when `SX_DATABASE_URL` is set, else LMDB in
+    /// `persist_dir`.
+    pub fn store_location(&self) -> crate::store::Location {
+        match &self.database_url {
+            Some(url) => crate::store::Location::Postgres(url.clone()),
+            None => crate::store::Location::Dir(self.persist_dir.clone()),
+        }
+    }
+
+    /// Opens the store where the configuration says, as one node of those sharing it.
+    pub fn open_store(&self) -> Result<crate::store::Store, String> {
+        let options = crate::store::Options {
+            max_bytes: self.store_max_mb.saturating_mul(1 << 20),
+            // Each worker thread and each of its blocking threads may read at once.
+            max_readers: u32::try_from(self.workers.max(1) * (crate::BLOCKING_THREADS + 1) + 64)
+                .unwrap_or(u32::MAX),
+        };
+        let location = self.store_location();
+        let store = crate::store::Store::open_at(&location, options, self.database_pool)
+            .map_err(|e| format!("cannot open {location}: {e}"))?;
+        Ok(store.with_lease(self.lease_ms))
+    }
+
+    /// The database settings: `SX_DATABASE_URL`, `SX_DATABASE_POOL`, `SX_LEASE_MS`.
+    fn database(&mut self, var: &impl Fn(&str) -> Option<String>) -> Result<(), String> {
+        if let Some(url) = var("SX_DATABASE_URL") {
+            if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                return Err(format!(
+                    "SX_DATABASE_URL must look like postgres://USER:PASS@HOST:5432/DB, not {:?}",
+                    crate::store::redact(&url)
+                ));
+            }
+            self.database_url = Some(url);
+        }
+        if let Some(pool) = var("SX_DATABASE_POOL") {
+            self.database_pool = pool
+                .parse()
+                .ok()
+                .filter(|n| (1..=1000).contains(n))
+                .ok_or_else(|| format!("SX_DATABASE_POOL must be 1 to 1000, not {pool:?}"))?;
+        }
+        if let Some(lease) = var("SX_LEASE_MS") {
+            self.lease_ms = lease
+                .parse()
+                .ok()
+                .filter(|n| (1000..=86_400_000).contains(n))
+                .ok_or_else(|| {
+                    format!("SX_LEASE_MS must be 1000 to 86400000 milliseconds, not {lease:?}")
+                })?;
+        }
+        Ok(())
+    }
+
     /// Reads the environment; a malformed value is an error naming the variable.
     pub fn from_env() -> Result<Config, String> {
         let mut config = Config {
@@ -365,6 +447,7 @@ impl Config {
                     format!("SX_STORE_MAX_MB must be a number of megabytes, not {mb:?}")
                 })?;
         }
+        config.database(&var)?;
         if let Some(url) = var("SX_KERNEL_URL") {
             config.kernel_url = Some(public_url(&url).map_err(|_| {
                 format!("SX_KERNEL_URL must be a URL like http://127.0.0.1:9000, not {url:?}")

@@ -45,6 +45,8 @@ pub struct Federation {
     pub actor: String,
     /// Wakes the sender (`POST /outbox/flush`, a new activity).
     pub wake: tokio::sync::Notify,
+    /// Held while delivering: the sender and a flush never send the same delivery twice.
+    delivering: tokio::sync::Mutex<()>,
 }
 
 impl Federation {
@@ -53,6 +55,7 @@ impl Federation {
             actor: config.actor.clone().unwrap_or_else(|| base_url.to_string()),
             config,
             wake: tokio::sync::Notify::new(),
+            delivering: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -334,6 +337,7 @@ async fn follow_all(services: &Services) {
 
 /// Delivers everything due now; returns how many were delivered.
 pub async fn deliver_due(services: &Services) -> usize {
+    let _one_at_a_time = services.federation.delivering.lock().await;
     let mut delivered = 0;
     loop {
         let store = services.store.clone();
@@ -352,6 +356,16 @@ pub async fn deliver_due(services: &Services) -> usize {
         let batch = due.len();
         let mut progress = false;
         for delivery in due {
+            // A batch may outlast a claim: renew it, and skip a delivery another node took
+            // over or that moved on meanwhile.
+            let claim = delivery.clone();
+            let claimed = services
+                .store
+                .call_from_async(move |store| store.delivery_claim(&claim, now_ms()))
+                .await;
+            if !matches!(claimed, Ok(true)) {
+                continue;
+            }
             let outcome = attempt(services, &delivery).await;
             if matches!(outcome, DeliveryOutcome::Delivered) {
                 delivered += 1;

@@ -272,6 +272,7 @@ async fn run(image: &RefCell<Image>, request: &Request, services: &Services) -> 
             let status = match &err {
                 Value::Error(e) if &*e.error_type == "out-of-fuel" => 503,
                 Value::Error(e) if &*e.error_type == crate::effects::STORE_FULL => 507,
+                Value::Error(e) if &*e.error_type == crate::effects::STORE_UNAVAILABLE => 503,
                 _ => 500,
             };
             Outcome::Failed {

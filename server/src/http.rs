@@ -222,12 +222,11 @@ async fn sx_route(
     } else {
         Vec::new()
     };
-    let identity = match state.auth.identify(
-        &state.store,
-        header_text("authorization"),
-        header_text("cookie"),
-        crate::effects::now_ms(),
-    ) {
+    let credentials = (
+        header_text("authorization").map(str::to_string),
+        header_text("cookie").map(str::to_string),
+    );
+    let identity = match identify(&state, credentials).await {
         Ok(identity) => identity,
         Err(e) => {
             tracing::error!("resolving the session: {e}");
@@ -386,6 +385,23 @@ pub fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
+/// Who is asking (from a bearer token or a session cookie), looked up off the worker on a
+/// database store.
+async fn identify(
+    state: &Arc<AppState>,
+    (authorization, cookie): (Option<String>, Option<String>),
+) -> Result<Identity, crate::store::StoreError> {
+    let now = crate::effects::now_ms();
+    let asking = state.clone();
+    state
+        .store
+        .call_from_async(move |store| {
+            let (authorization, cookie) = (authorization.as_deref(), cookie.as_deref());
+            asking.auth.identify(store, authorization, cookie, now)
+        })
+        .await
+}
+
 /// A client's `X-Request-Id` is kept when it is 1 to 64 characters of `[A-Za-z0-9._-]`.
 pub fn plain_request_id(id: &[u8]) -> bool {
     (1..=64).contains(&id.len())
@@ -395,8 +411,12 @@ pub fn plain_request_id(id: &[u8]) -> bool {
 }
 
 async fn health(State(state): State<Arc<AppState>>) -> Response {
-    let posts = match state.store.posts() {
-        Ok(posts) => posts.len(),
+    let posts = match state
+        .store
+        .call_from_async(|store| store.post_count())
+        .await
+    {
+        Ok(posts) => posts,
         Err(e) => {
             tracing::error!("health: {e}");
             return (StatusCode::SERVICE_UNAVAILABLE, "store unavailable").into_response();

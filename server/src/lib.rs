@@ -55,18 +55,7 @@ pub async fn serve_on(
         .map(client_bundle::Bundle::module_path);
     // An app that does not compile is refused before the store is touched.
     let (apps, probe) = apps::Apps::start(source, config.dev)?;
-    let options = store::Options {
-        max_bytes: config.store_max_mb.saturating_mul(1 << 20),
-        // Each worker thread and each of its blocking threads may read at once.
-        max_readers: u32::try_from(config.workers.max(1) * (BLOCKING_THREADS + 1) + 64)
-            .unwrap_or(u32::MAX),
-    };
-    let store = store::Store::open_with(&config.persist_dir, options).map_err(|e| {
-        format!(
-            "cannot open the store in {}: {e}",
-            config.persist_dir.display()
-        )
-    })?;
+    let store = config.open_store()?;
     // A fresh store gets the apps' sample content (`defsite` :samples).
     let samples = match apps::site_field(&probe, "samples") {
         Some(sx_kernel::Value::List(samples)) => samples.iter().cloned().collect(),
@@ -77,7 +66,7 @@ pub async fn serve_on(
         .seed(effects::now_ms(), &samples)
         .map_err(|e| format!("cannot seed the store: {e}"))?
     {
-        tracing::info!("seeded a fresh store in {}", config.persist_dir.display());
+        tracing::info!("seeded a fresh store: {}", config.store_location());
     }
     // Dev mode: recompile when the app folder changes. Production with an app folder:
     // recompile on SIGHUP (a failure keeps the version being served).

@@ -134,6 +134,8 @@ pub fn run(exe: &Path, base_port: u16, data: &Path) -> Result<(), String> {
             .env_remove("SX_ACTOR")
             .env_remove("SX_PUBLIC_URL")
             .env_remove("SX_KERNEL_URL")
+            // Each peer is its own site with its own store: never one shared database.
+            .env_remove("SX_DATABASE_URL")
             .envs(peer.env.iter().map(|(k, v)| (*k, v.as_str())))
             .spawn();
         match spawned {

@@ -336,7 +336,7 @@ pub fn reply(
             error_page(
                 status,
                 match status {
-                    503 => "This page took too long to make.",
+                    503 => "This page could not be made just now (it took too long, or the site's database is unavailable). Try again in a moment.",
                     507 => "The site's store is full, so nothing was saved. Its administrator can give it more room (SX_STORE_MAX_MB).",
                     _ => "Something went wrong.",
                 },

@@ -7,16 +7,17 @@
 use sx_kernel::value::{kw_get, Dict};
 use sx_kernel::Value;
 
-use super::{blocking, store_error, text, Context};
+use super::{blocking, read, store_error, text, Context};
 
 pub async fn get(d: &Dict, cx: &Context<'_>) -> Result<Value, Value> {
     let key = text(d, "data/get", "key")?;
-    Ok(cx
-        .services
-        .store
-        .data_get(&key)
-        .map_err(store_error)?
-        .unwrap_or(Value::Nil))
+    let stored = read(&cx.services.store, move |store| store.data_text(&key)).await?;
+    match stored {
+        // Read back in data mode, never evaluated.
+        Some(text) => sx_kernel::reader::read_one(&text)
+            .map_err(|e| store_error(crate::store::StoreError::Corrupt(format!("app data: {e}")))),
+        None => Ok(Value::Nil),
+    }
 }
 
 fn value_text(d: &Dict) -> String {

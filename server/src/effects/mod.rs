@@ -226,6 +226,17 @@ fn text(d: &Dict, op: &str, name: &str) -> Result<String, Value> {
 /// The error type raised when the store is full; the host answers it with 507.
 pub const STORE_FULL: &str = "store-full";
 
+/// The error type raised when the database cannot be reached; the host answers it with 503.
+pub const STORE_UNAVAILABLE: &str = "store-unavailable";
+
+/// A read of the store from an effect (`Store::call_from_async`).
+async fn read<T: Send + 'static>(
+    store: &std::sync::Arc<crate::store::Store>,
+    work: impl FnOnce(&crate::store::Store) -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, Value> {
+    store.call_from_async(work).await.map_err(store_error)
+}
+
 /// Runs `work` with the store on the blocking pool (kernel values are not `Send`: only
 /// plain data crosses).
 async fn blocking<T: Send + 'static>(
@@ -242,6 +253,7 @@ async fn blocking<T: Send + 'static>(
 fn store_error(e: StoreError) -> Value {
     let kind = match e {
         StoreError::Full => STORE_FULL,
+        StoreError::Unavailable(_) => STORE_UNAVAILABLE,
         _ => "store-error",
     };
     ErrorValue::value(kind, e.to_string(), vec![])

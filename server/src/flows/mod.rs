@@ -386,6 +386,7 @@ pub fn spawn_runner(
                     functions: RefCell::default(),
                     flows: RefCell::default(),
                     busy: RefCell::default(),
+                    lost: RefCell::default(),
                 });
                 loop {
                     let next = if steps { runner.clone().tick() } else { None };
@@ -421,18 +422,28 @@ struct Runner {
     flows: RefCell<HashMap<(String, String), Rc<Flow>>>,
     /// Instances being advanced now (a due instance stays in the index until it moves on).
     busy: RefCell<HashSet<String>>,
+    /// Busy instances whose claim another node took over (this node stalled past its lease):
+    /// advancing them stops before the next step.
+    lost: RefCell<HashSet<String>>,
 }
 
 impl Runner {
-    /// Starts advancing every due instance not already being advanced; returns when the
-    /// next one falls due.
+    /// Starts advancing every due instance not already being advanced (here or, while its
+    /// claim holds, on another node sharing the store); returns when the next one falls due.
     fn tick(self: Rc<Self>) -> Option<i64> {
-        let room = PARALLEL.saturating_sub(self.busy.borrow().len());
-        let (ids, next) = match self
-            .services
-            .store
-            .flow_due(now_ms(), room + self.busy.borrow().len())
-        {
+        let store = &self.services.store;
+        let busy: Vec<String> = self.busy.borrow().iter().cloned().collect();
+        match store.flow_renew(&busy, now_ms()) {
+            Ok(held) => {
+                let lost = busy.iter().zip(held).filter(|(_, held)| !held);
+                self.lost
+                    .borrow_mut()
+                    .extend(lost.map(|(id, _)| id.clone()));
+            }
+            Err(e) => tracing::error!("renewing the claims on running flow instances: {e}"),
+        }
+        let room = PARALLEL.saturating_sub(busy.len());
+        let (ids, next) = match store.flow_due(now_ms(), room + busy.len()) {
             Ok(found) => found,
             Err(e) => {
                 tracing::error!("reading the flow timers: {e}");
@@ -449,6 +460,11 @@ impl Runner {
             tokio::task::spawn_local(async move {
                 runner.advance(&id).await;
                 runner.busy.borrow_mut().remove(&id);
+                runner.lost.borrow_mut().remove(&id);
+                // Another node may take it when it is due again.
+                if let Err(e) = runner.services.store.flow_release(&id) {
+                    tracing::warn!("releasing flow instance {id}: {e}");
+                }
                 runner.services.flows.wake();
             });
         }
@@ -473,6 +489,10 @@ impl Runner {
     async fn advance(&self, id: &str) {
         // Bounded: each round records a step or changes the status.
         for _ in 0..10_000 {
+            if self.lost.borrow().contains(id) {
+                tracing::warn!("flow instance {id}: another node took it over; stopping here");
+                return;
+            }
             match self.step(id).await {
                 Ok(true) => continue,
                 Ok(false) => return,

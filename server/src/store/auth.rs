@@ -1,11 +1,10 @@
 //! Users, API tokens, grants and sessions. Passwords and tokens are stored only as hashes
 //! (argon2 for passwords, SHA-256 for random tokens); the hashing lives in `crate::auth`.
 
-use heed::types::Str;
-use heed::Database;
 use sx_kernel::value::{kw_dict, kw_get, Dict, Key};
 use sx_kernel::Value;
 
+use super::backend::{Scan, Table};
 use super::{decode, encode, Result, Store, StoreError};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -75,104 +74,129 @@ fn decode_user(raw: &str) -> Result<User> {
     })
 }
 
-/// The databases this module owns, created at open.
-pub struct AuthDbs {
-    /// user name → user record.
-    pub users: Database<Str, Str>,
-    /// SHA-256 of a token (hex) → user name.
-    pub tokens: Database<Str, Str>,
-    /// session id → session record.
-    pub sessions: Database<Str, Str>,
-}
-
 impl Store {
     pub fn user(&self, name: &str) -> Result<Option<User>> {
         if !super::key_fits(name) {
             return Ok(None);
         }
-        let rtxn = self.env.read_txn()?;
-        self.auth
-            .users
-            .get(&rtxn, name)?
+        self.read(|txn| txn.get(Table::Users, name))?
+            .as_deref()
             .map(decode_user)
             .transpose()
     }
 
     /// Creates or replaces a user.
     pub fn put_user(&self, user: &User) -> Result<()> {
-        let mut wtxn = self.env.write_txn()?;
-        self.auth
-            .users
-            .put(&mut wtxn, &user.name, &encode_user(user))?;
-        wtxn.commit()?;
-        Ok(())
+        self.write(|txn| txn.put(Table::Users, &user.name, &encode_user(user)))
+    }
+
+    /// Adds `user` unless one of that name exists: false when it does (two `sx user add`
+    /// of one name never overwrite each other).
+    pub fn add_user(&self, user: &User) -> Result<bool> {
+        self.write(|txn| {
+            if txn.get(Table::Users, &user.name)?.is_some() {
+                return Ok(false);
+            }
+            txn.put(Table::Users, &user.name, &encode_user(user))?;
+            Ok(true)
+        })
+    }
+
+    /// Creates or changes the user `name` in one transaction: `change` gets the stored user
+    /// (if any) and answers the one to keep, so a grant made meanwhile is not lost.
+    pub fn change_user(&self, name: &str, change: impl FnOnce(Option<User>) -> User) -> Result<()> {
+        self.write(|txn| {
+            let current = txn
+                .get(Table::Users, name)?
+                .as_deref()
+                .map(decode_user)
+                .transpose()?;
+            let user = change(current);
+            txn.put(Table::Users, &user.name, &encode_user(&user))
+        })
+    }
+
+    /// Adds `user` only when there are no users at all: false when there are. (Nodes that
+    /// start together make one first account, not one each.)
+    pub fn add_first_user(&self, user: &User) -> Result<bool> {
+        self.write(|txn| {
+            if txn.count(Table::Users)? > 0 {
+                return Ok(false);
+            }
+            txn.put(Table::Users, &user.name, &encode_user(user))?;
+            Ok(true)
+        })
     }
 
     pub fn user_count(&self) -> Result<u64> {
-        let rtxn = self.env.read_txn()?;
-        Ok(self.auth.users.len(&rtxn)?)
+        self.read(|txn| txn.count(Table::Users))
     }
 
     /// Adds `action` to a user's grants (idempotent). False when there is no such user.
     pub fn grant(&self, name: &str, action: &str) -> Result<bool> {
-        let mut wtxn = self.env.write_txn()?;
-        let Some(raw) = self.auth.users.get(&wtxn, name)? else {
+        if !super::key_fits(name) {
             return Ok(false);
-        };
-        let mut user = decode_user(raw)?;
-        if !user.grants.iter().any(|g| g == action) {
-            user.grants.push(action.to_string());
-            self.auth.users.put(&mut wtxn, name, &encode_user(&user))?;
         }
-        wtxn.commit()?;
-        Ok(true)
+        self.write(|txn| {
+            let Some(raw) = txn.get(Table::Users, name)? else {
+                return Ok(false);
+            };
+            let mut user = decode_user(&raw)?;
+            if !user.grants.iter().any(|g| g == action) {
+                user.grants.push(action.to_string());
+                txn.put(Table::Users, name, &encode_user(&user))?;
+            }
+            Ok(true)
+        })
     }
 
     /// Records a token (by its hash) for an existing user. False when there is no such user.
     pub fn add_token(&self, token_hash: &str, name: &str) -> Result<bool> {
-        let mut wtxn = self.env.write_txn()?;
-        if self.auth.users.get(&wtxn, name)?.is_none() {
-            return Ok(false);
-        }
-        self.auth.tokens.put(&mut wtxn, token_hash, name)?;
-        wtxn.commit()?;
-        Ok(true)
+        self.write(|txn| {
+            if !super::key_fits(name) || txn.get(Table::Users, name)?.is_none() {
+                return Ok(false);
+            }
+            txn.put(Table::Tokens, token_hash, name)?;
+            Ok(true)
+        })
     }
 
     /// The user a token (by its hash) belongs to.
     pub fn token_user(&self, token_hash: &str) -> Result<Option<User>> {
-        let rtxn = self.env.read_txn()?;
-        let Some(name) = self.auth.tokens.get(&rtxn, token_hash)? else {
+        if !super::key_fits(token_hash) {
             return Ok(None);
-        };
-        self.auth
-            .users
-            .get(&rtxn, name)?
-            .map(decode_user)
-            .transpose()
+        }
+        self.read(|txn| {
+            let Some(name) = txn.get(Table::Tokens, token_hash)? else {
+                return Ok(None);
+            };
+            txn.get(Table::Users, &name)?
+                .as_deref()
+                .map(decode_user)
+                .transpose()
+        })
     }
 
     pub fn put_session(&self, id: &str, session: &Session) -> Result<()> {
-        let mut wtxn = self.env.write_txn()?;
         let raw = dict(vec![
             ("user", Value::str(&session.user)),
             ("csrf", Value::str(&session.csrf)),
             ("expires", Value::Int(session.expires)),
         ]);
-        self.auth.sessions.put(&mut wtxn, id, &raw)?;
-        wtxn.commit()?;
-        Ok(())
+        self.write(|txn| txn.put(Table::Sessions, id, &raw))
     }
 
     /// A live session and its user; an expired one is deleted and reads as none.
     pub fn session(&self, id: &str, now: i64) -> Result<Option<(Session, User)>> {
-        let found = {
-            let rtxn = self.env.read_txn()?;
-            let Some(raw) = self.auth.sessions.get(&rtxn, id)? else {
+        if !super::key_fits(id) {
+            return Ok(None);
+        }
+        let found = self.read(|txn| {
+            let Some(raw) = txn.get(Table::Sessions, id)? else {
                 return Ok(None);
             };
             let what = "session record";
-            let d = record(raw, what)?;
+            let d = record(&raw, what)?;
             let expires = match d.get(&Key(Value::kw("expires"))) {
                 Some(Value::Int(t)) => *t,
                 _ => return Err(StoreError::Corrupt(format!("{what}: no :expires"))),
@@ -182,17 +206,17 @@ impl Store {
                 csrf: text(&d, "csrf", what)?,
                 expires,
             };
-            let user = self
-                .auth
-                .users
-                .get(&rtxn, &session.user)?
+            let user = txn
+                .get(Table::Users, &session.user)?
+                .as_deref()
                 .map(decode_user)
                 .transpose()?;
-            (session, user)
-        };
+            Ok(Some((session, user)))
+        })?;
         match found {
-            (session, Some(user)) if session.expires > now => Ok(Some((session, user))),
-            _ => {
+            None => Ok(None),
+            Some((session, Some(user))) if session.expires > now => Ok(Some((session, user))),
+            Some(_) => {
                 self.delete_session(id)?;
                 Ok(None)
             }
@@ -202,42 +226,39 @@ impl Store {
     /// Deletes every session that expired before `now` (run at start: a session that is never
     /// presented again would otherwise stay forever). Returns how many went.
     pub fn sweep_sessions(&self, now: i64) -> Result<usize> {
-        let mut wtxn = self.env.write_txn()?;
-        let mut expired = Vec::new();
-        for entry in self.auth.sessions.iter(&wtxn)? {
-            let (id, raw) = entry?;
-            let live = matches!(
-                record(raw, "session record").map(|d| d.get(&Key(Value::kw("expires"))).cloned()),
-                Ok(Some(Value::Int(t))) if t > now
-            );
-            if !live {
-                expired.push(id.to_string());
+        self.write(|txn| {
+            let mut expired = Vec::new();
+            for (id, raw) in txn.scan(Table::Sessions, Scan::all())? {
+                let live = matches!(
+                    record(&raw, "session record").map(|d| d.get(&Key(Value::kw("expires"))).cloned()),
+                    Ok(Some(Value::Int(t))) if t > now
+                );
+                if !live {
+                    expired.push(id);
+                }
             }
-        }
-        for id in &expired {
-            self.auth.sessions.delete(&mut wtxn, id)?;
-        }
-        wtxn.commit()?;
-        Ok(expired.len())
+            for id in &expired {
+                txn.delete(Table::Sessions, id)?;
+            }
+            Ok(expired.len())
+        })
     }
 
     pub fn delete_session(&self, id: &str) -> Result<()> {
-        let mut wtxn = self.env.write_txn()?;
-        self.auth.sessions.delete(&mut wtxn, id)?;
-        wtxn.commit()?;
-        Ok(())
+        self.write(|txn| txn.delete(Table::Sessions, id).map(drop))
     }
 
-    /// A named secret from the meta database, made with `make` and stored on first use.
+    /// A named secret from the meta table, made with `make` and stored on first use (every
+    /// node sharing the store gets the same one).
     pub fn secret(&self, name: &str, make: impl FnOnce() -> String) -> Result<String> {
         let key = format!("secret/{name}");
-        let mut wtxn = self.env.write_txn()?;
-        if let Some(value) = self.meta.get(&wtxn, &key)? {
-            return Ok(value.to_string());
-        }
-        let value = make();
-        self.meta.put(&mut wtxn, &key, &value)?;
-        wtxn.commit()?;
-        Ok(value)
+        self.write(|txn| {
+            if let Some(value) = txn.get(Table::Meta, &key)? {
+                return Ok(value);
+            }
+            let value = make();
+            txn.put(Table::Meta, &key, &value)?;
+            Ok(value)
+        })
     }
 }

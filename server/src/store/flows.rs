@@ -4,25 +4,14 @@
 //! runner cheap: `due` (time-ordered: every instance that should be looked at, and when)
 //! and `order` (start order, for listing newest first).
 
-use heed::types::Str;
-use heed::Database;
 use sx_kernel::value::{kw_get, Dict, Key};
 use sx_kernel::Value;
 
-use super::{decode, encode, key_fits, Result, Store, StoreError};
+use super::backend::{Scan, Table, Write};
+use super::{decode, encode, key_fits, next_seq, Result, Store, StoreError};
 
-pub(super) struct FlowDbs {
-    /// `name \0 version` → the flow's nodes (as `defflow` wrote them).
-    pub defs: Database<Str, Str>,
-    /// `id` → the instance.
-    pub instances: Database<Str, Str>,
-    /// `due-ms (16 hex digits) \0 id` → "": when the runner should next look at an instance.
-    pub due: Database<Str, Str>,
-    /// `seq (16 hex digits)` → id: instances in start order.
-    pub order: Database<Str, Str>,
-    /// `id` → `{:flow :input}`: starts a host could not hand to its `sx kernel` yet.
-    pub outbox: Database<Str, Str>,
-}
+/// The lease kind of a flow instance being advanced.
+const FLOW: &str = "flow";
 
 fn due_key(due: i64, id: &str) -> String {
     format!("{:016x}\0{id}", due.max(0))
@@ -42,6 +31,13 @@ fn dict_of(v: &Value, what: &str) -> Result<Dict> {
     }
 }
 
+fn define_in(txn: &mut dyn Write, key: &str, nodes: &Value) -> Result<()> {
+    if txn.get(Table::FlowDefs, key)?.is_none() {
+        txn.put(Table::FlowDefs, key, &encode(nodes))?;
+    }
+    Ok(())
+}
+
 impl Store {
     /// Keeps a flow version's definition (once: a version's text never changes).
     pub fn flow_define(&self, name: &str, version: &str, nodes: &Value) -> Result<()> {
@@ -49,12 +45,7 @@ impl Store {
         if !key_fits(&key) {
             return Err(StoreError::Invalid("a flow name is too long".into()));
         }
-        let mut wtxn = self.env.write_txn()?;
-        if self.flows.defs.get(&wtxn, &key)?.is_none() {
-            self.flows.defs.put(&mut wtxn, &key, &encode(nodes))?;
-        }
-        wtxn.commit()?;
-        Ok(())
+        self.write(|txn| define_in(txn, &key, nodes))
     }
 
     /// The nodes of a flow version, when kept.
@@ -63,9 +54,8 @@ impl Store {
         if !key_fits(&key) {
             return Ok(None);
         }
-        let rtxn = self.env.read_txn()?;
-        match self.flows.defs.get(&rtxn, &key)? {
-            Some(text) => Ok(Some(decode(text, &key)?)),
+        match self.read(|txn| txn.get(Table::FlowDefs, &key))? {
+            Some(text) => Ok(Some(decode(&text, &key)?)),
             None => Ok(None),
         }
     }
@@ -82,36 +72,29 @@ impl Store {
                 ))
             }
         };
-        let mut wtxn = self.env.write_txn()?;
-        if let Some(text) = self.flows.instances.get(&wtxn, &id)? {
-            return Ok((decode(text, &id)?, false));
-        }
-        let seq = match self.meta.get(&wtxn, "flow-seq")? {
-            Some(n) => n.parse::<u64>().unwrap_or(0) + 1,
-            None => 1,
-        };
-        self.meta.put(&mut wtxn, "flow-seq", &seq.to_string())?;
-        d.insert(Key(Value::kw("seq")), Value::Int(seq as i64));
-        d.insert(Key(Value::kw("rev")), Value::Int(1));
-        let stored = Value::Dict(d.clone());
-        self.flows.instances.put(&mut wtxn, &id, &encode(&stored))?;
-        self.flows
-            .order
-            .put(&mut wtxn, &format!("{seq:016x}"), &id)?;
-        if let Some(due) = int(&d, "due") {
-            self.flows.due.put(&mut wtxn, &due_key(due, &id), "")?;
-        }
-        wtxn.commit()?;
-        Ok((stored, true))
+        self.write(|txn| {
+            if let Some(text) = txn.get(Table::Flows, &id)? {
+                return Ok((decode(&text, &id)?, false));
+            }
+            let seq = next_seq(txn, "flow-seq")?;
+            d.insert(Key(Value::kw("seq")), Value::Int(seq as i64));
+            d.insert(Key(Value::kw("rev")), Value::Int(1));
+            let stored = Value::Dict(d.clone());
+            txn.put(Table::Flows, &id, &encode(&stored))?;
+            txn.put(Table::FlowOrder, &format!("{seq:016x}"), &id)?;
+            if let Some(due) = int(&d, "due") {
+                txn.put(Table::FlowDue, &due_key(due, &id), "")?;
+            }
+            Ok((stored, true))
+        })
     }
 
     pub fn flow_instance(&self, id: &str) -> Result<Option<Value>> {
         if !key_fits(id) {
             return Ok(None);
         }
-        let rtxn = self.env.read_txn()?;
-        match self.flows.instances.get(&rtxn, id)? {
-            Some(text) => Ok(Some(decode(text, id)?)),
+        match self.read(|txn| txn.get(Table::Flows, id))? {
+            Some(text) => Ok(Some(decode(&text, id)?)),
             None => Ok(None),
         }
     }
@@ -128,88 +111,81 @@ impl Store {
         if !key_fits(id) {
             return Ok(None);
         }
-        let mut wtxn = self.env.write_txn()?;
-        let Some(text) = self.flows.instances.get(&wtxn, id)? else {
-            return Ok(None);
-        };
-        let current = decode(text, id)?;
-        let Some(next) = change(&current) else {
-            return Ok(Some((current, false)));
-        };
-        let old = dict_of(&current, id)?;
-        let mut new = dict_of(&next, "an instance")?;
-        new.insert(
-            Key(Value::kw("rev")),
-            Value::Int(int(&old, "rev").unwrap_or(0) + 1),
-        );
-        if let Some(due) = int(&old, "due") {
-            self.flows.due.delete(&mut wtxn, &due_key(due, id))?;
-        }
-        if let Some(due) = int(&new, "due") {
-            self.flows.due.put(&mut wtxn, &due_key(due, id), "")?;
-        }
-        let stored = Value::Dict(new);
-        self.flows.instances.put(&mut wtxn, id, &encode(&stored))?;
-        wtxn.commit()?;
-        Ok(Some((stored, true)))
+        self.write(|txn| {
+            let Some(text) = txn.get(Table::Flows, id)? else {
+                return Ok(None);
+            };
+            let current = decode(&text, id)?;
+            let Some(next) = change(&current) else {
+                return Ok(Some((current, false)));
+            };
+            let old = dict_of(&current, id)?;
+            let mut new = dict_of(&next, "an instance")?;
+            new.insert(
+                Key(Value::kw("rev")),
+                Value::Int(int(&old, "rev").unwrap_or(0) + 1),
+            );
+            if let Some(due) = int(&old, "due") {
+                txn.delete(Table::FlowDue, &due_key(due, id))?;
+            }
+            if let Some(due) = int(&new, "due") {
+                txn.put(Table::FlowDue, &due_key(due, id), "")?;
+            }
+            let stored = Value::Dict(new);
+            txn.put(Table::Flows, id, &encode(&stored))?;
+            Ok(Some((stored, true)))
+        })
     }
 
-    /// Ids of instances due at `now` or earlier, soonest first (at most `limit`), and the
-    /// time the next one after those falls due.
+    /// Claims the instances due at `now` or earlier for this node, soonest first (at most
+    /// `limit`; one another node is advancing is left to it while its claim holds), and
+    /// tells when the next one after those falls due. Renew the claims of instances still
+    /// being advanced with `flow_renew`; give each up with `flow_release`.
     pub fn flow_due(&self, now: i64, limit: usize) -> Result<(Vec<String>, Option<i64>)> {
-        let rtxn = self.env.read_txn()?;
-        let mut ids = Vec::new();
-        for entry in self.flows.due.iter(&rtxn)? {
-            let (key, _) = entry?;
-            let (due, id) = key
-                .split_once('\0')
-                .ok_or_else(|| StoreError::Corrupt(format!("flow timer {key:?}")))?;
-            let due = i64::from_str_radix(due, 16)
-                .map_err(|_| StoreError::Corrupt(format!("flow timer {key:?}")))?;
-            if due > now || ids.len() >= limit {
-                return Ok((ids, Some(due)));
-            }
-            ids.push(id.to_string());
-        }
-        Ok((ids, None))
+        self.claim_due(Table::FlowDue, Table::Flows, FLOW, now, limit)
+    }
+
+    /// Renews this node's claims on instances it is still advancing: false for each one
+    /// another node took over (its claim ran out).
+    pub fn flow_renew(&self, ids: &[String], now: i64) -> Result<Vec<bool>> {
+        self.renew(FLOW, ids, now)
+    }
+
+    /// Gives up this node's claim on an instance.
+    pub fn flow_release(&self, id: &str) -> Result<()> {
+        self.release(FLOW, id)
     }
 
     /// Instances newest first, at most `limit`.
     pub fn flow_list(&self, limit: usize) -> Result<Vec<Value>> {
-        let rtxn = self.env.read_txn()?;
-        let mut out = Vec::new();
-        for entry in self.flows.order.rev_iter(&rtxn)? {
-            let (_, id) = entry?;
-            if out.len() >= limit {
-                break;
+        let texts = self.read(|txn| {
+            let mut texts = Vec::new();
+            for (_, id) in txn.scan(Table::FlowOrder, Scan::all().reversed().limit(limit))? {
+                if let Some(text) = txn.get(Table::Flows, &id)? {
+                    texts.push((id, text));
+                }
             }
-            if let Some(text) = self.flows.instances.get(&rtxn, id)? {
-                out.push(decode(text, id)?);
-            }
-        }
-        Ok(out)
+            Ok(texts)
+        })?;
+        texts.iter().map(|(id, text)| decode(text, id)).collect()
     }
 
     /// `sx kernel`: keeps the definitions a host registered, each as its name's latest
     /// version, and the URL the host is called back at — in one transaction.
     pub fn flow_register(&self, callback: &str, flows: &[(String, String, Value)]) -> Result<()> {
-        let mut wtxn = self.env.write_txn()?;
-        for (name, version, nodes) in flows {
-            let key = format!("{name}\0{version}");
-            if !key_fits(&key) {
-                return Err(StoreError::Invalid(format!(
-                    "the flow name {name:?} is too long"
-                )));
+        self.write(|txn| {
+            for (name, version, nodes) in flows {
+                let key = format!("{name}\0{version}");
+                if !key_fits(&key) {
+                    return Err(StoreError::Invalid(format!(
+                        "the flow name {name:?} is too long"
+                    )));
+                }
+                define_in(txn, &key, nodes)?;
+                txn.put(Table::Meta, &format!("flow-latest\0{name}"), version)?;
             }
-            if self.flows.defs.get(&wtxn, &key)?.is_none() {
-                self.flows.defs.put(&mut wtxn, &key, &encode(nodes))?;
-            }
-            self.meta
-                .put(&mut wtxn, &format!("flow-latest\0{name}"), version)?;
-        }
-        self.meta.put(&mut wtxn, "flow-callback", callback)?;
-        wtxn.commit()?;
-        Ok(())
+            txn.put(Table::Meta, "flow-callback", callback)
+        })
     }
 
     /// The latest registered version of a flow and its nodes (`sx kernel`).
@@ -218,12 +194,8 @@ impl Store {
         if !key_fits(&key) {
             return Ok(None);
         }
-        let version = {
-            let rtxn = self.env.read_txn()?;
-            match self.meta.get(&rtxn, &key)? {
-                Some(v) => v.to_string(),
-                None => return Ok(None),
-            }
+        let Some(version) = self.read(|txn| txn.get(Table::Meta, &key))? else {
+            return Ok(None);
         };
         Ok(self
             .flow_definition(name, &version)?
@@ -232,35 +204,29 @@ impl Store {
 
     /// Where the registered host is called back (`sx kernel`).
     pub fn flow_callback(&self) -> Result<Option<String>> {
-        let rtxn = self.env.read_txn()?;
-        Ok(self.meta.get(&rtxn, "flow-callback")?.map(str::to_string))
+        self.read(|txn| txn.get(Table::Meta, "flow-callback"))
     }
 
     pub fn flow_outbox_put(&self, id: &str, start: &Value) -> Result<()> {
         if !key_fits(id) {
             return Err(StoreError::Invalid("a flow id is too long".into()));
         }
-        let mut wtxn = self.env.write_txn()?;
-        self.flows.outbox.put(&mut wtxn, id, &encode(start))?;
-        wtxn.commit()?;
-        Ok(())
+        self.write(|txn| txn.put(Table::FlowOutbox, id, &encode(start)))
     }
 
     /// Pending starts, oldest id first, at most `limit`.
     pub fn flow_outbox(&self, limit: usize) -> Result<Vec<(String, Value)>> {
-        let rtxn = self.env.read_txn()?;
-        let mut out = Vec::new();
-        for entry in self.flows.outbox.iter(&rtxn)?.take(limit) {
-            let (id, text) = entry?;
-            out.push((id.to_string(), decode(text, id)?));
-        }
-        Ok(out)
+        let entries = self.read(|txn| txn.scan(Table::FlowOutbox, Scan::all().limit(limit)))?;
+        entries
+            .into_iter()
+            .map(|(id, text)| {
+                let start = decode(&text, &id)?;
+                Ok((id, start))
+            })
+            .collect()
     }
 
     pub fn flow_outbox_delete(&self, id: &str) -> Result<()> {
-        let mut wtxn = self.env.write_txn()?;
-        self.flows.outbox.delete(&mut wtxn, id)?;
-        wtxn.commit()?;
-        Ok(())
+        self.write(|txn| txn.delete(Table::FlowOutbox, id).map(drop))
     }
 }

@@ -1,32 +1,43 @@
-//! The store: one LMDB environment per instance (heed), opened with a schema check. Only
-//! this module touches heed; a write transaction is never held across an `.await`.
+//! The store: everything the host keeps, behind one interface with two backends — LMDB in
+//! a directory (the zero-setup default) or PostgreSQL shared by several nodes
+//! (`SX_DATABASE_URL`). The logic (posts, accounts, flows, federation, app data) is written
+//! once against `backend::{Read, Write}`; only `lmdb.rs` touches heed and only
+//! `postgres.rs` speaks SQL. A transaction is never held across an `.await`.
 //!
 //! Values are stored as SX wire text (`repr`) and read back in data mode: the store never
 //! evaluates what it reads.
 
 mod auth;
+mod claims;
 mod data;
 mod federation;
 mod flows;
 mod posts;
 
-use std::fmt;
-use std::path::Path;
+mod backend;
+mod lmdb;
+mod postgres;
 
-use heed::types::Str;
-use heed::{Database, Env, EnvOpenOptions, WithoutTls};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
 use sx_kernel::Value;
 
+use backend::{Read, Scan, Table, Write};
+
 pub use auth::{Session, User};
+pub use claims::Claims;
 pub use federation::{Delivery, DeliveryOutcome};
+pub use postgres::redact;
 pub use posts::{fold, sample_ops};
 
-/// Bump when the layout of any database changes; a store written with another version is
+/// Bump when the layout of any LMDB table changes; a store written with another version is
 /// refused at open rather than misread. Version 2 added users, tokens and sessions, version
-/// 3 flows and federation (an older store is upgraded in place: the new databases start empty).
-pub const SCHEMA_VERSION: u32 = 3;
+/// 3 flows and federation, version 4 the change log and leases (an older store is upgraded
+/// in place: the new tables start empty). PostgreSQL has its own numbered migrations.
+pub const SCHEMA_VERSION: u32 = 4;
 
-/// How big the store may grow and how many readers it admits.
+/// How big an LMDB store may grow and how many readers it admits.
 #[derive(Clone, Copy, Debug)]
 pub struct Options {
     /// The LMDB map size: a write that would pass it fails with [`StoreError::Full`].
@@ -45,10 +56,35 @@ impl Default for Options {
     }
 }
 
+/// Where the store is kept.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Location {
+    /// LMDB in this directory (`SX_PERSIST_DIR`).
+    Dir(PathBuf),
+    /// PostgreSQL at this URL (`SX_DATABASE_URL`).
+    Postgres(String),
+}
+
+impl fmt::Display for Location {
+    /// For messages: a database URL is shown without its password.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Location::Dir(dir) => write!(f, "the store in {}", dir.display()),
+            Location::Postgres(url) => write!(f, "the database at {}", postgres::redact(url)),
+        }
+    }
+}
+
 #[derive(Debug)]
 pub enum StoreError {
     /// LMDB itself failed (disk, permissions...).
     Lmdb(heed::Error),
+    /// The database cannot be reached now (PostgreSQL down, connection lost): the request may
+    /// succeed when it is back (503). A write whose COMMIT went out but whose answer was lost
+    /// may have been committed.
+    Unavailable(String),
+    /// The database refused a statement.
+    Database(String),
     /// The store reached its size limit (`SX_STORE_MAX_MB`); nothing was written.
     Full,
     /// The store was written by another schema version.
@@ -63,6 +99,8 @@ impl fmt::Display for StoreError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             StoreError::Lmdb(e) => write!(f, "storage error: {e}"),
+            StoreError::Unavailable(why) => write!(f, "the database is unavailable: {why}"),
+            StoreError::Database(why) => write!(f, "database error: {why}"),
             StoreError::Full => write!(f, "the store is full (raise SX_STORE_MAX_MB)"),
             StoreError::Schema { found, expected } => write!(
                 f,
@@ -88,14 +126,25 @@ impl From<heed::Error> for StoreError {
 pub type Result<T> = std::result::Result<T, StoreError>;
 
 /// A memo of parsed records for one thread (values are not `Send`). Every read still goes
-/// to LMDB; a record whose stored text is unchanged is not parsed again.
+/// to the store; a record whose stored text is unchanged is not parsed again.
 #[derive(Default)]
 pub struct DecodeCache {
     entries: std::cell::RefCell<std::collections::HashMap<String, (String, Value)>>,
 }
 
 impl DecodeCache {
-    fn decode(&self, key: &str, text: &str) -> Result<Value> {
+    /// Posts from their records (`Store::posts_text`), newest first.
+    pub fn posts(&self, records: &[(String, String)]) -> Result<Vec<Value>> {
+        let mut out = records
+            .iter()
+            .map(|(slug, text)| self.decode(slug, text))
+            .collect::<Result<Vec<_>>>()?;
+        out.sort_by_key(|p| std::cmp::Reverse(posts::sort_time(p)));
+        Ok(out)
+    }
+
+    /// A record (SX text) read back in data mode; unchanged text is not parsed again.
+    pub fn decode(&self, key: &str, text: &str) -> Result<Value> {
         if let Some((seen, value)) = self.entries.borrow().get(key) {
             if seen == text {
                 return Ok(value.clone());
@@ -111,16 +160,7 @@ impl DecodeCache {
 
 /// How many post changes the store remembers for `changes_since`; a reader further behind
 /// reloads everything.
-const CHANGES_KEPT: usize = 4096;
-
-/// The posts written since the store opened, in commit order: `seq` counts every change, and
-/// `recent` holds the last `CHANGES_KEPT` of them. In memory only: every kernel image starts
-/// with a full load, so a sequence number need not outlive the process.
-#[derive(Default)]
-struct ChangeLog {
-    seq: u64,
-    recent: std::collections::VecDeque<(u64, String)>,
-}
+const CHANGES_KEPT: u64 = 4096;
 
 /// The answer to `changes_since`: the sequence number now, and the slugs changed since the
 /// one asked about (each once), or `None` when the reader must reload every post.
@@ -129,25 +169,18 @@ pub struct Changes {
     pub slugs: Option<Vec<String>>,
 }
 
-pub struct Store {
-    /// Read transactions own their reader slot (`MDB_NOTLS`), not the thread that opened
-    /// them: with thread-local slots, a thread that exits after the environment closed
-    /// (a worker finishing as the server stops) wrote into unmapped memory — a segfault
-    /// seen in the tests.
-    env: Env<WithoutTls>,
-    meta: Database<Str, Str>,
-    /// `slug \0 sequence` → one op of the post's content stream.
-    ops: Database<Str, Str>,
-    /// `slug` → the fold of its ops (derived; written in the same transaction as the op).
-    posts: Database<Str, Str>,
-    auth: auth::AuthDbs,
-    flows: flows::FlowDbs,
-    fed: federation::FedDbs,
-    data: data::DataDbs,
-    changes: std::sync::Mutex<ChangeLog>,
+enum Backend {
+    Lmdb(lmdb::Lmdb),
+    Postgres(Box<postgres::Postgres>),
 }
 
-/// LMDB keys are 1 to 511 bytes: a longer or empty one names nothing stored.
+pub struct Store {
+    backend: Backend,
+    claims: Claims,
+}
+
+/// Keys are 1 to 511 bytes (LMDB's limit, kept on both backends so that they agree): a
+/// longer or empty one names nothing stored.
 fn key_fits(key: &str) -> bool {
     (1..=511).contains(&key.len())
 }
@@ -160,96 +193,125 @@ fn decode(text: &str, what: &str) -> Result<Value> {
     sx_kernel::reader::read_one(text).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
 }
 
+/// The next number of the counter `name` in the meta table (1, 2, ...).
+fn next_seq(txn: &mut dyn Write, name: &str) -> Result<u64> {
+    let seq = match txn.get(Table::Meta, name)? {
+        Some(n) => n.parse::<u64>().unwrap_or(0) + 1,
+        None => 1,
+    };
+    txn.put(Table::Meta, name, &seq.to_string())?;
+    Ok(seq)
+}
+
 impl Store {
-    /// Opens (creating if needed) the store in `dir` and checks its schema version.
+    /// Opens (creating if needed) an LMDB store in `dir` and checks its schema version.
     pub fn open(dir: &Path) -> Result<Store> {
         Store::open_with(dir, Options::default())
     }
 
     pub fn open_with(dir: &Path, options: Options) -> Result<Store> {
-        std::fs::create_dir_all(dir).map_err(|e| StoreError::Lmdb(heed::Error::Io(e)))?;
-        // SAFETY: heed requires that the same environment is not opened twice in one
-        // process and that the files are not modified by other means while open; each
-        // instance owns its directory (SX_PERSIST_DIR) and opens it once.
-        #[allow(unsafe_code)]
-        let env = unsafe {
-            EnvOpenOptions::new()
-                .read_txn_without_tls()
-                .map_size(options.max_bytes)
-                .max_readers(options.max_readers)
-                .max_dbs(32)
-                .open(dir)?
-        };
-        let mut wtxn = env.write_txn()?;
-        let meta: Database<Str, Str> = env.create_database(&mut wtxn, Some("meta"))?;
-        let ops = env.create_database(&mut wtxn, Some("ops"))?;
-        let posts = env.create_database(&mut wtxn, Some("posts"))?;
-        let auth = auth::AuthDbs {
-            users: env.create_database(&mut wtxn, Some("users"))?,
-            tokens: env.create_database(&mut wtxn, Some("tokens"))?,
-            sessions: env.create_database(&mut wtxn, Some("sessions"))?,
-        };
-        let flows = flows::FlowDbs {
-            defs: env.create_database(&mut wtxn, Some("flow-defs"))?,
-            instances: env.create_database(&mut wtxn, Some("flows"))?,
-            due: env.create_database(&mut wtxn, Some("flow-due"))?,
-            order: env.create_database(&mut wtxn, Some("flow-order"))?,
-            outbox: env.create_database(&mut wtxn, Some("flow-outbox"))?,
-        };
-        let fed = federation::FedDbs {
-            followers: env.create_database(&mut wtxn, Some("fed-followers"))?,
-            activities: env.create_database(&mut wtxn, Some("fed-activities"))?,
-            received: env.create_database(&mut wtxn, Some("fed-received"))?,
-            deliveries: env.create_database(&mut wtxn, Some("fed-deliveries"))?,
-            due: env.create_database(&mut wtxn, Some("fed-due"))?,
-            peers: env.create_database(&mut wtxn, Some("fed-peers"))?,
-        };
-        let data = data::DataDbs {
-            values: env.create_database(&mut wtxn, Some("app-data"))?,
-        };
-        match meta.get(&wtxn, "schema")? {
-            None | Some("1" | "2") => meta.put(&mut wtxn, "schema", &SCHEMA_VERSION.to_string())?,
-            Some(found) if found == SCHEMA_VERSION.to_string() => {}
-            Some(found) => {
-                return Err(StoreError::Schema {
-                    found: found.to_string(),
-                    expected: SCHEMA_VERSION,
-                })
+        let lmdb = lmdb::Lmdb::open(dir, options)?;
+        lmdb.write(|txn| match txn.get(Table::Meta, "schema")?.as_deref() {
+            None | Some("1" | "2" | "3") => {
+                txn.put(Table::Meta, "schema", &SCHEMA_VERSION.to_string())
             }
-        }
-        wtxn.commit()?;
+            Some(found) if found == SCHEMA_VERSION.to_string() => Ok(()),
+            Some(found) => Err(StoreError::Schema {
+                found: found.to_string(),
+                expected: SCHEMA_VERSION,
+            }),
+        })?;
         Ok(Store {
-            env,
-            meta,
-            ops,
-            posts,
-            auth,
-            flows,
-            fed,
-            data,
-            changes: std::sync::Mutex::default(),
+            backend: Backend::Lmdb(lmdb),
+            claims: Claims::local(),
         })
     }
 
+    /// Connects to PostgreSQL at `url` (at most `pool` connections), creating or migrating
+    /// the schema; a database from a newer build is refused.
+    pub fn connect(url: &str, pool: usize) -> Result<Store> {
+        Ok(Store {
+            backend: Backend::Postgres(Box::new(postgres::Postgres::connect(url, pool)?)),
+            claims: Claims::random(),
+        })
+    }
+
+    /// Opens the store at `location` (LMDB with `options`).
+    pub fn open_at(location: &Location, options: Options, pool: usize) -> Result<Store> {
+        match location {
+            Location::Dir(dir) => Store::open_with(dir, options),
+            Location::Postgres(url) => Store::connect(url, pool),
+        }
+    }
+
+    /// Sets who claims work in this process and for how long.
+    pub fn with_claims(mut self, claims: Claims) -> Store {
+        self.claims = claims;
+        self
+    }
+
+    /// Sets how long this node's claims hold unrenewed (`SX_LEASE_MS`).
+    pub fn with_lease(mut self, lease_ms: i64) -> Store {
+        self.claims.lease_ms = lease_ms;
+        self
+    }
+
+    /// Whether several nodes may share this store (PostgreSQL): only then is work claimed.
+    pub fn shared(&self) -> bool {
+        matches!(self.backend, Backend::Postgres(_))
+    }
+
+    /// Runs `work` on the store from async code, where it costs least: in place on LMDB
+    /// (memory-mapped, quicker than a hop to another thread), on tokio's blocking pool on
+    /// PostgreSQL (a worker waiting for the database would hold up its other requests).
+    /// Only plain data crosses.
+    pub async fn call_from_async<T: Send + 'static>(
+        self: &std::sync::Arc<Self>,
+        work: impl FnOnce(&Store) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        if !self.shared() {
+            return work(self);
+        }
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || work(&store))
+            .await
+            .unwrap_or_else(|e| Err(StoreError::Unavailable(format!("a store task failed: {e}"))))
+    }
+
+    fn read<T>(&self, f: impl FnOnce(&mut dyn Read) -> Result<T>) -> Result<T> {
+        match &self.backend {
+            Backend::Lmdb(db) => db.read(f),
+            Backend::Postgres(db) => db.read(f),
+        }
+    }
+
+    /// Runs `f` in a write transaction, committed when it answers `Ok` (an `Err` writes
+    /// nothing). Write transactions are serial across every process sharing the store.
+    fn write<T>(&self, f: impl FnOnce(&mut dyn Write) -> Result<T>) -> Result<T> {
+        match &self.backend {
+            Backend::Lmdb(db) => db.write(f),
+            Backend::Postgres(db) => db.write(f),
+        }
+    }
+
     pub fn schema_version(&self) -> Result<String> {
-        let rtxn = self.env.read_txn()?;
-        Ok(self
-            .meta
-            .get(&rtxn, "schema")?
-            .unwrap_or_default()
-            .to_string())
+        match &self.backend {
+            Backend::Lmdb(_) => Ok(self
+                .read(|txn| txn.get(Table::Meta, "schema"))?
+                .unwrap_or_default()),
+            Backend::Postgres(db) => db.schema_version().map(|v| v.to_string()),
+        }
     }
 
     /// Appends ops to posts' streams in one transaction: all of them commit, or (when any
     /// would make its post invalid) none does.
     pub fn append(&self, ops: &[(&str, Value)]) -> Result<()> {
-        let mut wtxn = self.env.write_txn()?;
-        for (slug, op) in ops {
-            self.append_in(&mut wtxn, slug, op)?;
-        }
-        wtxn.commit()?;
-        self.changed(ops.iter().map(|(slug, _)| *slug));
-        Ok(())
+        self.write(|txn| {
+            for (slug, op) in ops {
+                append_in(txn, slug, op)?;
+            }
+            changed_in(txn, ops.iter().map(|(slug, _)| *slug))
+        })
     }
 
     /// The editor's autosave: appends `op` (an edit) to the draft `slug` only if the post is
@@ -263,111 +325,80 @@ impl Store {
         op: &Value,
         rev: i64,
     ) -> Result<std::result::Result<i64, Option<Value>>> {
-        let mut wtxn = self.env.write_txn()?;
-        let current = self.post_in(&wtxn, slug)?;
-        let draft_at_rev = current.as_ref().is_some_and(|post| {
-            let draft = match post {
-                Value::Dict(d) => matches!(
-                    sx_kernel::value::kw_get(d, "status"),
-                    Some(Value::Str(s)) if &**s == "draft"
-                ),
-                _ => false,
-            };
-            draft && posts::op_count(post) == rev
-        });
-        if !draft_at_rev {
-            return Ok(Err(current));
-        }
-        self.append_in(&mut wtxn, slug, op)?;
-        wtxn.commit()?;
-        self.changed(std::iter::once(slug));
-        Ok(Ok(rev + 1))
-    }
-
-    /// A post as the transaction sees it.
-    fn post_in(&self, txn: &heed::RoTxn<WithoutTls>, slug: &str) -> Result<Option<Value>> {
-        match self.posts.get(txn, slug)? {
-            Some(text) => Ok(Some(decode(text, slug)?)),
-            None => Ok(None),
-        }
-    }
-
-    /// Records posts as changed. Called after their transaction commits, so a reader that
-    /// sees the new sequence number also reads the new records (a reader that reads a record
-    /// before its change is recorded reads it again later: never a stale record kept).
-    fn changed<'a>(&self, slugs: impl Iterator<Item = &'a str>) {
-        let mut log = self.changes.lock().unwrap_or_else(|e| e.into_inner());
-        for slug in slugs {
-            log.seq += 1;
-            let seq = log.seq;
-            log.recent.push_back((seq, slug.to_string()));
-            if log.recent.len() > CHANGES_KEPT {
-                log.recent.pop_front();
+        self.write(|txn| {
+            let current = post_in(txn, slug)?;
+            let draft_at_rev = current.as_ref().is_some_and(|post| {
+                let draft = match post {
+                    Value::Dict(d) => matches!(
+                        sx_kernel::value::kw_get(d, "status"),
+                        Some(Value::Str(s)) if &**s == "draft"
+                    ),
+                    _ => false,
+                };
+                draft && posts::op_count(post) == rev
+            });
+            if !draft_at_rev {
+                return Ok(Err(current));
             }
-        }
+            append_in(txn, slug, op)?;
+            changed_in(txn, std::iter::once(slug))?;
+            Ok(Ok(rev + 1))
+        })
     }
 
     /// The posts changed after sequence number `since` (`None`: never synced, so all).
-    pub fn changes_since(&self, since: Option<u64>) -> Changes {
-        let log = self.changes.lock().unwrap_or_else(|e| e.into_inner());
-        let oldest_kept = log.recent.front().map_or(log.seq + 1, |(seq, _)| *seq);
-        let slugs = match since {
-            Some(since) if since == log.seq => Some(Vec::new()),
-            Some(since) if since < log.seq && since + 1 >= oldest_kept => {
-                let mut seen = std::collections::HashSet::new();
-                let newer = log.recent.iter().filter(|(seq, _)| *seq > since);
-                Some(
-                    newer
-                        .filter(|(_, slug)| seen.insert(slug.as_str()))
-                        .map(|(_, slug)| slug.clone())
-                        .collect(),
-                )
-            }
-            _ => None,
-        };
-        Changes {
-            seq: log.seq,
-            slugs,
-        }
-    }
-
-    fn append_in(&self, wtxn: &mut heed::RwTxn, slug: &str, op: &Value) -> Result<()> {
-        let current = match self.posts.get(wtxn, slug)? {
-            Some(text) => Some(decode(text, slug)?),
-            None => None,
-        };
-        let next = fold(current.as_ref(), slug, op).map_err(StoreError::Invalid)?;
-        let seq = posts::op_count(&next);
-        self.ops
-            .put(wtxn, &format!("{slug}\0{seq:016x}"), &encode(op))?;
-        self.posts.put(wtxn, slug, &encode(&next))?;
-        Ok(())
+    pub fn changes_since(&self, since: Option<u64>) -> Result<Changes> {
+        self.read(|txn| {
+            let seq = match txn.get(Table::Meta, "change-seq")? {
+                Some(n) => n.parse::<u64>().unwrap_or(0),
+                None => 0,
+            };
+            let oldest_kept = seq.saturating_sub(CHANGES_KEPT) + 1;
+            let slugs = match since {
+                Some(since) if since == seq => Some(Vec::new()),
+                Some(since) if since < seq && since + 1 >= oldest_kept => {
+                    let from = format!("{:016x}", since + 1);
+                    let mut seen = std::collections::HashSet::new();
+                    let newer = txn.scan(Table::Changes, Scan::all().from(&from))?;
+                    Some(
+                        newer
+                            .into_iter()
+                            .map(|(_, slug)| slug)
+                            .filter(|slug| seen.insert(slug.clone()))
+                            .collect(),
+                    )
+                }
+                _ => None,
+            };
+            Ok(Changes { seq, slugs })
+        })
     }
 
     /// Starts a new post's stream under the first free slug made from `title` (`welcome`,
     /// `welcome-2`, ...; never one of `reserved`); returns the slug. Choosing the slug and
-    /// writing the op share one transaction, so two authors never get the same slug.
+    /// writing the op share one transaction, so two authors never get the same slug — on
+    /// any node.
     pub fn create_post(&self, title: &str, create: &Value, reserved: &[&str]) -> Result<String> {
         let base = posts::slugify(title);
-        let mut wtxn = self.env.write_txn()?;
-        let mut n = 1;
-        let slug = loop {
-            let candidate = if n == 1 {
-                base.clone()
-            } else {
-                format!("{base}-{n}")
+        self.write(|txn| {
+            let mut n = 1;
+            let slug = loop {
+                let candidate = if n == 1 {
+                    base.clone()
+                } else {
+                    format!("{base}-{n}")
+                };
+                if !reserved.contains(&candidate.as_str())
+                    && txn.get(Table::Posts, &candidate)?.is_none()
+                {
+                    break candidate;
+                }
+                n += 1;
             };
-            if !reserved.contains(&candidate.as_str())
-                && self.posts.get(&wtxn, &candidate)?.is_none()
-            {
-                break candidate;
-            }
-            n += 1;
-        };
-        self.append_in(&mut wtxn, &slug, create)?;
-        wtxn.commit()?;
-        self.changed(std::iter::once(slug.as_str()));
-        Ok(slug)
+            append_in(txn, &slug, create)?;
+            changed_in(txn, std::iter::once(slug.as_str()))?;
+            Ok(slug)
+        })
     }
 
     /// The current post (the fold of its stream).
@@ -377,26 +408,32 @@ impl Store {
 
     /// `post`, parsing the record only when its text changed since `cache` last saw it.
     pub fn post_cached(&self, slug: &str, cache: &DecodeCache) -> Result<Option<Value>> {
+        self.post_text(slug)?
+            .map(|text| cache.decode(slug, &text))
+            .transpose()
+    }
+
+    /// A post's record as stored (SX text), for a caller that parses it elsewhere.
+    pub fn post_text(&self, slug: &str) -> Result<Option<String>> {
         if !key_fits(slug) {
             return Ok(None);
         }
-        let rtxn = self.env.read_txn()?;
-        match self.posts.get(&rtxn, slug)? {
-            Some(text) => Ok(Some(cache.decode(slug, text)?)),
-            None => Ok(None),
-        }
+        self.read(|txn| txn.get(Table::Posts, slug))
+    }
+
+    /// How many posts there are (drafts included).
+    pub fn post_count(&self) -> Result<u64> {
+        self.read(|txn| txn.count(Table::Posts))
     }
 
     /// Every op of a post's stream, oldest first.
     pub fn history(&self, slug: &str) -> Result<Vec<Value>> {
-        let rtxn = self.env.read_txn()?;
         let prefix = format!("{slug}\0");
-        let mut out = Vec::new();
-        for entry in self.ops.prefix_iter(&rtxn, &prefix)? {
-            let (key, text) = entry?;
-            out.push(decode(text, key)?);
-        }
-        Ok(out)
+        let entries = self.read(|txn| txn.scan(Table::Ops, Scan::prefix(&prefix)))?;
+        entries
+            .iter()
+            .map(|(key, text)| decode(text, key))
+            .collect()
     }
 
     /// All posts, newest first (by publication, else creation time).
@@ -406,36 +443,84 @@ impl Store {
 
     /// `posts`, parsing only the records whose text changed since `cache` last saw them.
     pub fn posts_cached(&self, cache: &DecodeCache) -> Result<Vec<Value>> {
-        let rtxn = self.env.read_txn()?;
-        let mut out = Vec::new();
-        for entry in self.posts.iter(&rtxn)? {
-            let (slug, text) = entry?;
-            out.push(cache.decode(slug, text)?);
-        }
-        out.sort_by_key(|p| std::cmp::Reverse(posts::sort_time(p)));
-        Ok(out)
+        cache.posts(&self.posts_text()?)
     }
 
-    /// Seeds an empty store with the sample posts; a store with posts is left alone.
+    /// Every post's record as stored (slug, SX text), for a caller that parses them
+    /// elsewhere (`DecodeCache::posts`).
+    pub fn posts_text(&self) -> Result<Vec<(String, String)>> {
+        self.read(|txn| txn.scan(Table::Posts, Scan::all()))
+    }
+
+    /// Seeds an empty store with the sample posts; a store with posts is left alone (two
+    /// nodes starting at once seed once: the check and the writes share a transaction).
     pub fn seed(&self, now: i64, samples: &[Value]) -> Result<bool> {
-        if samples.is_empty() || !self.posts()?.is_empty() {
+        if samples.is_empty() {
             return Ok(false);
         }
         let samples = sample_ops(now, samples);
-        let ops: Vec<(&str, Value)> = samples
-            .iter()
-            .map(|(slug, op)| (slug.as_str(), op.clone()))
-            .collect();
-        self.append(&ops)?;
-        Ok(true)
+        self.write(|txn| {
+            if !txn.scan(Table::Posts, Scan::all().limit(1))?.is_empty() {
+                return Ok(false);
+            }
+            for (slug, op) in &samples {
+                append_in(txn, slug, op)?;
+            }
+            changed_in(txn, samples.iter().map(|(slug, _)| slug.as_str()))?;
+            Ok(true)
+        })
     }
 
-    /// Flushes everything committed to disk (LMDB commits are durable already; this is for
-    /// a clean shutdown).
+    /// Flushes everything committed to disk (commits are durable already; this is for a
+    /// clean shutdown).
     pub fn sync(&self) -> Result<()> {
-        self.env.force_sync()?;
-        Ok(())
+        match &self.backend {
+            Backend::Lmdb(db) => db.sync(),
+            Backend::Postgres(_) => Ok(()),
+        }
     }
+
+    /// Writes a raw record (tests damage records with it).
+    #[cfg(test)]
+    fn put_raw(&self, table: Table, key: &str, value: &str) -> Result<()> {
+        self.write(|txn| txn.put(table, key, value))
+    }
+}
+
+/// A post as the transaction sees it.
+fn post_in(txn: &mut dyn Read, slug: &str) -> Result<Option<Value>> {
+    if !key_fits(slug) {
+        return Ok(None);
+    }
+    match txn.get(Table::Posts, slug)? {
+        Some(text) => Ok(Some(decode(&text, slug)?)),
+        None => Ok(None),
+    }
+}
+
+/// Records posts as changed, in the transaction that changes them: a reader that sees the
+/// new sequence number also reads the new records.
+fn changed_in<'a>(txn: &mut dyn Write, slugs: impl Iterator<Item = &'a str>) -> Result<()> {
+    for slug in slugs {
+        let seq = next_seq(txn, "change-seq")?;
+        txn.put(Table::Changes, &format!("{seq:016x}"), slug)?;
+        if seq > CHANGES_KEPT {
+            txn.delete(Table::Changes, &format!("{:016x}", seq - CHANGES_KEPT))?;
+        }
+    }
+    Ok(())
+}
+
+fn append_in(txn: &mut dyn Write, slug: &str, op: &Value) -> Result<()> {
+    if !key_fits(slug) {
+        return Err(StoreError::Invalid("a slug is 1 to 511 bytes".into()));
+    }
+    let current = post_in(txn, slug)?;
+    let next = fold(current.as_ref(), slug, op).map_err(StoreError::Invalid)?;
+    let seq = posts::op_count(&next);
+    txn.put(Table::Ops, &format!("{slug}\0{seq:016x}"), &encode(op))?;
+    txn.put(Table::Posts, slug, &encode(&next))?;
+    Ok(())
 }
 
 #[cfg(test)]
