@@ -3,8 +3,11 @@
 //! checks and the listing all follow —, the compiled function prototype ([`Proto`]) and the
 //! disassembler. The `.sxbc` file container (header, constants, prototypes) is `sxbc.rs`.
 //!
-//! The VM is a stack machine. Each frame reserves `slots` local slots above its arguments;
-//! operands live above the locals. Jump targets are absolute instruction indices.
+//! The VM is a register machine (the Lua 5 design): each frame is a window of `slots`
+//! registers on one value stack — parameters first, then `let` locals and temporaries as the
+//! compiler allocates them — and instructions name their operand and result registers. A
+//! call's function and arguments sit in consecutive registers, which become the callee's
+//! frame. Jump targets are absolute instruction indices.
 
 use std::fmt::Write;
 use std::rc::Rc;
@@ -131,9 +134,10 @@ macro_rules! instruction_set {
 
             /// Whether every operand points at something of its kind in `proto`.
             pub fn valid_in(&self, proto: &Proto) -> bool {
-                match *self {
+                let operands = match *self {
                     $( Op::$variant $( ( $($field),+ ) )? => true $( $( && operand!(check $kind, proto, $field) )+ )?, )*
-                }
+                };
+                operands && self.spans_fit(proto)
             }
 
             /// The instruction as the disassembler shows it.
@@ -150,7 +154,7 @@ macro_rules! instruction_set {
         }
 
         /// One instruction of every kind, with operands that fit the test prototype in
-        /// `sxbc::tests` (one slot, one capture, one global, the constants `1`, `div`,
+        /// `sxbc::tests` (two registers, one capture, one global, the constants `1`, `div`,
         /// `(title)` and `"a test"`, one child).
         #[cfg(test)]
         pub(crate) fn one_of_each() -> Vec<Op> {
@@ -162,13 +166,13 @@ macro_rules! instruction_set {
 /// What each operand kind means: its Rust type, encoding, decoding, the loader's check, the
 /// listing, and a sample for the round-trip test.
 macro_rules! operand {
-    // Slots, captures and globals of the running function; counts of operands.
-    (type slot) => { u16 }; (type capture) => { u16 }; (type global) => { u16 }; (type count) => { u16 };
+    // Registers, captures and globals of the running function; counts of operands.
+    (type reg) => { u16 }; (type capture) => { u16 }; (type global) => { u16 }; (type count) => { u16 };
     // Constants (any, a tag symbol, a list of key symbols, a test name), jump targets, children.
     (type konst) => { u32 }; (type tag) => { u32 }; (type keys) => { u32 }; (type label) => { u32 };
     (type target) => { u32 }; (type child) => { u32 };
     (type int) => { i32 };
-    // A primitive; `binprim` must be binary and have its global in `prim_globals`.
+    // A primitive; `binprim` must be binary.
     (type prim) => { Prim }; (type binprim) => { Prim };
 
     (encode int, $out:ident, $v:ident) => { $out.extend_from_slice(&$v.to_le_bytes()) };
@@ -183,7 +187,7 @@ macro_rules! operand {
         <operand!(type $kind)>::from_le_bytes(take($b, $at)?)
     };
 
-    (check slot, $p:ident, $v:ident) => { $v < $p.slots };
+    (check reg, $p:ident, $v:ident) => { $v < $p.slots };
     (check capture, $p:ident, $v:ident) => { usize::from($v) < $p.captures.len() };
     (check global, $p:ident, $v:ident) => { usize::from($v) < $p.globals.len() };
     (check konst, $p:ident, $v:ident) => { ($v as usize) < $p.consts.len() };
@@ -194,13 +198,10 @@ macro_rules! operand {
     (check label, $p:ident, $v:ident) => { matches!($p.consts.get($v as usize), Some(Value::Str(_))) };
     (check target, $p:ident, $v:ident) => { ($v as usize) < $p.code.len() };
     (check child, $p:ident, $v:ident) => { ($v as usize) < $p.protos.len() };
-    (check binprim, $p:ident, $v:ident) => {
-        $v.arity() == 2
-            && $p.prim_globals.get($v.code() as usize).is_some_and(|g| usize::from(*g) < $p.globals.len())
-    };
+    (check binprim, $p:ident, $v:ident) => { $v.arity() == 2 };
     (check $kind:ident, $p:ident, $v:ident) => {{ let _ = $v; true }};
 
-    (show slot, $p:ident, $v:ident) => { format!("local {}", $v) };
+    (show reg, $p:ident, $v:ident) => { format!("r{}", $v) };
     (show capture, $p:ident, $v:ident) => { format!("capture {}", $v) };
     (show global, $p:ident, $v:ident) => {
         $p.globals.get($v as usize).map_or_else(|| format!("global? {}", $v), |g| g.name.name().to_string())
@@ -215,8 +216,8 @@ macro_rules! operand {
         $p.consts.get($v as usize).map_or_else(|| format!("const? {}", $v), crate::printer::repr)
     };
 
-    (sample slot) => { 0 }; (sample capture) => { 0 }; (sample global) => { 0 };
-    (sample count) => { 2 }; (sample konst) => { 0 }; (sample tag) => { 1 };
+    (sample reg) => { 0 }; (sample capture) => { 0 }; (sample global) => { 0 };
+    (sample count) => { 1 }; (sample konst) => { 0 }; (sample tag) => { 1 };
     (sample keys) => { 2 }; (sample label) => { 3 }; (sample target) => { 1 };
     (sample child) => { 0 }; (sample int) => { -5 };
     (sample prim) => { Prim::Add }; (sample binprim) => { Prim::Lt };
@@ -239,62 +240,88 @@ fn decode_prim(bytes: &[u8], at: &mut usize, start: usize) -> Result<Prim, Strin
 }
 
 instruction_set! {
-    Const "const" (konst c);
-    Nil "nil";
-    True "true";
-    False "false";
-    Int "int" (int n);
-    Local "local" (slot s);
-    SetLocal "set-local" (slot s);
-    /// Load through the box held in a slot.
-    LocalBoxed "local-boxed" (slot s);
-    SetLocalBoxed "set-local-boxed" (slot s);
-    /// Replace the slot's value with a box holding it.
-    MakeBox "make-box" (slot s);
-    Capture "capture" (capture i);
-    CaptureBoxed "capture-boxed" (capture i);
-    SetCaptureBoxed "set-capture-boxed" (capture i);
-    Global "global" (global g);
+    Const "const" (reg dst, konst c);
+    Nil "nil" (reg dst);
+    True "true" (reg dst);
+    False "false" (reg dst);
+    Int "int" (reg dst, int n);
+    /// Copy a register.
+    Move "move" (reg dst, reg src);
+    /// Move a register's value, leaving nil: a temporary's value, or a local's last read
+    /// before a tail call, so the value can be updated in place (`assoc` on a dict nothing
+    /// else holds).
+    Take "take" (reg dst, reg src);
+    /// Load through the box held in a register.
+    LocalBoxed "local-boxed" (reg dst, reg src);
+    /// Store into the box held in `slot`.
+    SetLocalBoxed "set-local-boxed" (reg slot, reg src);
+    /// Replace the register's value with a box holding it.
+    MakeBox "make-box" (reg slot);
+    Capture "capture" (reg dst, capture i);
+    CaptureBoxed "capture-boxed" (reg dst, capture i);
+    SetCaptureBoxed "set-capture-boxed" (capture i, reg src);
+    Global "global" (reg dst, global g);
     /// `set!` of a global: raises `unbound-variable` when unbound.
-    SetGlobal "set-global" (global g);
-    DefineGlobal "define-global" (global g);
-    Pop "pop";
+    SetGlobal "set-global" (global g, reg src);
+    DefineGlobal "define-global" (global g, reg src);
     Jump "jump" (target t);
-    JumpIfFalse "jump-if-false" (target t);
-    /// `and`: when the top is falsy, keep it and jump; else pop it.
-    JumpIfFalseKeep "jump-if-false-keep" (target t);
-    /// `or`: when the top is truthy, keep it and jump; else pop it.
-    JumpIfTrueKeep "jump-if-true-keep" (target t);
+    JumpIfFalse "jump-if-false" (reg r, target t);
+    JumpIfTrue "jump-if-true" (reg r, target t);
     /// Jump when the global is unbound (a tag head deciding between call and element).
     JumpIfUnbound "jump-if-unbound" (global g, target t);
-    Call "call" (count n);
-    TailCall "tail-call" (count n);
-    Return "return";
-    Closure "closure" (child i);
-    List "list" (count n);
-    Dict "dict" (count n);
-    /// The tag symbol, then the number of items.
-    Element "element" (tag c, count n);
-    /// Install a handler at the given code index for the guard body that follows.
-    PushGuard "push-guard" (target t);
-    PopGuard "pop-guard";
-    Perform "perform";
-    DefMacro "def-macro" (global g);
-    /// The global, then the list of key symbols.
-    DefComp "def-comp" (global g, keys c);
-    DefTest "def-test" (label c);
-    /// A primitive call on the operand stack (see [`Prim`]), with the global it came from.
-    Prim "prim" (prim p, global g);
-    /// `(prim local int)`: a local and a small integer, without pushing them.
-    PrimLocalInt "prim-local-int" (binprim p, slot a, int k);
-    /// `(prim local local)`.
-    PrimLocals "prim-locals" (binprim p, slot a, slot b);
+    /// Call the function in `r` with the `n` registers after it; the result lands in `r`.
+    Call "call" (reg r, count n);
+    TailCall "tail-call" (reg r, count n);
+    /// `call` of the function a global holds (loaded into `r` first).
+    CallGlobal "call-global" (global g, reg r, count n);
+    /// `tail-call` of the function a global holds: when that is the running closure itself,
+    /// a loop.
+    TailCallGlobal "tail-call-global" (global g, reg r, count n);
+    Return "return" (reg r);
+    Closure "closure" (reg dst, child i);
     /// The running closure itself: how a named `let` loop or a local recursive function
     /// refers to itself without capturing (and boxing) the variable that holds it.
-    SelfClosure "self-closure";
-    /// Push a local and leave nil in its slot: its last use before a tail call, so the value
-    /// can be updated in place (`assoc` on a dict nothing else holds).
-    MoveLocal "move-local" (slot s);
+    SelfClosure "self-closure" (reg dst);
+    /// The `n` registers from `from` (taken) as a list.
+    List "list" (reg dst, reg from, count n);
+    Dict "dict" (reg dst, reg from, count n);
+    /// The tag symbol, then the items.
+    Element "element" (reg dst, tag c, reg from, count n);
+    /// Install a handler at `t` for the guard body that follows; a raise lands in `r`.
+    PushGuard "push-guard" (reg r, target t);
+    PopGuard "pop-guard";
+    /// Perform the request in `src`; the host's answer lands in `dst`.
+    Perform "perform" (reg dst, reg src);
+    DefMacro "def-macro" (global g, reg src);
+    /// The global, then the list of key symbols.
+    DefComp "def-comp" (global g, keys c, reg src);
+    DefTest "def-test" (label c, reg src);
+    /// A primitive (see [`Prim`]) on the registers from `a` (as many as it takes; temporaries
+    /// at or above `dst` are taken), compiled from global `g`.
+    Prim "prim" (prim p, reg dst, reg a, global g);
+    /// A binary primitive on any two registers.
+    Prim2 "prim2" (binprim p, reg dst, reg a, reg b, global g);
+    /// A binary primitive on a register and a small integer.
+    PrimInt "prim-int" (binprim p, reg dst, reg a, int k, global g);
+}
+
+impl Op {
+    /// The register spans an instruction reads or writes beyond its single registers (call
+    /// arguments, list items, a primitive's operands) fit in the frame.
+    fn spans_fit(&self, proto: &Proto) -> bool {
+        let fits = |from: u16, n: usize| usize::from(from) + n <= usize::from(proto.slots);
+        match *self {
+            Op::Call(r, n)
+            | Op::TailCall(r, n)
+            | Op::CallGlobal(_, r, n)
+            | Op::TailCallGlobal(_, r, n) => fits(r, usize::from(n) + 1),
+            Op::List(_, from, n) | Op::Dict(_, from, n) | Op::Element(_, _, from, n) => {
+                fits(from, usize::from(n))
+            }
+            Op::Prim(p, _, a, _) => fits(a, usize::from(p.arity())),
+            _ => true,
+        }
+    }
 }
 
 /// FNV-1a over the opcode table and the primitive table.
@@ -334,16 +361,13 @@ pub struct Proto {
     pub name: Option<Symbol>,
     pub params: u16,
     pub rest: bool,
-    /// Local slots, parameters included.
+    /// Registers in a frame: parameters, locals and temporaries.
     pub slots: u16,
     pub captures: Vec<CaptureFrom>,
     pub code: Vec<Op>,
     pub consts: Vec<Value>,
     pub globals: Vec<Rc<Global>>,
     pub protos: Vec<Rc<Proto>>,
-    /// For each primitive (by code), the index of its global, or `u16::MAX`: the fused
-    /// `PrimLocal*` instructions find their global here.
-    pub prim_globals: Vec<u16>,
     /// `(instruction index, position)`, sorted by index: the source of the instructions from
     /// that index on.
     pub lines: Vec<(u32, Pos)>,
@@ -420,6 +444,6 @@ mod tests {
         let mut codes: Vec<u8> = samples.iter().map(Op::code).collect();
         codes.sort();
         assert_eq!(codes, (0..OPCODES.len() as u8).collect::<Vec<_>>());
-        assert!(std::mem::size_of::<Op>() <= 8);
+        assert!(std::mem::size_of::<Op>() <= 12);
     }
 }

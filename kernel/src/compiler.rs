@@ -157,11 +157,13 @@ struct FnState {
     globals: Vec<Rc<Global>>,
     global_index: HashMap<usize, u16>,
     protos: Vec<Rc<Proto>>,
-    prim_globals: Vec<u16>,
     lines: Vec<(u32, Pos)>,
     captures: Vec<(CaptureFrom, Var)>,
-    next_slot: u16,
-    max_slots: u16,
+    /// The first free register: below it, the function's locals in scope and temporaries in
+    /// use; from it up, free.
+    top: u16,
+    /// Registers the frame needs (the highest `top` reached).
+    max_top: u16,
 }
 
 impl FnState {
@@ -182,11 +184,10 @@ impl FnState {
             globals: Vec::new(),
             global_index: HashMap::new(),
             protos: Vec::new(),
-            prim_globals: vec![u16::MAX; crate::bytecode::PRIMS.len()],
             lines: Vec::new(),
             captures: Vec::new(),
-            next_slot: slots,
-            max_slots: slots,
+            top: slots,
+            max_top: slots,
         }
     }
 }
@@ -221,8 +222,9 @@ pub fn compile_toplevel(expr: &ExprRef, file: Option<Rc<str>>) -> Result<Rc<Prot
         frames: Vec::new(),
         file,
     };
-    c.expr(expr, true)?;
-    c.emit(Op::Return);
+    let result = c.alloc()?;
+    c.expr(expr, result, true)?;
+    c.emit(Op::Return(result));
     let state = c.fns.pop().ok_or_else(|| too_big("functions"))?;
     Ok(Rc::new(c.finish(state)))
 }
@@ -251,11 +253,10 @@ impl Compiler {
         let op = &mut self.state().code[at];
         *op = match *op {
             Op::Jump(_) => Op::Jump(target),
-            Op::JumpIfFalse(_) => Op::JumpIfFalse(target),
-            Op::JumpIfFalseKeep(_) => Op::JumpIfFalseKeep(target),
-            Op::JumpIfTrueKeep(_) => Op::JumpIfTrueKeep(target),
+            Op::JumpIfFalse(r, _) => Op::JumpIfFalse(r, target),
+            Op::JumpIfTrue(r, _) => Op::JumpIfTrue(r, target),
             Op::JumpIfUnbound(g, _) => Op::JumpIfUnbound(g, target),
-            Op::PushGuard(_) => Op::PushGuard(target),
+            Op::PushGuard(r, _) => Op::PushGuard(r, target),
             other => other,
         };
     }
@@ -295,13 +296,12 @@ impl Compiler {
             name: s.name,
             params: s.params,
             rest: s.rest,
-            slots: s.max_slots,
+            slots: s.max_top,
             captures: s.captures.into_iter().map(|(from, _)| from).collect(),
             code: s.code,
             consts: s.consts,
             globals: s.globals,
             protos: s.protos,
-            prim_globals: s.prim_globals,
             lines: s.lines,
             file: self.file.clone(),
         }
@@ -364,21 +364,40 @@ impl Compiler {
                 .is_some_and(|f| self.analysis.self_bound((frame.key, index)) == Some(f.key))
     }
 
-    /// Reserves `n` slots for a new frame; returns its base.
-    fn open_frame(&mut self, key: usize, n: usize) -> Result<u16, Value> {
-        let level = self.level();
+    /// Reserves `n` registers at the top (a frame's locals, or one temporary); returns the
+    /// first.
+    fn reserve(&mut self, n: usize) -> Result<u16, Value> {
         let state = self.state();
-        let base = state.next_slot;
-        let top = u16::try_from(base as usize + n).map_err(|_| too_big("locals"))?;
-        state.next_slot = top;
-        state.max_slots = state.max_slots.max(top);
-        self.frames.push(FrameInfo { key, level, base });
+        let base = state.top;
+        let top = u16::try_from(base as usize + n).map_err(|_| too_big("registers"))?;
+        state.top = top;
+        state.max_top = state.max_top.max(top);
         Ok(base)
+    }
+
+    /// A new temporary register.
+    fn alloc(&mut self) -> Result<u16, Value> {
+        self.reserve(1)
+    }
+
+    fn top(&mut self) -> u16 {
+        self.state().top
+    }
+
+    /// Frees every register from `top` up.
+    fn free_to(&mut self, top: u16) {
+        self.state().top = top;
+    }
+
+    /// Makes the frame `key` visible at registers from `base` (reserved already).
+    fn open_frame(&mut self, key: usize, base: u16) {
+        let level = self.level();
+        self.frames.push(FrameInfo { key, level, base });
     }
 
     fn close_frame(&mut self, base: u16) {
         self.frames.pop();
-        self.state().next_slot = base;
+        self.free_to(base);
     }
 
     /// Boxes the slots of the frame `key` that need it.
@@ -390,41 +409,83 @@ impl Compiler {
         }
     }
 
-    fn expr(&mut self, expr: &ExprRef, tail: bool) -> Compiled {
+    /// Compiles `expr` so that its value lands in register `dst`. `dst` is a temporary or a
+    /// local being initialised: every register it reads that is at or above `dst` is one of
+    /// its own temporaries (the VM takes those, see `Op::Prim`). Temporaries it uses are
+    /// freed again.
+    fn expr(&mut self, expr: &ExprRef, dst: u16, tail: bool) -> Compiled {
+        let top = self.top();
+        let result = self.expr_inner(expr, dst, tail);
+        self.free_to(top);
+        result
+    }
+
+    /// The register that holds `expr`'s value: a local's own register when the local is
+    /// read in place (never assigned, so a later operand cannot change it), else a new
+    /// temporary with the value compiled into it.
+    fn operand(&mut self, expr: &ExprRef) -> Result<u16, Value> {
+        if let Some(slot) = self.plain_local(expr)? {
+            return Ok(slot);
+        }
+        let r = self.alloc()?;
+        self.expr(expr, r, false)?;
+        Ok(r)
+    }
+
+    /// Compiles `items` into consecutive new temporaries; returns the first (`dst` when
+    /// there are none, so every register named is one the frame has).
+    fn consecutive(&mut self, items: &[ExprRef], dst: u16) -> Result<u16, Value> {
+        if items.is_empty() {
+            return Ok(dst);
+        }
+        let from = self.top();
+        for item in items {
+            let r = self.alloc()?;
+            self.expr(item, r, false)?;
+        }
+        Ok(from)
+    }
+
+    fn expr_inner(&mut self, expr: &ExprRef, dst: u16, tail: bool) -> Compiled {
         match &**expr {
             Expr::Const(v) => {
                 match v {
-                    Value::Nil => self.emit(Op::Nil),
-                    Value::Bool(true) => self.emit(Op::True),
-                    Value::Bool(false) => self.emit(Op::False),
-                    Value::Int(n) if i32::try_from(*n).is_ok() => self.emit(Op::Int(*n as i32)),
+                    Value::Nil => self.emit(Op::Nil(dst)),
+                    Value::Bool(true) => self.emit(Op::True(dst)),
+                    Value::Bool(false) => self.emit(Op::False(dst)),
+                    Value::Int(n) if i32::try_from(*n).is_ok() => {
+                        self.emit(Op::Int(dst, *n as i32))
+                    }
                     other => {
                         let c = self.constant(other.clone())?;
-                        self.emit(Op::Const(c))
+                        self.emit(Op::Const(dst, c))
                     }
                 };
             }
             Expr::Local { depth, index } => {
                 if self.is_self_reference(*depth, *index) {
-                    self.emit(Op::SelfClosure);
+                    self.emit(Op::SelfClosure(dst));
                     return Ok(());
                 }
                 let (captured, i, boxed) = self.resolve(*depth, *index)?;
                 if !captured && !boxed && self.moves.contains(&key_of(expr)) {
-                    self.emit(Op::MoveLocal(i));
+                    self.emit(Op::Take(dst, i));
+                    return Ok(());
+                }
+                if (captured, boxed, i) == (false, false, dst) {
                     return Ok(());
                 }
                 self.emit(match (captured, boxed) {
-                    (false, false) => Op::Local(i),
-                    (false, true) => Op::LocalBoxed(i),
-                    (true, false) => Op::Capture(i),
-                    (true, true) => Op::CaptureBoxed(i),
+                    (false, false) => Op::Move(dst, i),
+                    (false, true) => Op::LocalBoxed(dst, i),
+                    (true, false) => Op::Capture(dst, i),
+                    (true, true) => Op::CaptureBoxed(dst, i),
                 });
             }
             Expr::Global { global, loc } => {
                 let g = self.global(global)?;
                 self.mark(loc);
-                self.emit(Op::Global(g));
+                self.emit(Op::Global(dst, g));
             }
             Expr::CallOrElement {
                 global,
@@ -432,19 +493,21 @@ impl Compiler {
                 element,
             } => {
                 let g = self.global(global)?;
-                self.two_way(Op::JumpIfUnbound(g, 0), call, element, tail)?;
+                self.two_way(Op::JumpIfUnbound(g, 0), call, element, dst, tail)?;
             }
             Expr::SetLocal {
                 depth,
                 index,
                 value,
             } => {
-                self.expr(value, false)?;
+                let src = self.operand(value)?;
                 let (captured, i, boxed) = self.resolve(*depth, *index)?;
+                let temporary = src >= dst;
                 self.emit(match (captured, boxed) {
-                    (false, false) => Op::SetLocal(i),
-                    (false, true) => Op::SetLocalBoxed(i),
-                    (true, true) => Op::SetCaptureBoxed(i),
+                    (false, false) if temporary => Op::Take(i, src),
+                    (false, false) => Op::Move(i, src),
+                    (false, true) => Op::SetLocalBoxed(i, src),
+                    (true, true) => Op::SetCaptureBoxed(i, src),
                     // The analysis boxes every captured variable that is assigned.
                     (true, false) => {
                         return Err(syntax_error(
@@ -453,34 +516,35 @@ impl Compiler {
                         ))
                     }
                 });
-                self.emit(Op::Nil);
+                self.emit(Op::Nil(dst));
             }
             Expr::SetGlobal { global, value } => {
-                self.expr(value, false)?;
+                let src = self.operand(value)?;
                 let g = self.global(global)?;
-                self.emit(Op::SetGlobal(g));
-                self.emit(Op::Nil);
+                self.emit(Op::SetGlobal(g, src));
+                self.emit(Op::Nil(dst));
             }
             Expr::Define { global, value } => {
-                self.expr(value, false)?;
+                let src = self.operand(value)?;
                 let g = self.global(global)?;
-                self.emit(Op::DefineGlobal(g));
-                self.emit(Op::Nil);
+                self.emit(Op::DefineGlobal(g, src));
+                self.emit(Op::Nil(dst));
             }
             Expr::If(c, t, e) => {
-                self.expr(c, false)?;
-                self.two_way(Op::JumpIfFalse(0), t, e, tail)?;
+                // The test's register is free again once the jump has read it.
+                let top = self.top();
+                let test = self.operand(c)?;
+                self.free_to(top);
+                self.two_way(Op::JumpIfFalse(test, 0), t, e, dst, tail)?;
             }
             Expr::Seq(items) | Expr::And(items) | Expr::Or(items) if items.is_empty() => {
-                self.expr(&Rc::new(Expr::Const(expr.empty_value())), tail)?;
+                self.expr(&Rc::new(Expr::Const(expr.empty_value())), dst, tail)?;
             }
             Expr::Seq(items) => {
+                // Every item lands in `dst`; the last one's value stays.
                 for (i, item) in items.iter().enumerate() {
                     let last = i + 1 == items.len();
-                    self.expr(item, tail && last)?;
-                    if !last {
-                        self.emit(Op::Pop);
-                    }
+                    self.expr(item, dst, tail && last)?;
                 }
             }
             Expr::And(items) | Expr::Or(items) => {
@@ -488,12 +552,12 @@ impl Compiler {
                 let mut exits = Vec::new();
                 for (i, item) in items.iter().enumerate() {
                     let last = i + 1 == items.len();
-                    self.expr(item, tail && last)?;
+                    self.expr(item, dst, tail && last)?;
                     if !last {
                         exits.push(self.emit(if is_and {
-                            Op::JumpIfFalseKeep(0)
+                            Op::JumpIfFalse(dst, 0)
                         } else {
-                            Op::JumpIfTrueKeep(0)
+                            Op::JumpIfTrue(dst, 0)
                         }));
                     }
                 }
@@ -502,107 +566,126 @@ impl Compiler {
                     self.patch(at, here);
                 }
             }
-            Expr::Lambda(code) => self.lambda(code)?,
-            Expr::Call { items, loc } => self.call(items, loc, tail)?,
+            Expr::Lambda(code) => self.lambda(code, dst)?,
+            Expr::Call { items, loc } => self.call(items, loc, dst, tail)?,
             Expr::Let { inits, slots, body } => {
-                for init in inits {
-                    self.expr(init, false)?;
+                // The frame's registers first (above `dst`), then each init into its own
+                // register, evaluated in the enclosing scope.
+                let base = self.reserve(*slots)?;
+                for (i, init) in inits.iter().enumerate() {
+                    self.expr(init, base + i as u16, false)?;
+                }
+                // Registers are reused between frames: definitions start out nil.
+                for i in inits.len()..*slots {
+                    self.emit(Op::Nil(base + i as u16));
                 }
                 let key = key_of(expr);
-                let base = self.open_frame(key, *slots)?;
-                for i in (0..inits.len()).rev() {
-                    self.emit(Op::SetLocal(base + i as u16));
-                }
-                // Slots are reused between frames: definitions start out nil.
-                for i in inits.len()..*slots {
-                    self.emit(Op::Nil);
-                    self.emit(Op::SetLocal(base + i as u16));
-                }
+                self.open_frame(key, base);
                 self.box_slots(key, base, 0..*slots);
-                let result = self.expr(body, tail);
+                let result = self.expr(body, dst, tail);
                 self.close_frame(base);
                 result?;
             }
             Expr::MakeList(items) => {
-                for item in items {
-                    self.expr(item, false)?;
-                }
-                self.emit(Op::List(count(items.len())?));
+                let from = self.consecutive(items, dst)?;
+                self.emit(Op::List(dst, from, count(items.len())?));
             }
             Expr::MakeDict(items) => {
-                for item in items {
-                    self.expr(item, false)?;
-                }
-                self.emit(Op::Dict(count(items.len())?));
+                let from = self.consecutive(items, dst)?;
+                self.emit(Op::Dict(dst, from, count(items.len())?));
             }
             Expr::MakeElement { tag, items } => {
-                for item in items {
-                    self.expr(item, false)?;
-                }
+                let from = self.consecutive(items, dst)?;
                 let c = self.constant(Value::Symbol(*tag))?;
-                self.emit(Op::Element(c, count(items.len())?));
+                self.emit(Op::Element(dst, c, from, count(items.len())?));
             }
             Expr::Guard { body, handler } => {
-                let install = self.emit(Op::PushGuard(0));
-                self.expr(body, false)?;
+                // A raise lands in the register the handler's frame will have.
+                let caught = self.top();
+                let install = self.emit(Op::PushGuard(caught, 0));
+                self.expr(body, dst, false)?;
                 self.emit(Op::PopGuard);
                 let to_end = self.emit(Op::Jump(0));
                 let here = self.here();
                 self.patch(install, here);
                 let key = key_of(expr);
-                let base = self.open_frame(key, 1)?;
-                self.emit(Op::SetLocal(base));
+                let base = self.reserve(1)?;
+                self.open_frame(key, base);
                 self.box_slots(key, base, 0..1);
-                let result = self.expr(handler, tail);
+                let result = self.expr(handler, dst, tail);
                 self.close_frame(base);
                 result?;
                 let here = self.here();
                 self.patch(to_end, here);
             }
             Expr::Perform { request, loc } => {
-                self.expr(request, false)?;
+                let src = self.operand(request)?;
                 self.mark(loc);
-                self.emit(Op::Perform);
+                self.emit(Op::Perform(dst, src));
             }
             Expr::DefMacro { global, code } => {
-                self.lambda(code)?;
+                let f = self.alloc()?;
+                self.lambda(code, f)?;
                 let g = self.global(global)?;
-                self.emit(Op::DefMacro(g));
-                self.emit(Op::Nil);
+                self.emit(Op::DefMacro(g, f));
+                self.emit(Op::Nil(dst));
             }
             Expr::DefComp { global, keys, code } => {
-                self.lambda(code)?;
+                let f = self.alloc()?;
+                self.lambda(code, f)?;
                 let g = self.global(global)?;
                 let keys = Value::list(keys.iter().map(|k| Value::Symbol(*k)).collect());
                 let c = self.constant(keys)?;
-                self.emit(Op::DefComp(g, c));
-                self.emit(Op::Nil);
+                self.emit(Op::DefComp(g, c, f));
+                self.emit(Op::Nil(dst));
             }
             Expr::DefTest { name, code, loc } => {
-                self.lambda(code)?;
+                let f = self.alloc()?;
+                self.lambda(code, f)?;
                 let c = self.constant(Value::Str(name.clone()))?;
                 self.mark(loc);
-                self.emit(Op::DefTest(c));
-                self.emit(Op::Nil);
+                self.emit(Op::DefTest(c, f));
+                self.emit(Op::Nil(dst));
             }
         }
         Ok(())
     }
 
-    /// `jump` (taken to `second`), then `first` and a jump over `second`.
-    fn two_way(&mut self, jump: Op, first: &ExprRef, second: &ExprRef, tail: bool) -> Compiled {
+    /// `jump` (taken to `second`), then `first` and a jump over `second` — or, in tail
+    /// position, a return instead of that jump.
+    fn two_way(
+        &mut self,
+        jump: Op,
+        first: &ExprRef,
+        second: &ExprRef,
+        dst: u16,
+        tail: bool,
+    ) -> Compiled {
         let to_second = self.emit(jump);
-        self.expr(first, tail)?;
-        let to_end = self.emit(Op::Jump(0));
+        self.expr(first, dst, tail)?;
+        let to_end = if tail {
+            self.emit(Op::Return(dst));
+            None
+        } else {
+            Some(self.emit(Op::Jump(0)))
+        };
         let here = self.here();
         self.patch(to_second, here);
-        self.expr(second, tail)?;
-        let here = self.here();
-        self.patch(to_end, here);
+        self.expr(second, dst, tail)?;
+        if let Some(at) = to_end {
+            let here = self.here();
+            self.patch(at, here);
+        }
         Ok(())
     }
 
-    fn call(&mut self, items: &[ExprRef], loc: &Option<Rc<SrcLoc>>, tail: bool) -> Compiled {
+    fn call(
+        &mut self,
+        items: &[ExprRef],
+        loc: &Option<Rc<SrcLoc>>,
+        dst: u16,
+        tail: bool,
+    ) -> Compiled {
         let Some(argc) = items.len().checked_sub(1) else {
             return Err(syntax_error("internal: a call without a function", vec![]));
         };
@@ -619,59 +702,75 @@ impl Compiler {
             };
             if let Some(prim) = prim {
                 let g = self.global(global)?;
-                // A fused instruction finds its global in the function's one-per-primitive
-                // table: fuse only while that entry is free or this same global (a
-                // function may call both `=` and the library's own `=`, from a `case`).
-                let entry = self.state().prim_globals[prim.code() as usize];
-                let can_fuse = entry == u16::MAX || entry == g;
-                if let ([_, a, b], true) = (items, can_fuse) {
-                    if let Some(a) = self.plain_local(a)? {
-                        let fused = match &**b {
-                            Expr::Const(Value::Int(k)) => {
-                                i32::try_from(*k).ok().map(|k| Op::PrimLocalInt(prim, a, k))
+                let op = match &items[1..] {
+                    [a, b] => {
+                        let a = self.operand(a)?;
+                        match &**b {
+                            Expr::Const(Value::Int(k)) if i32::try_from(*k).is_ok() => {
+                                Op::PrimInt(prim, dst, a, *k as i32, g)
                             }
-                            _ => self.plain_local(b)?.map(|b| Op::PrimLocals(prim, a, b)),
-                        };
-                        if let Some(op) = fused {
-                            self.state().prim_globals[prim.code() as usize] = g;
-                            self.mark(loc);
-                            self.emit(op);
-                            return Ok(());
+                            _ => Op::Prim2(prim, dst, a, self.operand(b)?, g),
                         }
                     }
-                }
-                for arg in &items[1..] {
-                    self.expr(arg, false)?;
-                }
+                    [a] => Op::Prim(prim, dst, self.operand(a)?, g),
+                    args => Op::Prim(prim, dst, self.consecutive(args, dst)?, g),
+                };
                 self.mark(loc);
-                self.emit(Op::Prim(prim, g));
+                self.emit(op);
                 return Ok(());
             }
         }
-        for item in items {
-            self.expr(item, false)?;
-        }
-        self.mark(loc);
-        self.emit(if tail {
-            Op::TailCall(argc)
+        // The function and its arguments in consecutive registers; the result lands in the
+        // function's register (`dst` itself when it is the newest register).
+        let f = if dst + 1 == self.top() {
+            dst
         } else {
-            Op::Call(argc)
+            self.alloc()?
+        };
+        let callee = match &*items[0] {
+            Expr::Global { global, .. } => Some(self.global(global)?),
+            _ => {
+                self.expr(&items[0], f, false)?;
+                None
+            }
+        };
+        self.consecutive(&items[1..], f)?;
+        self.mark(loc);
+        self.emit(match (callee, tail) {
+            (Some(g), true) => Op::TailCallGlobal(g, f, argc),
+            (Some(g), false) => Op::CallGlobal(g, f, argc),
+            (None, true) => Op::TailCall(f, argc),
+            (None, false) => Op::Call(f, argc),
         });
+        if f != dst {
+            self.emit(Op::Take(dst, f));
+        }
         Ok(())
     }
 
-    /// The slot of a local of this function that lives unboxed in its slot.
+    /// The register of a local of this function that lives unboxed in it and is never
+    /// assigned: safe to read in place.
     fn plain_local(&mut self, expr: &ExprRef) -> Result<Option<u16>, Value> {
         if let Expr::Local { depth, index } = &**expr {
+            if self.is_self_reference(*depth, *index) {
+                return Ok(None);
+            }
+            let key = self
+                .frames
+                .len()
+                .checked_sub(depth + 1)
+                .and_then(|i| self.frames.get(i))
+                .map(|f| f.key);
+            let assigned = key.is_some_and(|k| self.analysis.assigned.contains_key(&(k, *index)));
             let (captured, slot, boxed) = self.resolve(*depth, *index)?;
-            if !captured && !boxed {
+            if !captured && !boxed && !assigned {
                 return Ok(Some(slot));
             }
         }
         Ok(None)
     }
 
-    fn lambda(&mut self, code: &Rc<LambdaCode>) -> Compiled {
+    fn lambda(&mut self, code: &Rc<LambdaCode>, dst: u16) -> Compiled {
         let params = count(code.params)?;
         let slots = count(code.slots)?;
         self.fns.push(FnState::new(
@@ -688,12 +787,20 @@ impl Compiler {
             level,
             base: 0,
         });
-        self.box_slots(key, 0, 0..code.slots);
         if let Some(loc) = &code.loc {
             self.state().lines.push((0, loc.pos));
         }
-        let body = self.expr(&code.body, true);
-        self.emit(Op::Return);
+        // A frame's registers may hold a caller's dead temporaries: internal definitions
+        // start out nil.
+        for i in usize::from(params) + usize::from(code.rest)..code.slots {
+            self.emit(Op::Nil(i as u16));
+        }
+        self.box_slots(key, 0, 0..code.slots);
+        let body = self.alloc().and_then(|result| {
+            self.expr(&code.body, result, true)?;
+            self.emit(Op::Return(result));
+            Ok(())
+        });
         self.frames.pop();
         let state = self.fns.pop().ok_or_else(|| too_big("functions"))?;
         body?;
@@ -701,7 +808,7 @@ impl Compiler {
         let protos = &mut self.state().protos;
         protos.push(proto);
         let index = u32::try_from(protos.len() - 1).map_err(|_| too_big("functions"))?;
-        self.emit(Op::Closure(index));
+        self.emit(Op::Closure(dst, index));
         Ok(())
     }
 }

@@ -13,7 +13,7 @@
 use std::fmt;
 use std::rc::Rc;
 
-use crate::bytecode::{opcode_table_hash, CaptureFrom, Op, Proto, PRIMS};
+use crate::bytecode::{opcode_table_hash, CaptureFrom, Op, Proto};
 use crate::engine::KERNEL_VERSION;
 use crate::expander::{global_cell, Globals};
 use crate::value::{Dict, Key, List, Pos, Symbol, Value};
@@ -21,8 +21,9 @@ use crate::value::{Dict, Key, List, Pos, Symbol, Value};
 pub const MAGIC: &[u8; 4] = b"SXBC";
 /// 2: code names the library's own bindings (`#lib/...` globals, see `expander`), which a
 /// kernel of format 1 does not define; and `case`/quasiquote call them instead of native
-/// constants.
-pub const FORMAT_VERSION: u16 = 2;
+/// constants. 3: register instructions (operands and results name frame registers; `slots`
+/// counts registers).
+pub const FORMAT_VERSION: u16 = 3;
 
 /// Deeper constants or function nesting than this is rejected (the decoder recurses).
 const MAX_NESTING: usize = 512;
@@ -190,9 +191,6 @@ impl Writer {
         self.len(p.code.len())?;
         for op in &p.code {
             op.encode(&mut self.out);
-        }
-        for g in &p.prim_globals {
-            self.u16(*g);
         }
         self.len(p.lines.len())?;
         for (ip, pos) in &p.lines {
@@ -375,10 +373,6 @@ impl Reader<'_> {
         for _ in 0..n {
             code.push(self.op()?);
         }
-        let mut prim_globals = Vec::with_capacity(PRIMS.len());
-        for _ in 0..PRIMS.len() {
-            prim_globals.push(self.u16()?);
-        }
         let n = self.count(12, "line entry")?;
         let mut lines = Vec::with_capacity(n);
         for _ in 0..n {
@@ -402,7 +396,6 @@ impl Reader<'_> {
             consts,
             globals,
             protos,
-            prim_globals,
             lines,
             file: self.file.clone(),
         };
@@ -437,12 +430,6 @@ fn validate(p: &Proto) -> Result<(), LoadError> {
             }
         }
     }
-    if p.prim_globals
-        .iter()
-        .any(|g| *g != u16::MAX && usize::from(*g) >= p.globals.len())
-    {
-        return damaged(format!("{who}: primitive table refers outside its globals"));
-    }
     for (ip, op) in p.code.iter().enumerate() {
         if !op.valid_in(p) {
             return damaged(format!(
@@ -450,7 +437,7 @@ fn validate(p: &Proto) -> Result<(), LoadError> {
             ));
         }
     }
-    if !matches!(p.code.last(), Some(Op::Return)) {
+    if !matches!(p.code.last(), Some(Op::Return(_))) {
         return damaged(format!("{who}: code does not end with return"));
     }
     Ok(())
@@ -566,38 +553,34 @@ pub const STAMP_SECTION: &str = "sx-stamp";
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bytecode::{Prim, OPCODES};
+    use crate::bytecode::OPCODES;
 
     /// Every opcode survives a write and a read: the encoder and decoder agree.
     #[test]
     fn every_opcode_round_trips() {
         let mut ops = crate::bytecode::one_of_each();
         assert_eq!(ops.len(), OPCODES.len());
-        ops.push(Op::Return);
+        ops.push(Op::Return(0));
         let mut globals = Globals::new();
         let g = global_cell(&mut globals, Symbol::new("g"));
         let child = Rc::new(Proto {
             name: None,
             params: 0,
             rest: false,
-            slots: 0,
+            slots: 1,
             captures: vec![CaptureFrom::Local(0)],
-            code: vec![Op::Return],
+            code: vec![Op::Return(0)],
             consts: vec![],
             globals: vec![],
             protos: vec![],
-            prim_globals: vec![u16::MAX; PRIMS.len()],
             lines: vec![],
             file: None,
         });
-        let mut prim_globals = vec![u16::MAX; PRIMS.len()];
-        prim_globals[Prim::Lt.code() as usize] = 0;
-        prim_globals[Prim::Mul.code() as usize] = 0;
         let proto = Rc::new(Proto {
             name: Some(Symbol::new("all")),
             params: 1,
             rest: false,
-            slots: 1,
+            slots: 2,
             captures: vec![CaptureFrom::Local(0)],
             code: ops.clone(),
             consts: vec![
@@ -608,7 +591,6 @@ mod tests {
             ],
             globals: vec![g],
             protos: vec![child],
-            prim_globals,
             lines: vec![(0, Pos { line: 1, col: 1 })],
             file: None,
         });

@@ -368,6 +368,13 @@ pub enum Value {
     Opaque(Rc<dyn Opaque>),
 }
 
+/// Nil: what a register holds when its value has been taken.
+impl Default for Value {
+    fn default() -> Value {
+        Value::Nil
+    }
+}
+
 impl Clone for Value {
     #[inline(always)]
     fn clone(&self) -> Value {
@@ -376,6 +383,7 @@ impl Clone for Value {
             Value::Int(n) => Value::Int(*n),
             Value::Nil => Value::Nil,
             Value::Bool(b) => Value::Bool(*b),
+            Value::Fn(f) => Value::Fn(f.clone()),
             other => other.clone_slow(),
         }
     }
@@ -419,6 +427,23 @@ impl Value {
 
     pub fn list(items: Vec<Value>) -> Value {
         Value::List(List::from(items))
+    }
+
+    /// Numbers, booleans and nil: nothing to drop.
+    #[inline(always)]
+    pub fn is_plain(&self) -> bool {
+        matches!(
+            self,
+            Value::Nil | Value::Bool(_) | Value::Int(_) | Value::Float(_)
+        )
+    }
+
+    #[inline(always)]
+    pub fn as_int(&self) -> Option<i64> {
+        match self {
+            Value::Int(n) => Some(*n),
+            _ => None,
+        }
     }
 
     pub fn is_truthy(&self) -> bool {

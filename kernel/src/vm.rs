@@ -23,18 +23,26 @@ struct Frame {
     /// `eval` (no captures, not shown in stack traces).
     is_closure: bool,
     ip: usize,
-    /// Index of slot 0; the callee value sits just below it.
+    /// Index of register 0; the callee value sits just below it.
     base: usize,
+    /// Where the result goes in the caller's frame: the callee's register (`base - 1`), or
+    /// the result register of a rebound primitive.
+    ret: usize,
     /// `call-with-fuel`: the outer budget and what was granted, restored on exit.
     fuel_restore: Option<(Option<u64>, u64)>,
 }
 
 struct Handler {
     frames: usize,
-    stack: usize,
+    /// The register (an absolute stack index) the raised value lands in.
+    dst: usize,
     target: usize,
 }
 
+/// The machine. Its one stack is the frames' registers end to end. A call's frame starts in
+/// the caller's registers (at the arguments), so arguments are never copied. The stack only
+/// grows; a finished frame's registers are cleared (only numbers, booleans and nil may stay
+/// above the running frame), so nothing is kept alive by a dead register.
 pub struct Machine {
     stack: Vec<Value>,
     frames: Vec<Frame>,
@@ -43,6 +51,8 @@ pub struct Machine {
     max_depth: usize,
     /// The host's answer to a `perform`, applied when the machine runs again.
     resume_with: Option<Result<Value, Value>>,
+    /// Where that answer goes (an absolute stack index).
+    perform_dst: usize,
     /// A machine made by `apply` must make its first call when it first runs.
     pending_call: Option<usize>,
     done: bool,
@@ -61,8 +71,8 @@ fn corrupt(what: &str) -> Value {
 /// What a native call leaves its caller to do.
 enum NativeFlow {
     Flow(Flow),
-    /// `apply`: call the function now on the stack with this many arguments (in the same
-    /// tail position as the `apply`).
+    /// `apply`: call the function now in the call's register with this many arguments (in
+    /// the same tail position as the `apply`).
     CallAgain(usize),
 }
 
@@ -75,8 +85,7 @@ enum Flow {
 impl Machine {
     /// A machine that runs a compiled top-level form.
     pub fn new(proto: Rc<Proto>, fuel: Option<u64>, max_depth: usize) -> Machine {
-        let mut stack = vec![Value::Nil];
-        stack.resize(1 + proto.slots as usize, Value::Nil);
+        let stack = vec![Value::Nil; 1 + proto.slots as usize];
         Machine {
             stack,
             frames: vec![Frame {
@@ -84,12 +93,14 @@ impl Machine {
                 is_closure: false,
                 ip: 0,
                 base: 1,
+                ret: 0,
                 fuel_restore: None,
             }],
             handlers: Vec::new(),
             fuel,
             max_depth,
             resume_with: None,
+            perform_dst: 0,
             pending_call: None,
             done: false,
         }
@@ -108,6 +119,7 @@ impl Machine {
             fuel,
             max_depth,
             resume_with: None,
+            perform_dst: 0,
             pending_call: Some(argc),
             done: false,
         }
@@ -121,30 +133,42 @@ impl Machine {
         self.resume_with = Some(answer);
     }
 
-    /// Truncates the stack; plain values (numbers, booleans, nil) are dropped without a call.
-    #[inline(always)]
-    fn shrink_stack(&mut self, len: usize) {
-        while self.stack.len() > len {
-            match self.stack.pop() {
-                Some(v @ (Value::Nil | Value::Bool(_) | Value::Int(_) | Value::Float(_))) => {
-                    std::mem::forget(v)
+    /// Where the running frame's registers end (1 before the first call of an `apply`
+    /// machine: its function's register).
+    fn frame_end(&self) -> usize {
+        self.frames
+            .last()
+            .map_or(1, |f| f.base + f.proto.slots as usize)
+    }
+
+    /// Drops the values in registers `from..to` (those that hold anything to drop).
+    fn clear(&mut self, from: usize, to: usize) {
+        let to = to.min(self.stack.len());
+        if let Some(regs) = self.stack.get_mut(from..to) {
+            for v in regs {
+                if !v.is_plain() {
+                    *v = Value::Nil;
                 }
-                other => drop(other),
             }
         }
     }
 
-    /// The values from `from` to the top as a list before `tail`, popped from the top down:
-    /// no intermediate vector.
-    fn pop_list(&mut self, from: usize, mut tail: List) -> List {
-        while self.stack.len() > from {
-            tail = List::cons(self.pop(), tail);
+    /// Pops the running frame, clearing its registers and restoring its fuel budget.
+    fn pop_frame(&mut self) -> Option<Frame> {
+        let frame = self.frames.pop()?;
+        if let Some((outer, granted)) = frame.fuel_restore {
+            self.restore_fuel(outer, granted);
         }
-        tail
+        self.clear(frame.base, frame.base + frame.proto.slots as usize);
+        Some(frame)
     }
 
-    fn pop(&mut self) -> Value {
-        self.stack.pop().unwrap_or(Value::Nil)
+    /// Makes sure registers up to `end` exist.
+    #[inline(always)]
+    fn reach(&mut self, end: usize) {
+        if self.stack.len() < end {
+            self.stack.resize(end, Value::Nil);
+        }
     }
 
     /// The SX stack, innermost first: each function and the place it was called from.
@@ -205,26 +229,20 @@ impl Machine {
         // `call-with-fuel` that ran out (whose budget is restored on the way) may catch.
         loop {
             let Some(handler) = self.handlers.pop() else {
-                while let Some(frame) = self.frames.pop() {
-                    if let Some((outer, granted)) = frame.fuel_restore {
-                        self.restore_fuel(outer, granted);
-                    }
-                }
+                while self.pop_frame().is_some() {}
                 self.done = true;
                 return Flow::Stop(Step::Error(v));
             };
             while self.frames.len() > handler.frames {
-                if let Some(frame) = self.frames.pop() {
-                    if let Some((outer, granted)) = frame.fuel_restore {
-                        self.restore_fuel(outer, granted);
-                    }
-                }
+                self.pop_frame();
             }
             if self.fuel == Some(0) {
                 continue;
             }
-            self.stack.truncate(handler.stack);
-            self.stack.push(v);
+            match self.stack.get_mut(handler.dst) {
+                Some(place) => *place = v,
+                None => return self.throw(corrupt("guard register out of range"), None),
+            }
             if let Some(frame) = self.frames.last_mut() {
                 frame.ip = handler.target;
             }
@@ -248,37 +266,46 @@ impl Machine {
         }
     }
 
-    /// Returns from the current frame with `result`.
+    /// Returns from the running frame with `result`.
     fn do_return(&mut self, result: Value) -> Flow {
-        let Some(frame) = self.frames.pop() else {
+        let Some(frame) = self.pop_frame() else {
             self.done = true;
             return Flow::Stop(Step::Done(result));
         };
-        if let Some((outer, granted)) = frame.fuel_restore {
-            self.restore_fuel(outer, granted);
-        }
-        self.stack.truncate(frame.base.saturating_sub(1));
         if self.frames.is_empty() {
             self.done = true;
             return Flow::Stop(Step::Done(result));
         }
-        self.stack.push(result);
+        match self.stack.get_mut(frame.ret) {
+            Some(place) => *place = result,
+            None => return self.throw(corrupt("return register out of range"), None),
+        }
         Flow::Next(true)
     }
 
-    /// Calls the value `argc + 1` slots from the top with the `argc` values above it.
-    fn call(&mut self, mut argc: usize, tail: bool, engine: &mut Engine) -> Flow {
+    /// Calls the value at stack index `at` with the `argc` values after it; the result goes
+    /// to `ret`.
+    fn call(
+        &mut self,
+        at: usize,
+        mut argc: usize,
+        ret: usize,
+        tail: bool,
+        engine: &mut Engine,
+    ) -> Flow {
         // A loop, not recursion: `apply` of `apply` of ... (as deep as data can nest) calls
         // again here without growing the Rust stack.
         loop {
-            let Some(at) = self.stack.len().checked_sub(argc + 1) else {
-                return self.throw(corrupt("call without a function"), None);
+            let Some(f) = self.stack.get(at).cloned() else {
+                return self.throw(corrupt("call register out of range"), None);
             };
-            let f = self.stack[at].clone();
+            if self.stack.len() < at + 1 + argc {
+                return self.throw(corrupt("call arguments out of range"), None);
+            }
             return match &f {
-                Value::Fn(closure) => self.enter(closure, at, argc, tail),
-                Value::Component(comp) => self.call_component(comp, at, argc, tail),
-                Value::Native(native) => match self.call_native(native, at, engine) {
+                Value::Fn(closure) => self.enter(closure, at, argc, ret, tail),
+                Value::Component(comp) => self.call_component(comp, at, argc, ret, tail),
+                Value::Native(native) => match self.call_native(native, at, argc, ret, engine) {
                     NativeFlow::Flow(flow) => flow,
                     NativeFlow::CallAgain(n) => {
                         argc = n;
@@ -297,7 +324,7 @@ impl Machine {
         }
     }
 
-    fn enter(&mut self, closure: &Closure, at: usize, argc: usize, tail: bool) -> Flow {
+    fn enter(&mut self, closure: &Closure, at: usize, argc: usize, ret: usize, tail: bool) -> Flow {
         let Some(proto) = vm_proto(closure) else {
             let err = type_error("an interpreter function cannot run on the VM", vec![]);
             return self.throw(err, None);
@@ -319,83 +346,117 @@ impl Machine {
                 );
                 return self.throw(err, Some(proto.display_name()));
             }
-            let rest = self.pop_list(at + 1 + params, List::empty());
-            self.stack.push(Value::List(rest));
+            // The extra arguments as a list in the rest parameter's register.
+            let first = at + 1 + params;
+            let mut rest = List::empty();
+            for i in (first..at + 1 + argc).rev() {
+                rest = List::cons(std::mem::take(&mut self.stack[i]), rest);
+            }
+            self.reach(first + 1);
+            self.stack[first] = Value::List(rest);
         }
         if !self.spend_fuel() {
             let err = crate::error::out_of_fuel();
             return self.throw(err, None);
         }
-        let proto = proto.clone();
         let slots = proto.slots as usize;
-        let reuse = match self.frames.last() {
-            Some(f) => tail && f.is_closure && at >= f.base + f.proto.slots as usize,
-            None => false,
-        };
-        let base = if reuse {
-            // Move the callee and its arguments down over the current frame.
+        let passed = params + usize::from(proto.rest);
+        let reuse = tail && ret == at && self.frames.last().is_some_and(|f| f.is_closure);
+        if reuse {
+            // Move the callee and its arguments down over the running frame.
             let Some(frame) = self.frames.last_mut() else {
                 return Flow::Next(false);
             };
+            let old_end = frame.base + frame.proto.slots as usize;
             frame.proto = proto;
             frame.ip = 0;
             let dest = frame.base - 1;
-            let moved = self.stack.len() - at;
-            for i in 0..moved {
-                self.stack.swap(dest + i, at + i);
+            for i in 0..=passed {
+                self.stack[dest + i] = std::mem::take(&mut self.stack[at + i]);
             }
-            self.stack.truncate(dest + moved);
-            frame.base
-        } else {
-            if self.frames.len() >= self.max_depth {
-                let err = ErrorValue::value(
-                    "stack-overflow",
-                    format!("stack deeper than {} frames", self.max_depth),
-                    vec![],
-                );
-                return self.throw(err, None);
-            }
-            self.frames.push(Frame {
-                proto,
-                is_closure: true,
-                ip: 0,
-                base: at + 1,
-                fuel_restore: None,
-            });
-            at + 1
-        };
-        self.stack.resize(base + slots, Value::Nil);
+            self.clear(dest + 1 + passed, old_end);
+            self.reach(dest + 1 + slots);
+            return Flow::Next(true);
+        }
+        if self.frames.len() >= self.max_depth {
+            let err = ErrorValue::value(
+                "stack-overflow",
+                format!("stack deeper than {} frames", self.max_depth),
+                vec![],
+            );
+            return self.throw(err, None);
+        }
+        let base = at + 1;
+        self.frames.push(Frame {
+            proto,
+            is_closure: true,
+            ip: 0,
+            base,
+            ret,
+            fuel_restore: None,
+        });
+        self.reach(base + slots);
         Flow::Next(true)
     }
 
-    fn call_component(&mut self, comp: &Rc<Component>, at: usize, argc: usize, tail: bool) -> Flow {
-        let args: Vec<Value> = self.stack.drain(at + 1..).collect();
-        debug_assert_eq!(args.len(), argc);
+    fn call_component(
+        &mut self,
+        comp: &Rc<Component>,
+        at: usize,
+        argc: usize,
+        ret: usize,
+        tail: bool,
+    ) -> Flow {
+        let args: Vec<Value> = self.stack[at + 1..at + 1 + argc]
+            .iter_mut()
+            .map(std::mem::take)
+            .collect();
         match component_args(comp, args) {
             Ok(slots) => {
                 let n = slots.len();
-                self.stack.truncate(at);
-                self.stack.push(Value::Fn(comp.closure.clone()));
-                self.stack.extend(slots);
-                self.enter(&comp.closure, at, n, tail)
+                self.place_call(at, Value::Fn(comp.closure.clone()), slots);
+                self.enter(&comp.closure, at, n, ret, tail)
             }
             Err(err) => self.throw(err, Some(comp.name.name())),
         }
     }
 
-    fn call_native(&mut self, native: &Native, at: usize, engine: &mut Engine) -> NativeFlow {
-        let outcome = call_native(native, &self.stack[at + 1..], engine);
-        self.shrink_stack(at);
+    /// Puts `f` at `at` and `args` after it, making room.
+    fn place_call(&mut self, at: usize, f: Value, args: Vec<Value>) {
+        self.reach(at + 1 + args.len());
+        self.stack[at] = f;
+        for (i, arg) in args.into_iter().enumerate() {
+            self.stack[at + 1 + i] = arg;
+        }
+    }
+
+    /// Delivers a native call's value to `ret` and clears the call's registers.
+    fn deliver_call(&mut self, at: usize, argc: usize, ret: usize, v: Value) {
+        self.clear(at, at + 1 + argc);
+        if let Some(place) = self.stack.get_mut(ret) {
+            *place = v;
+        }
+    }
+
+    fn call_native(
+        &mut self,
+        native: &Native,
+        at: usize,
+        argc: usize,
+        ret: usize,
+        engine: &mut Engine,
+    ) -> NativeFlow {
+        let outcome = call_native(native, &self.stack[at + 1..at + 1 + argc], engine);
         match outcome {
             NativeCall::Return(v) => {
-                self.stack.push(v);
+                self.deliver_call(at, argc, ret, v);
                 NativeFlow::Flow(Flow::Next(false))
             }
             NativeCall::Raise(err, site) => NativeFlow::Flow(self.throw(err, Some(site))),
             NativeCall::Apply(f, args) => {
                 let n = args.len();
-                self.stack.push(f);
-                self.stack.extend(args);
+                self.clear(at + 1, at + 1 + argc);
+                self.place_call(at, f, args);
                 NativeFlow::CallAgain(n)
             }
             NativeCall::WithFuel(budget, thunk) => {
@@ -403,8 +464,11 @@ impl Machine {
                 let granted = outer.map_or(budget, |o| o.min(budget));
                 self.fuel = Some(granted);
                 let depth = self.frames.len();
-                self.stack.push(thunk);
-                let flow = self.call(0, false, engine);
+                self.place_call(at, thunk, Vec::new());
+                for v in &mut self.stack[at + 1..at + 1 + argc] {
+                    *v = Value::Nil;
+                }
+                let flow = self.call(at, 0, ret, false, engine);
                 if self.frames.len() > depth {
                     if let Some(frame) = self.frames.get_mut(depth) {
                         frame.fuel_restore = Some((outer, granted));
@@ -421,14 +485,16 @@ impl Machine {
                         let err = ErrorValue::value("stack-overflow", "stack too deep", vec![]);
                         return NativeFlow::Flow(self.throw(err, None));
                     }
-                    self.stack.push(Value::Nil);
-                    let base = self.stack.len();
-                    self.stack.resize(base + proto.slots as usize, Value::Nil);
+                    // The form runs in a frame of its own over the call's registers.
+                    let base = at + 1;
+                    self.clear(at, base + argc);
+                    self.reach(base + proto.slots as usize);
                     self.frames.push(Frame {
                         proto,
                         is_closure: false,
                         ip: 0,
                         base,
+                        ret,
                         fuel_restore: None,
                     });
                     Flow::Next(true)
@@ -436,12 +502,6 @@ impl Machine {
                 Err(err) => self.throw(err, Some("eval")),
             }),
         }
-    }
-
-    fn local(&self, base: usize, slot: u16) -> Result<&Value, Value> {
-        self.stack
-            .get(base + slot as usize)
-            .ok_or_else(|| corrupt("local slot out of range"))
     }
 
     fn capture(&self, index: u16) -> Result<&Value, Value> {
@@ -468,7 +528,11 @@ impl Machine {
         let mut captures = Vec::with_capacity(child.captures.len());
         for from in &child.captures {
             captures.push(match from {
-                crate::bytecode::CaptureFrom::Local(slot) => self.local(base, *slot)?.clone(),
+                crate::bytecode::CaptureFrom::Local(slot) => self
+                    .stack
+                    .get(base + *slot as usize)
+                    .ok_or_else(|| corrupt("register out of range"))?
+                    .clone(),
                 crate::bytecode::CaptureFrom::Capture(i) => self.capture(*i)?.clone(),
             });
         }
@@ -479,24 +543,60 @@ impl Machine {
         })))
     }
 
+    /// The values of `n` registers from `from` (taken: they are temporaries) as a list.
+    fn take_list(&mut self, from: usize, n: usize) -> Result<List, Value> {
+        let items = self
+            .stack
+            .get_mut(from..from + n)
+            .ok_or_else(|| corrupt("register out of range"))?;
+        let mut list = List::empty();
+        for v in items.iter_mut().rev() {
+            list = List::cons(std::mem::take(v), list);
+        }
+        Ok(list)
+    }
+}
+
+/// A primitive's operands (absolute stack indices): `arity` registers from one, two
+/// registers, or a register and a small integer.
+#[derive(Clone, Copy)]
+enum Operands {
+    From(usize),
+    Two(usize, usize),
+    RegInt(usize, i32),
+}
+
+impl Machine {
     /// Runs until the machine finishes, fails, or performs.
     pub fn run(&mut self, engine: &mut Engine) -> Step {
         if self.done {
             return Step::Error(type_error("the machine already finished", vec![]));
         }
         if let Some(argc) = self.pending_call.take() {
-            if let Flow::Stop(step) = self.call(argc, false, engine) {
+            if let Flow::Stop(step) = self.call(0, argc, 0, false, engine) {
                 return step;
             }
             if self.frames.is_empty() {
                 // A native answered at once.
                 self.done = true;
-                return Step::Done(self.pop());
+                return Step::Done(
+                    self.stack
+                        .get_mut(0)
+                        .map(std::mem::take)
+                        .unwrap_or_default(),
+                );
             }
         }
         if let Some(answer) = self.resume_with.take() {
             match answer {
-                Ok(v) => self.stack.push(v),
+                Ok(v) => match self.stack.get_mut(self.perform_dst) {
+                    Some(place) => *place = v,
+                    None => {
+                        if let Flow::Stop(step) = self.throw(corrupt("perform register"), None) {
+                            return step;
+                        }
+                    }
+                },
                 Err(e) => {
                     if let Flow::Stop(step) = self.throw(e, Some("perform")) {
                         return step;
@@ -506,7 +606,12 @@ impl Machine {
         }
         let Some(frame) = self.frames.last() else {
             self.done = true;
-            return Step::Done(self.pop());
+            return Step::Done(
+                self.stack
+                    .get_mut(0)
+                    .map(std::mem::take)
+                    .unwrap_or_default(),
+            );
         };
         let mut proto = frame.proto.clone();
         let mut ip = frame.ip;
@@ -522,7 +627,8 @@ impl Machine {
                     }
                     None => {
                         self.done = true;
-                        return Step::Done(self.pop());
+                        let result = self.stack.get_mut(0).map(std::mem::take);
+                        return Step::Done(result.unwrap_or_default());
                     }
                 }
             }};
@@ -551,6 +657,29 @@ impl Machine {
                 continue;
             }};
         }
+        // A register of the running frame.
+        macro_rules! reg {
+            ($r:expr) => {
+                match self.stack.get(base + $r as usize) {
+                    Some(v) => v,
+                    None => throw!(corrupt("register out of range"), None),
+                }
+            };
+        }
+        macro_rules! reg_mut {
+            ($r:expr) => {
+                match self.stack.get_mut(base + $r as usize) {
+                    Some(v) => v,
+                    None => throw!(corrupt("register out of range"), None),
+                }
+            };
+        }
+        macro_rules! set {
+            ($r:expr, $v:expr) => {{
+                let v = $v;
+                store(reg_mut!($r), v);
+            }};
+        }
         // Moves to `target`. The compiler only jumps forward; a backward jump (damaged or
         // hostile bytecode) is a loop and pays fuel like a call.
         macro_rules! jump {
@@ -562,20 +691,45 @@ impl Machine {
                 ip = target;
             }};
         }
-        // Pushes a primitive's result; a boolean about to be tested by `jump-if-false`
+        // Stores a primitive's result; a boolean about to be tested by `jump-if-false`
         // branches at once instead.
         macro_rules! deliver {
-            ($result:expr) => {{
-                let result = $result;
-                if let (Value::Bool(truth), Some(Op::JumpIfFalse(target))) =
-                    (&result, proto.code.get(ip))
-                {
-                    let next = if *truth { ip + 1 } else { *target as usize };
-                    jump!(next);
-                } else {
-                    self.stack.push(result);
+            ($dst:expr, $result:expr) => {{
+                let result: Value = $result;
+                let branch = match (&result, proto.code.get(ip)) {
+                    (Value::Bool(truth), Some(Op::JumpIfFalse(r, target))) if *r == $dst => {
+                        Some(if *truth { ip + 1 } else { *target as usize })
+                    }
+                    _ => None,
+                };
+                match branch {
+                    Some(next) => jump!(next),
+                    None => set!($dst, result),
                 }
             }};
+        }
+        // An integer primitive's answer, written as a number or a boolean in place (never a
+        // whole value through memory); then the next instruction. No answer: fall through.
+        macro_rules! deliver_int {
+            ($dst:expr, $out:expr) => {
+                match $out {
+                    IntOut::Int(n) => {
+                        set_int(reg_mut!($dst), n);
+                        continue;
+                    }
+                    IntOut::Bool(truth) => {
+                        match proto.code.get(ip) {
+                            Some(Op::JumpIfFalse(r, target)) if *r == $dst => {
+                                let next = if truth { ip + 1 } else { *target as usize };
+                                jump!(next);
+                            }
+                            _ => set_bool(reg_mut!($dst), truth),
+                        }
+                        continue;
+                    }
+                    IntOut::None => {}
+                }
+            };
         }
         macro_rules! check {
             ($result:expr) => {
@@ -585,6 +739,120 @@ impl Machine {
                 }
             };
         }
+        // Whether the global a primitive was compiled from still holds the core native.
+        macro_rules! builtin {
+            ($g:expr) => {
+                proto
+                    .globals
+                    .get($g as usize)
+                    .is_some_and(|g| g.builtin.get())
+            };
+        }
+
+        // Starts the running closure over with the `n` arguments after register `at` as its
+        // parameters: a tail call to itself is a loop.
+        macro_rules! restart {
+            ($at:expr, $n:expr) => {{
+                let (at, n): (usize, usize) = ($at, $n);
+                if let Some(fuel) = &mut self.fuel {
+                    *fuel -= 1;
+                }
+                for i in 0..n {
+                    match self.stack[at + 1 + i] {
+                        Value::Int(k) => set_int(&mut self.stack[base + i], k),
+                        ref mut arg => {
+                            let v = std::mem::take(arg);
+                            store(&mut self.stack[base + i], v);
+                        }
+                    }
+                }
+                store(&mut self.stack[at], Value::Nil);
+                ip = 0;
+                continue;
+            }};
+        }
+        // A tail call of the function in register `r`.
+        macro_rules! tail_call {
+            ($r:expr, $n:expr) => {{
+                let (r, n): (u16, u16) = ($r, $n);
+                // A closure calling itself (or another closure of the same code) in tail
+                // position: the arguments become the parameters and the code starts
+                // over — a loop.
+                let (at, n) = (base + r as usize, n as usize);
+                let same = self.fuel != Some(0)
+                    && at + n < self.stack.len()
+                    && self.frames.last().is_some_and(|f| f.is_closure)
+                    && match &self.stack[at] {
+                        // The same allocation as the running code is that code (no
+                        // downcast needed to know it is a `Proto`).
+                        Value::Fn(c) => {
+                            std::ptr::addr_eq(Rc::as_ptr(&c.code), Rc::as_ptr(&proto))
+                                && !proto.rest
+                                && proto.params as usize == n
+                        }
+                        _ => false,
+                    };
+                if same {
+                    restart!(at, n);
+                }
+                save_ip!();
+                let flow = self.call(at, n, at, true, engine);
+                flow!(flow);
+                continue;
+            }};
+        }
+        // A call of the function in register `r`; the common case inline: a bytecode
+        // closure with exactly its parameters.
+        macro_rules! call {
+            ($r:expr, $n:expr) => {{
+                let (r, n): (u16, u16) = ($r, $n);
+                let (at, n) = (base + r as usize, n as usize);
+                if self.fuel == Some(0) || self.frames.len() >= self.max_depth {
+                    save_ip!();
+                    let flow = self.call(at, n, at, false, engine);
+                    flow!(flow);
+                    continue;
+                }
+                let callee = match self.stack.get(at) {
+                    Some(Value::Fn(c)) if at + n < self.stack.len() => {
+                        // Recursion calls the running code: no downcast needed.
+                        let code = if std::ptr::addr_eq(Rc::as_ptr(&c.code), Rc::as_ptr(&proto)) {
+                            Some(proto.clone())
+                        } else {
+                            vm_proto(c)
+                        };
+                        code.filter(|p| !p.rest && p.params as usize == n)
+                    }
+                    _ => None,
+                };
+                save_ip!();
+                match callee {
+                    Some(callee) => {
+                        if let Some(fuel) = &mut self.fuel {
+                            *fuel -= 1;
+                        }
+                        let new_base = at + 1;
+                        self.reach(new_base + callee.slots as usize);
+                        self.frames.push(Frame {
+                            proto: callee.clone(),
+                            is_closure: true,
+                            ip: 0,
+                            base: new_base,
+                            ret: at,
+                            fuel_restore: None,
+                        });
+                        proto = callee;
+                        ip = 0;
+                        base = new_base;
+                    }
+                    None => {
+                        let flow = self.call(at, n, at, false, engine);
+                        flow!(flow);
+                    }
+                }
+                continue;
+            }};
+        }
 
         loop {
             let Some(&op) = proto.code.get(ip) else {
@@ -592,120 +860,99 @@ impl Machine {
             };
             ip += 1;
             match op {
-                Op::Const(i) => {
+                Op::Const(dst, i) => {
                     let v = check!(proto
                         .consts
                         .get(i as usize)
                         .ok_or_else(|| corrupt("constant out of range")))
                     .clone();
-                    self.stack.push(v);
+                    set!(dst, v);
                 }
-                Op::Nil => self.stack.push(Value::Nil),
-                Op::True => self.stack.push(Value::Bool(true)),
-                Op::False => self.stack.push(Value::Bool(false)),
-                Op::Int(n) => self.stack.push(Value::Int(i64::from(n))),
-                Op::Local(slot) => {
-                    let v = check!(self.local(base, slot)).clone();
-                    self.stack.push(v);
-                }
-                Op::MoveLocal(slot) => match self.stack.get_mut(base + slot as usize) {
-                    Some(place) => {
-                        let v = std::mem::replace(place, Value::Nil);
-                        self.stack.push(v);
+                Op::Nil(dst) => set!(dst, Value::Nil),
+                Op::True(dst) => set!(dst, Value::Bool(true)),
+                Op::False(dst) => set!(dst, Value::Bool(false)),
+                Op::Int(dst, n) => set!(dst, Value::Int(i64::from(n))),
+                Op::Move(dst, src) => match *reg!(src) {
+                    Value::Int(n) => set_int(reg_mut!(dst), n),
+                    ref v => {
+                        let v = v.clone();
+                        set!(dst, v);
                     }
-                    None => throw!(corrupt("local slot out of range"), None),
                 },
-                Op::SetLocal(slot) => {
-                    let v = self.pop();
-                    match self.stack.get_mut(base + slot as usize) {
-                        Some(place) => *place = v,
-                        None => throw!(corrupt("local slot out of range"), None),
-                    }
+                Op::Take(dst, src) => {
+                    let v = std::mem::take(reg_mut!(src));
+                    set!(dst, v);
                 }
-                Op::LocalBoxed(slot) => {
-                    let v = match check!(self.local(base, slot)) {
+                Op::LocalBoxed(dst, src) => {
+                    let v = match reg!(src) {
                         Value::Boxed(b) => b.borrow().clone(),
                         other => other.clone(),
                     };
-                    self.stack.push(v);
+                    set!(dst, v);
                 }
-                Op::SetLocalBoxed(slot) => {
-                    let v = self.pop();
-                    match check!(self.local(base, slot)) {
+                Op::SetLocalBoxed(slot, src) => {
+                    let v = reg!(src).clone();
+                    match reg!(slot) {
                         Value::Boxed(b) => *b.borrow_mut() = v,
-                        _ => throw!(corrupt("assignment through a slot without a box"), None),
+                        _ => throw!(corrupt("assignment through a register without a box"), None),
                     }
                 }
-                Op::MakeBox(slot) => match self.stack.get_mut(base + slot as usize) {
-                    Some(place) => {
-                        let v = std::mem::replace(place, Value::Nil);
-                        *place = Value::Boxed(Rc::new(RefCell::new(v)));
-                    }
-                    None => throw!(corrupt("local slot out of range"), None),
-                },
-                Op::Capture(i) => {
+                Op::MakeBox(slot) => {
+                    let place = reg_mut!(slot);
+                    let v = std::mem::take(place);
+                    *place = Value::Boxed(Rc::new(RefCell::new(v)));
+                }
+                Op::Capture(dst, i) => {
                     let v = check!(self.capture(i)).clone();
-                    self.stack.push(v);
+                    set!(dst, v);
                 }
-                Op::CaptureBoxed(i) => {
+                Op::CaptureBoxed(dst, i) => {
                     let v = match check!(self.capture(i)) {
                         Value::Boxed(b) => b.borrow().clone(),
                         other => other.clone(),
                     };
-                    self.stack.push(v);
+                    set!(dst, v);
                 }
-                Op::SetCaptureBoxed(i) => {
-                    let v = self.pop();
+                Op::SetCaptureBoxed(i, src) => {
+                    let v = reg!(src).clone();
                     match check!(self.capture(i)) {
                         Value::Boxed(b) => *b.borrow_mut() = v,
                         _ => throw!(corrupt("assignment through a capture without a box"), None),
                     }
                 }
-                Op::Global(g) => {
+                Op::Global(dst, g) => {
                     let Some(global) = proto.globals.get(g as usize) else {
                         throw!(corrupt("global out of range"), None);
                     };
                     let value = global.value.borrow().clone();
                     match value {
-                        Some(v) => self.stack.push(v),
+                        Some(v) => set!(dst, v),
                         None => {
                             let err = crate::error::unbound_variable(global.name, false);
                             throw!(err, Some(global.name.name()));
                         }
                     }
                 }
-                Op::SetGlobal(g) | Op::DefineGlobal(g) => {
-                    let v = self.pop();
+                Op::SetGlobal(g, src) | Op::DefineGlobal(g, src) => {
+                    let v = reg!(src).clone();
                     let Some(global) = proto.globals.get(g as usize) else {
                         throw!(corrupt("global out of range"), None);
                     };
-                    if matches!(op, Op::SetGlobal(_)) && !global.is_bound() {
+                    if matches!(op, Op::SetGlobal(..)) && !global.is_bound() {
                         let err = crate::error::unbound_variable(global.name, true);
                         throw!(err, None);
                     }
                     global.set(v);
                 }
-                Op::Pop => {
-                    self.stack.pop();
-                }
                 Op::Jump(t) => jump!(t as usize),
-                Op::JumpIfFalse(t) => {
-                    if !self.pop().is_truthy() {
+                Op::JumpIfFalse(r, t) => {
+                    if !reg!(r).is_truthy() {
                         jump!(t as usize);
                     }
                 }
-                Op::JumpIfFalseKeep(t) => {
-                    if self.stack.last().is_some_and(|v| !v.is_truthy()) {
+                Op::JumpIfTrue(r, t) => {
+                    if reg!(r).is_truthy() {
                         jump!(t as usize);
-                    } else {
-                        self.stack.pop();
-                    }
-                }
-                Op::JumpIfTrueKeep(t) => {
-                    if self.stack.last().is_some_and(Value::is_truthy) {
-                        jump!(t as usize);
-                    } else {
-                        self.stack.pop();
                     }
                 }
                 Op::JumpIfUnbound(g, t) => {
@@ -716,191 +963,136 @@ impl Machine {
                         jump!(t as usize);
                     }
                 }
-                Op::TailCall(n) if self.fuel != Some(0) => {
-                    // A closure calling itself (or another closure of the same code) in tail
-                    // position: reuse the frame in place — a loop.
-                    let n = n as usize;
-                    let len = self.stack.len();
-                    let same = len > n
-                        && base > 0
-                        && self.frames.last().is_some_and(|f| f.is_closure)
-                        && match &self.stack[len - n - 1] {
-                            // The same allocation as the running code is that code (no
-                            // downcast needed to know it is a `Proto`).
-                            Value::Fn(c) => {
-                                std::ptr::addr_eq(Rc::as_ptr(&c.code), Rc::as_ptr(&proto))
-                                    && !proto.rest
-                                    && proto.params as usize == n
-                            }
-                            _ => false,
-                        };
-                    if same {
-                        if let Some(fuel) = &mut self.fuel {
-                            *fuel -= 1;
-                        }
-                        let at = len - n - 1;
-                        self.stack.swap(base - 1, at);
-                        for i in 0..n {
-                            self.stack.swap(base + i, at + 1 + i);
-                        }
-                        self.shrink_stack(base + n);
-                        let slots = proto.slots as usize;
-                        if slots > n {
-                            self.stack.resize(base + slots, Value::Nil);
-                        }
-                        ip = 0;
-                        continue;
-                    }
-                    save_ip!();
-                    let flow = self.call(n, true, engine);
-                    flow!(flow);
-                }
-                Op::Call(n) if self.fuel != Some(0) && self.frames.len() < self.max_depth => {
-                    // The common case inline: a bytecode closure with exactly its parameters.
-                    let n = n as usize;
-                    let len = self.stack.len();
-                    let callee = match len.checked_sub(n + 1).map(|at| &self.stack[at]) {
-                        Some(Value::Fn(c)) => {
-                            // Recursion calls the running code: no downcast needed.
-                            let code = if std::ptr::addr_eq(Rc::as_ptr(&c.code), Rc::as_ptr(&proto))
-                            {
-                                Some(proto.clone())
-                            } else {
-                                vm_proto(c)
-                            };
-                            code.filter(|p| !p.rest && p.params as usize == n)
-                        }
-                        _ => None,
+                Op::TailCall(r, n) => tail_call!(r, n),
+                Op::Call(r, n) => call!(r, n),
+                Op::TailCallGlobal(g, r, n) | Op::CallGlobal(g, r, n) => {
+                    let tail = matches!(op, Op::TailCallGlobal(..));
+                    let Some(global) = proto.globals.get(g as usize) else {
+                        throw!(corrupt("global out of range"), None);
                     };
-                    save_ip!();
-                    match callee {
-                        Some(callee) => {
-                            if let Some(fuel) = &mut self.fuel {
-                                *fuel -= 1;
-                            }
-                            let new_base = len - n;
-                            let slots = callee.slots as usize;
-                            if slots > n {
-                                self.stack.resize(new_base + slots, Value::Nil);
-                            }
-                            self.frames.push(Frame {
-                                proto: callee.clone(),
-                                is_closure: true,
-                                ip: 0,
-                                base: new_base,
-                                fuel_restore: None,
-                            });
-                            proto = callee;
-                            ip = 0;
-                            base = new_base;
+                    let name = global.name;
+                    let callee = {
+                        let value = global.value.borrow();
+                        // A loop: a tail call of the global that holds the running closure.
+                        let looping = tail
+                            && self.fuel != Some(0)
+                            && !proto.rest
+                            && proto.params == n
+                            && base + r as usize + (n as usize) < self.stack.len()
+                            && self.frames.last().is_some_and(|f| f.is_closure)
+                            && matches!(
+                                (&*value, self.stack.get(base - 1)),
+                                (Some(Value::Fn(a)), Some(Value::Fn(b))) if Rc::ptr_eq(a, b)
+                            );
+                        if looping {
+                            None
+                        } else {
+                            Some(value.clone())
                         }
-                        None => {
-                            let flow = self.call(n, false, engine);
-                            flow!(flow);
+                    };
+                    match callee {
+                        None => restart!(base + r as usize, n as usize),
+                        Some(Some(f)) => set!(r, f),
+                        Some(None) => {
+                            let err = crate::error::unbound_variable(name, false);
+                            throw!(err, Some(name.name()));
                         }
                     }
+                    if tail {
+                        tail_call!(r, n)
+                    } else {
+                        call!(r, n)
+                    }
                 }
-                Op::Return if self.frames.len() > 1 => {
-                    let result = self.pop();
-                    let Some(frame) = self.frames.pop() else {
+                Op::Return(r) if self.frames.len() > 1 => {
+                    let result = std::mem::take(reg_mut!(r));
+                    let Some(frame) = self.pop_frame() else {
                         throw!(corrupt("return without a frame"), None);
                     };
-                    if let Some((outer, granted)) = frame.fuel_restore {
-                        self.restore_fuel(outer, granted);
+                    if let Some(place) = self.stack.get_mut(frame.ret) {
+                        store(place, result);
                     }
-                    self.shrink_stack(frame.base.saturating_sub(1));
-                    self.stack.push(result);
                     reload!();
                 }
-                Op::Call(n) | Op::TailCall(n) => {
-                    save_ip!();
-                    let flow = self.call(n as usize, matches!(op, Op::TailCall(_)), engine);
-                    flow!(flow);
-                }
-                Op::Return => {
-                    let result = self.pop();
+                Op::Return(r) => {
+                    let result = std::mem::take(reg_mut!(r));
                     let flow = self.do_return(result);
                     flow!(flow);
                 }
-                Op::SelfClosure => {
+                Op::SelfClosure(dst) => {
                     let this = match self.frames.last() {
                         Some(f) if f.is_closure => self.stack.get(f.base - 1).cloned(),
                         _ => None,
                     };
                     match this {
-                        Some(v) => self.stack.push(v),
+                        Some(v) => set!(dst, v),
                         None => throw!(corrupt("self-closure outside a closure"), None),
                     }
                 }
-                Op::Closure(i) => {
+                Op::Closure(dst, i) => {
                     let v = check!(self.make_closure(&proto, base, i));
-                    self.stack.push(v);
+                    set!(dst, v);
                 }
-                Op::List(n) => {
-                    let Some(from) = self.stack.len().checked_sub(n as usize) else {
-                        throw!(corrupt("stack underflow"), None);
-                    };
-                    let items = self.pop_list(from, List::empty());
-                    self.stack.push(Value::List(items));
+                Op::List(dst, from, n) => {
+                    let items = check!(self.take_list(base + from as usize, n as usize));
+                    set!(dst, Value::List(items));
                 }
-                Op::Dict(n) => {
-                    let Some(from) = self.stack.len().checked_sub(n as usize) else {
-                        throw!(corrupt("stack underflow"), None);
+                Op::Dict(dst, from, n) => {
+                    let from = base + from as usize;
+                    let Some(items) = self.stack.get_mut(from..from + n as usize) else {
+                        throw!(corrupt("register out of range"), None);
                     };
-                    let items: Vec<Value> = self.stack.drain(from..).collect();
                     let mut dict = Dict::new();
                     let mut bad = None;
-                    for pair in items.chunks(2) {
+                    for pair in items.chunks_mut(2) {
                         if let [k, v] = pair {
                             if k.is_function() {
                                 bad = Some(k.clone());
                                 break;
                             }
-                            dict.insert(Key(k.clone()), v.clone());
+                            dict.insert(Key(std::mem::take(k)), std::mem::take(v));
                         }
                     }
                     if let Some(k) = bad {
                         throw!(type_error("a function cannot be a dict key", vec![k]), None);
                     }
-                    self.stack.push(Value::Dict(dict));
+                    set!(dst, Value::Dict(dict));
                 }
-                Op::Element(c, n) => {
+                Op::Element(dst, c, from, n) => {
                     let tag = check!(proto
                         .consts
                         .get(c as usize)
                         .ok_or_else(|| corrupt("constant out of range")))
                     .clone();
-                    let Some(from) = self.stack.len().checked_sub(n as usize) else {
-                        throw!(corrupt("stack underflow"), None);
-                    };
-                    let list = List::cons(tag, self.pop_list(from, List::empty()));
-                    self.stack.push(Value::List(list));
+                    let items = check!(self.take_list(base + from as usize, n as usize));
+                    set!(dst, Value::List(List::cons(tag, items)));
                 }
-                Op::PushGuard(target) => self.handlers.push(Handler {
+                Op::PushGuard(r, target) => self.handlers.push(Handler {
                     frames: self.frames.len(),
-                    stack: self.stack.len(),
+                    dst: base + r as usize,
                     target: target as usize,
                 }),
                 Op::PopGuard => {
                     self.handlers.pop();
                 }
-                Op::Perform => {
+                Op::Perform(dst, src) => {
+                    let request = reg!(src).clone();
                     save_ip!();
                     if !self.spend_fuel() {
                         throw!(crate::error::out_of_fuel(), None);
                     }
-                    let request = self.pop();
+                    self.perform_dst = base + dst as usize;
                     return Step::Perform(request);
                 }
-                Op::DefMacro(g) | Op::DefComp(g, _) => {
-                    let v = self.pop();
+                Op::DefMacro(g, src) | Op::DefComp(g, _, src) => {
+                    let v = std::mem::take(reg_mut!(src));
                     let Some(global) = proto.globals.get(g as usize) else {
                         throw!(corrupt("global out of range"), None);
                     };
                     let Value::Fn(closure) = v else {
                         throw!(corrupt("definition of a non-function"), None);
                     };
-                    let defined = if let Op::DefComp(_, keys) = op {
+                    let defined = if let Op::DefComp(_, keys, _) = op {
                         let keys = match proto.consts.get(keys as usize) {
                             Some(Value::List(keys)) => {
                                 keys.iter().filter_map(Value::as_symbol).collect()
@@ -917,8 +1109,8 @@ impl Machine {
                     };
                     global.set(defined);
                 }
-                Op::DefTest(c) => {
-                    let thunk = self.pop();
+                Op::DefTest(c, src) => {
+                    let thunk = std::mem::take(reg_mut!(src));
                     let Some(Value::Str(name)) = proto.consts.get(c as usize) else {
                         throw!(corrupt("test name"), None);
                     };
@@ -934,172 +1126,229 @@ impl Machine {
                         loc,
                     });
                 }
-                Op::Prim(prim, g) => {
+                Op::Prim2(p, dst, a, b, g) => {
                     // Integer fast path, inline; a comparison feeding a branch branches at once.
-                    let len = self.stack.len();
-                    if len >= 2
-                        && prim.arity() == 2
-                        && proto
-                            .globals
-                            .get(g as usize)
-                            .is_some_and(|g| g.builtin.get())
-                    {
-                        if let (Value::Int(a), Value::Int(b)) =
-                            (&self.stack[len - 2], &self.stack[len - 1])
-                        {
-                            if let Some(result) = int_prim(prim, *a, *b) {
-                                // Both operands are integers: nothing to drop.
-                                std::mem::forget(self.stack.pop());
-                                std::mem::forget(self.stack.pop());
-                                deliver!(result);
-                                continue;
-                            }
+                    let x = reg!(a).as_int();
+                    let y = reg!(b).as_int();
+                    if let (Some(x), Some(y)) = (x, y) {
+                        if builtin!(g) {
+                            deliver_int!(dst, int_prim(p, x, y));
                         }
                     }
                     save_ip!();
-                    let flow = self.prim(prim, &proto, g, engine);
+                    let flow = self.prim(
+                        p,
+                        g,
+                        &proto,
+                        base + dst as usize,
+                        Operands::Two(base + a as usize, base + b as usize),
+                        engine,
+                    );
                     flow!(flow);
                 }
-                Op::PrimLocalInt(..) | Op::PrimLocals(..) => {
-                    let (prim, a) = match op {
-                        Op::PrimLocalInt(p, a, _) | Op::PrimLocals(p, a, _) => (p, a),
-                        _ => unreachable!(),
-                    };
-                    let g = proto
-                        .prim_globals
-                        .get(prim.code() as usize)
-                        .copied()
-                        .unwrap_or(u16::MAX);
-                    let right = match op {
-                        Op::PrimLocalInt(_, _, k) => Some(i64::from(k)),
-                        Op::PrimLocals(_, _, b) => match self.stack.get(base + b as usize) {
-                            Some(Value::Int(y)) => Some(*y),
-                            _ => None,
-                        },
-                        _ => None,
-                    };
-                    if let (Some(Value::Int(x)), Some(y)) =
-                        (self.stack.get(base + a as usize), right)
-                    {
-                        if proto
-                            .globals
-                            .get(g as usize)
-                            .is_some_and(|g| g.builtin.get())
-                        {
-                            if let Some(result) = int_prim(prim, *x, y) {
-                                deliver!(result);
-                                continue;
-                            }
+                Op::PrimInt(p, dst, a, k, g) => {
+                    if let Some(x) = reg!(a).as_int() {
+                        if builtin!(g) {
+                            deliver_int!(dst, int_prim(p, x, i64::from(k)));
                         }
                     }
-                    let left = check!(self.local(base, a)).clone();
-                    let right = match op {
-                        Op::PrimLocals(_, _, b) => check!(self.local(base, b)).clone(),
-                        Op::PrimLocalInt(_, _, k) => Value::Int(i64::from(k)),
-                        _ => Value::Nil,
-                    };
-                    self.stack.push(left);
-                    self.stack.push(right);
                     save_ip!();
-                    let flow = self.prim(prim, &proto, g, engine);
+                    let flow = self.prim(
+                        p,
+                        g,
+                        &proto,
+                        base + dst as usize,
+                        Operands::RegInt(base + a as usize, k),
+                        engine,
+                    );
+                    flow!(flow);
+                }
+                Op::Prim(p, dst, a, g) => {
+                    // One-operand fast paths, inline.
+                    if p.arity() == 1 && builtin!(g) {
+                        if let Some(result) = unary_prim(p, reg!(a)) {
+                            if a > dst {
+                                *reg_mut!(a) = Value::Nil;
+                            }
+                            deliver!(dst, result);
+                            continue;
+                        }
+                    }
+                    save_ip!();
+                    let flow = self.prim(
+                        p,
+                        g,
+                        &proto,
+                        base + dst as usize,
+                        Operands::From(base + a as usize),
+                        engine,
+                    );
                     flow!(flow);
                 }
             }
         }
     }
 
-    /// A primitive the inline integer path did not answer: list and one-argument fast paths,
-    /// in-place `assoc`, else the native (or whatever the global holds now, when rebound).
-    fn prim(&mut self, prim: Prim, proto: &Proto, g: u16, engine: &mut Engine) -> Flow {
+    /// A primitive the inline fast paths did not answer: in-place `assoc`, `cons`, else the
+    /// native (or whatever the global holds now, when rebound). Operands at or above `dst`
+    /// are temporaries and are taken.
+    fn prim(
+        &mut self,
+        prim: Prim,
+        g: u16,
+        proto: &Proto,
+        dst: usize,
+        operands: Operands,
+        engine: &mut Engine,
+    ) -> Flow {
         let argc = prim.arity() as usize;
+        let registers: [Option<usize>; 3] = match operands {
+            Operands::From(a) => [0, 1, 2].map(|i| (i < argc).then_some(a + i)),
+            Operands::Two(a, b) => [Some(a), Some(b), None],
+            Operands::RegInt(a, _) => [Some(a), None, None],
+        };
+        let mut args: [Value; 3] = Default::default();
+        for (arg, r) in args.iter_mut().zip(registers) {
+            let Some(r) = r else { continue };
+            let Some(place) = self.stack.get_mut(r) else {
+                return self.throw(corrupt("register out of range"), None);
+            };
+            *arg = if r >= dst {
+                std::mem::take(place)
+            } else {
+                place.clone()
+            };
+        }
+        if let Operands::RegInt(_, k) = operands {
+            args[1] = Value::Int(i64::from(k));
+        }
         let Some(global) = proto.globals.get(g as usize) else {
             return self.throw(corrupt("global out of range"), None);
         };
         if !global.builtin.get() {
+            // Rebound: call what the global holds now, from registers above the frame.
             let current = global.value.borrow().clone();
             let Some(f) = current else {
                 let err = crate::error::unbound_variable(global.name, false);
                 return self.throw(err, Some(global.name.name()));
             };
-            let Some(at) = self.stack.len().checked_sub(argc) else {
-                return self.throw(corrupt("stack underflow"), None);
-            };
-            self.stack.insert(at, f);
-            return self.call(argc, false, engine);
+            let at = self.frame_end();
+            self.place_call(at, f, args.into_iter().take(argc).collect());
+            return self.call(at, argc, dst, false, engine);
         }
-        let len = self.stack.len();
-        if len < argc {
-            return self.throw(corrupt("stack underflow"), None);
-        }
-        if prim == Prim::Assoc {
+        let [first, second, third] = args;
+        let result = match (prim, first) {
             // The VM owns its operands: a dict nothing else holds is updated in place.
-            if let (Value::Dict(_) | Value::Nil, key) = (&self.stack[len - 3], &self.stack[len - 2])
-            {
-                if !key.is_function() {
-                    let value = self.pop();
-                    let key = self.pop();
-                    let mut map = match self.pop() {
-                        Value::Dict(map) => map,
-                        _ => Dict::new(),
-                    };
-                    map.insert(Key(key), value);
-                    self.stack.push(Value::Dict(map));
-                    return Flow::Next(false);
-                }
+            (Prim::Assoc, dict @ (Value::Dict(_) | Value::Nil)) if !second.is_function() => {
+                let mut map = match dict {
+                    Value::Dict(map) => map,
+                    _ => Dict::new(),
+                };
+                map.insert(Key(second), third);
+                Ok(Value::Dict(map))
             }
-        }
-        // Two integers were already tried by the caller's inline fast path.
-        let fast = match (prim, &self.stack[len - 1]) {
-            (Prim::Not, v) => Some(Value::Bool(!v.is_truthy())),
-            (Prim::IsNil, v) => Some(Value::Bool(matches!(v, Value::Nil))),
-            (Prim::First, Value::List(l)) => Some(l.first().cloned().unwrap_or(Value::Nil)),
-            (Prim::Rest, Value::List(l)) => Some(Value::List(l.rest())),
-            (Prim::IsEmpty, Value::List(l)) => Some(Value::Bool(l.is_empty())),
-            (Prim::Inc, Value::Int(n)) => n.checked_add(1).map(Value::Int),
-            (Prim::Dec, Value::Int(n)) => n.checked_sub(1).map(Value::Int),
-            (Prim::Abs, Value::Int(n)) => n.checked_abs().map(Value::Int),
-            (Prim::Cons, Value::List(tail)) => Some(Value::List(List::cons(
-                self.stack[len - 2].clone(),
-                tail.clone(),
-            ))),
-            _ => None,
+            (Prim::Cons, head) => match second {
+                Value::List(tail) => Ok(Value::List(List::cons(head, tail))),
+                second => self.native(global, &[head, second]),
+            },
+            (_, first) => self.native(global, &[first, second, third][..argc]),
         };
-        if let Some(v) = fast {
-            self.stack.truncate(len - argc);
-            self.stack.push(v);
-            return Flow::Next(false);
-        }
-        let native = match &*global.value.borrow() {
-            Some(Value::Native(n)) => n.clone(),
-            _ => return self.throw(corrupt("primitive global lost its native"), None),
-        };
-        let NativeKind::Pure(f) = native.kind else {
-            return self.throw(corrupt("primitive is not a plain native"), None);
-        };
-        match f(&self.stack[len - argc..]) {
+        match result {
             Ok(v) => {
-                self.stack.truncate(len - argc);
-                self.stack.push(v);
+                if let Some(place) = self.stack.get_mut(dst) {
+                    *place = v;
+                }
                 Flow::Next(false)
             }
-            Err(err) => self.throw(err, Some(native.name)),
+            Err((err, site)) => self.throw(err, Some(site)),
         }
+    }
+
+    /// Calls the core native a primitive global holds.
+    fn native(
+        &self,
+        global: &crate::expander::Global,
+        args: &[Value],
+    ) -> Result<Value, (Value, &'static str)> {
+        let native = match &*global.value.borrow() {
+            Some(Value::Native(n)) => n.clone(),
+            _ => return Err((corrupt("primitive global lost its native"), "prim")),
+        };
+        let NativeKind::Pure(f) = native.kind else {
+            return Err((corrupt("primitive is not a plain native"), "prim"));
+        };
+        f(args).map_err(|err| (err, native.name))
     }
 }
 
-/// A primitive on two integers, when it has an integer answer.
+/// Overwrites a register: the old value is dropped without a call when it holds nothing to
+/// free (numbers, booleans, nil — most registers most of the time).
 #[inline(always)]
-fn int_prim(prim: Prim, a: i64, b: i64) -> Option<Value> {
-    match prim {
-        Prim::Add => a.checked_add(b).map(Value::Int),
-        Prim::Sub => a.checked_sub(b).map(Value::Int),
-        Prim::Mul => a.checked_mul(b).map(Value::Int),
-        Prim::Lt => Some(Value::Bool(a < b)),
-        Prim::Gt => Some(Value::Bool(a > b)),
-        Prim::Le => Some(Value::Bool(a <= b)),
-        Prim::Ge => Some(Value::Bool(a >= b)),
-        Prim::Eq => Some(Value::Bool(a == b)),
-        Prim::Mod if b > 0 => Some(Value::Int(a.rem_euclid(b))),
+fn store(place: &mut Value, v: Value) {
+    let old = std::mem::replace(place, v);
+    if old.is_plain() {
+        std::mem::forget(old);
+    } else {
+        drop(old);
+    }
+}
+
+/// A one-operand primitive's answer when it has a fast one.
+#[inline(always)]
+fn unary_prim(prim: Prim, v: &Value) -> Option<Value> {
+    match (prim, v) {
+        (Prim::Not, v) => Some(Value::Bool(!v.is_truthy())),
+        (Prim::IsNil, v) => Some(Value::Bool(matches!(v, Value::Nil))),
+        (Prim::First, Value::List(l)) => Some(l.first().cloned().unwrap_or(Value::Nil)),
+        (Prim::Rest, Value::List(l)) => Some(Value::List(l.rest())),
+        (Prim::IsEmpty, Value::List(l)) => Some(Value::Bool(l.is_empty())),
+        (Prim::Inc, Value::Int(n)) => n.checked_add(1).map(Value::Int),
+        (Prim::Dec, Value::Int(n)) => n.checked_sub(1).map(Value::Int),
+        (Prim::Abs, Value::Int(n)) => n.checked_abs().map(Value::Int),
         _ => None,
+    }
+}
+
+/// A primitive's answer on two integers: small enough to stay in machine registers.
+enum IntOut {
+    Int(i64),
+    Bool(bool),
+    /// No integer answer (overflow, a zero divisor): the general path decides.
+    None,
+}
+
+/// A primitive on two integers.
+#[inline(always)]
+fn int_prim(prim: Prim, a: i64, b: i64) -> IntOut {
+    let int = |n: Option<i64>| n.map_or(IntOut::None, IntOut::Int);
+    match prim {
+        Prim::Add => int(a.checked_add(b)),
+        Prim::Sub => int(a.checked_sub(b)),
+        Prim::Mul => int(a.checked_mul(b)),
+        Prim::Lt => IntOut::Bool(a < b),
+        Prim::Gt => IntOut::Bool(a > b),
+        Prim::Le => IntOut::Bool(a <= b),
+        Prim::Ge => IntOut::Bool(a >= b),
+        Prim::Eq => IntOut::Bool(a == b),
+        Prim::Mod if b > 0 => IntOut::Int(a.rem_euclid(b)),
+        _ => IntOut::None,
+    }
+}
+
+/// Writes an integer into a register: only the number when it holds one already. Writing
+/// whole values through memory costs store-forwarding stalls on the next read.
+#[inline(always)]
+fn set_int(place: &mut Value, n: i64) {
+    match place {
+        Value::Int(old) => *old = n,
+        _ => store(place, Value::Int(n)),
+    }
+}
+
+#[inline(always)]
+fn set_bool(place: &mut Value, b: bool) {
+    match place {
+        Value::Bool(old) => *old = b,
+        _ => store(place, Value::Bool(b)),
     }
 }

@@ -141,11 +141,16 @@ fn an_unknown_opcode_is_named() {
     let program = engine.compile_program("(print 1)", None).unwrap();
     let lines = program.forms[0].lines.len();
     let mut bytes = sxbc::write(&program).unwrap();
-    // The form's code ends with `return`; its primitive table, line table and child count
+    // The form's code ends with `return` and its register; its line table and child count
     // follow.
-    let prim_table = 2 * sx_kernel::bytecode::PRIMS.len();
-    let last = bytes.len() - 1 - prim_table - 4 - 12 * lines - 4;
-    assert_eq!(bytes[last], 24, "expected the return opcode");
+    let last = bytes.len() - 1 - 4 - 12 * lines - 4 - 2;
+    let opcodes = sx_kernel::bytecode::OPCODES;
+    let return_code = opcodes.iter().position(|(name, _)| *name == "return");
+    assert_eq!(
+        Some(bytes[last] as usize),
+        return_code,
+        "expected the return opcode"
+    );
     bytes[last] = 200;
     let err = sxbc::read(&bytes, &mut engine.globals)
         .err()
