@@ -28,8 +28,88 @@ struct Frame {
     /// Where the result goes in the caller's frame: the callee's register (`base - 1`), or
     /// the result register of a rebound primitive.
     ret: usize,
-    /// `call-with-fuel`: the outer budget and what was granted, restored on exit.
-    fuel_restore: Option<(Option<u64>, u64)>,
+}
+
+/// A `call-with-fuel` frame: the outer budget and what was granted, restored when the frame
+/// at `depth` ends. Kept apart from [`Frame`] so frames stay small.
+struct FuelFrame {
+    depth: usize,
+    outer: Option<u64>,
+    granted: u64,
+}
+
+/// The call stack. Slots are kept after a return and overwritten by the next call, so a call
+/// writes a frame in place instead of pushing one.
+struct Frames {
+    slots: Vec<Frame>,
+    depth: usize,
+}
+
+impl Frames {
+    fn new() -> Frames {
+        Frames {
+            slots: Vec::new(),
+            depth: 0,
+        }
+    }
+
+    #[inline(always)]
+    fn len(&self) -> usize {
+        self.depth
+    }
+
+    fn is_empty(&self) -> bool {
+        self.depth == 0
+    }
+
+    #[inline(always)]
+    fn last(&self) -> Option<&Frame> {
+        self.depth.checked_sub(1).and_then(|i| self.slots.get(i))
+    }
+
+    #[inline(always)]
+    fn last_mut(&mut self) -> Option<&mut Frame> {
+        self.depth
+            .checked_sub(1)
+            .and_then(|i| self.slots.get_mut(i))
+    }
+
+    fn get(&self, i: usize) -> Option<&Frame> {
+        self.slots[..self.depth].get(i)
+    }
+
+    fn iter(&self) -> std::slice::Iter<'_, Frame> {
+        self.slots[..self.depth].iter()
+    }
+
+    /// A closure's frame (or, with `is_closure` false, a top-level form's or an `eval`'s).
+    #[inline(always)]
+    fn push(&mut self, proto: Rc<Proto>, is_closure: bool, base: usize, ret: usize) {
+        match self.slots.get_mut(self.depth) {
+            Some(slot) => {
+                slot.proto = proto;
+                slot.is_closure = is_closure;
+                slot.ip = 0;
+                slot.base = base;
+                slot.ret = ret;
+            }
+            None => self.slots.push(Frame {
+                proto,
+                is_closure,
+                ip: 0,
+                base,
+                ret,
+            }),
+        }
+        self.depth += 1;
+    }
+
+    /// The frame that ended (its slot stays until the next call).
+    #[inline(always)]
+    fn pop(&mut self) -> Option<&Frame> {
+        self.depth = self.depth.checked_sub(1)?;
+        self.slots.get(self.depth)
+    }
 }
 
 struct Handler {
@@ -45,8 +125,9 @@ struct Handler {
 /// above the running frame), so nothing is kept alive by a dead register.
 pub struct Machine {
     stack: Vec<Value>,
-    frames: Vec<Frame>,
+    frames: Frames,
     handlers: Vec<Handler>,
+    fuel_frames: Vec<FuelFrame>,
     fuel: Option<u64>,
     max_depth: usize,
     /// The host's answer to a `perform`, applied when the machine runs again.
@@ -86,17 +167,13 @@ impl Machine {
     /// A machine that runs a compiled top-level form.
     pub fn new(proto: Rc<Proto>, fuel: Option<u64>, max_depth: usize) -> Machine {
         let stack = vec![Value::Nil; 1 + proto.slots as usize];
+        let mut frames = Frames::new();
+        frames.push(proto, false, 1, 0);
         Machine {
             stack,
-            frames: vec![Frame {
-                proto,
-                is_closure: false,
-                ip: 0,
-                base: 1,
-                ret: 0,
-                fuel_restore: None,
-            }],
+            frames,
             handlers: Vec::new(),
+            fuel_frames: Vec::new(),
             fuel,
             max_depth,
             resume_with: None,
@@ -114,8 +191,9 @@ impl Machine {
         stack.extend(args);
         Machine {
             stack,
-            frames: Vec::new(),
+            frames: Frames::new(),
             handlers: Vec::new(),
+            fuel_frames: Vec::new(),
             fuel,
             max_depth,
             resume_with: None,
@@ -154,13 +232,32 @@ impl Machine {
     }
 
     /// Pops the running frame, clearing its registers and restoring its fuel budget.
-    fn pop_frame(&mut self) -> Option<Frame> {
+    /// Pops the running frame, clearing its registers and restoring its fuel budget;
+    /// returns where its result goes.
+    fn pop_frame(&mut self) -> Option<usize> {
         let frame = self.frames.pop()?;
-        if let Some((outer, granted)) = frame.fuel_restore {
-            self.restore_fuel(outer, granted);
+        let (base, end, ret) = (
+            frame.base,
+            frame.base + frame.proto.slots as usize,
+            frame.ret,
+        );
+        self.end_fuel_frame();
+        self.clear(base, end);
+        Some(ret)
+    }
+
+    /// After a frame is popped: restores the budget if it was a `call-with-fuel` frame.
+    #[inline(always)]
+    fn end_fuel_frame(&mut self) {
+        if self
+            .fuel_frames
+            .last()
+            .is_some_and(|f| f.depth == self.frames.len())
+        {
+            if let Some(f) = self.fuel_frames.pop() {
+                self.restore_fuel(f.outer, f.granted);
+            }
         }
-        self.clear(frame.base, frame.base + frame.proto.slots as usize);
-        Some(frame)
     }
 
     /// Makes sure registers up to `end` exist.
@@ -268,7 +365,7 @@ impl Machine {
 
     /// Returns from the running frame with `result`.
     fn do_return(&mut self, result: Value) -> Flow {
-        let Some(frame) = self.pop_frame() else {
+        let Some(ret) = self.pop_frame() else {
             self.done = true;
             return Flow::Stop(Step::Done(result));
         };
@@ -276,7 +373,7 @@ impl Machine {
             self.done = true;
             return Flow::Stop(Step::Done(result));
         }
-        match self.stack.get_mut(frame.ret) {
+        match self.stack.get_mut(ret) {
             Some(place) => *place = result,
             None => return self.throw(corrupt("return register out of range"), None),
         }
@@ -387,14 +484,7 @@ impl Machine {
             return self.throw(err, None);
         }
         let base = at + 1;
-        self.frames.push(Frame {
-            proto,
-            is_closure: true,
-            ip: 0,
-            base,
-            ret,
-            fuel_restore: None,
-        });
+        self.frames.push(proto, true, base, ret);
         self.reach(base + slots);
         Flow::Next(true)
     }
@@ -470,9 +560,11 @@ impl Machine {
                 }
                 let flow = self.call(at, 0, ret, false, engine);
                 if self.frames.len() > depth {
-                    if let Some(frame) = self.frames.get_mut(depth) {
-                        frame.fuel_restore = Some((outer, granted));
-                    }
+                    self.fuel_frames.push(FuelFrame {
+                        depth,
+                        outer,
+                        granted,
+                    });
                 } else if matches!(flow, Flow::Next(_)) {
                     // The thunk finished at once (a native): restore now.
                     self.restore_fuel(outer, granted);
@@ -489,14 +581,7 @@ impl Machine {
                     let base = at + 1;
                     self.clear(at, base + argc);
                     self.reach(base + proto.slots as usize);
-                    self.frames.push(Frame {
-                        proto,
-                        is_closure: false,
-                        ip: 0,
-                        base,
-                        ret,
-                        fuel_restore: None,
-                    });
+                    self.frames.push(proto, false, base, ret);
                     Flow::Next(true)
                 }
                 Err(err) => self.throw(err, Some("eval")),
@@ -692,7 +777,7 @@ impl Machine {
             }};
         }
         // Stores a primitive's result; a boolean about to be tested by `jump-if-false`
-        // branches at once instead.
+        // branches at once too.
         macro_rules! deliver {
             ($dst:expr, $result:expr) => {{
                 let result: Value = $result;
@@ -702,9 +787,10 @@ impl Machine {
                     }
                     _ => None,
                 };
-                match branch {
-                    Some(next) => jump!(next),
-                    None => set!($dst, result),
+                // Written even when branching: `and` and `or` keep the value they test.
+                set!($dst, result);
+                if let Some(next) = branch {
+                    jump!(next);
                 }
             }};
         }
@@ -718,12 +804,12 @@ impl Machine {
                         continue;
                     }
                     IntOut::Bool(truth) => {
-                        match proto.code.get(ip) {
-                            Some(Op::JumpIfFalse(r, target)) if *r == $dst => {
+                        set_bool(reg_mut!($dst), truth);
+                        if let Some(Op::JumpIfFalse(r, target)) = proto.code.get(ip) {
+                            if *r == $dst {
                                 let next = if truth { ip + 1 } else { *target as usize };
                                 jump!(next);
                             }
-                            _ => set_bool(reg_mut!($dst), truth),
                         }
                         continue;
                     }
@@ -833,14 +919,7 @@ impl Machine {
                         }
                         let new_base = at + 1;
                         self.reach(new_base + callee.slots as usize);
-                        self.frames.push(Frame {
-                            proto: callee.clone(),
-                            is_closure: true,
-                            ip: 0,
-                            base: new_base,
-                            ret: at,
-                            fuel_restore: None,
-                        });
+                        self.frames.push(callee.clone(), true, new_base, at);
                         proto = callee;
                         ip = 0;
                         base = new_base;
@@ -879,10 +958,13 @@ impl Machine {
                         set!(dst, v);
                     }
                 },
-                Op::Take(dst, src) => {
-                    let v = std::mem::take(reg_mut!(src));
-                    set!(dst, v);
-                }
+                Op::Take(dst, src) => match *reg_mut!(src) {
+                    Value::Int(n) => set_int(reg_mut!(dst), n),
+                    ref mut v => {
+                        let v = std::mem::take(v);
+                        set!(dst, v);
+                    }
+                },
                 Op::LocalBoxed(dst, src) => {
                     let v = match reg!(src) {
                         Value::Boxed(b) => b.borrow().clone(),
@@ -971,6 +1053,13 @@ impl Machine {
                         throw!(corrupt("global out of range"), None);
                     };
                     let name = global.name;
+                    // What to do: loop, call a closure (its pointer only: a whole value
+                    // moved through a temporary stalls the next read), call another value.
+                    enum Callee {
+                        Loop,
+                        Closure(Rc<Closure>),
+                        Other(Option<Value>),
+                    }
                     let callee = {
                         let value = global.value.borrow();
                         // A loop: a tail call of the global that holds the running closure.
@@ -984,16 +1073,17 @@ impl Machine {
                                 (&*value, self.stack.get(base - 1)),
                                 (Some(Value::Fn(a)), Some(Value::Fn(b))) if Rc::ptr_eq(a, b)
                             );
-                        if looping {
-                            None
-                        } else {
-                            Some(value.clone())
+                        match &*value {
+                            _ if looping => Callee::Loop,
+                            Some(Value::Fn(f)) => Callee::Closure(f.clone()),
+                            other => Callee::Other(other.clone()),
                         }
                     };
                     match callee {
-                        None => restart!(base + r as usize, n as usize),
-                        Some(Some(f)) => set!(r, f),
-                        Some(None) => {
+                        Callee::Loop => restart!(base + r as usize, n as usize),
+                        Callee::Closure(f) => set!(r, Value::Fn(f)),
+                        Callee::Other(Some(v)) => set!(r, v),
+                        Callee::Other(None) => {
                             let err = crate::error::unbound_variable(name, false);
                             throw!(err, Some(name.name()));
                         }
@@ -1005,12 +1095,28 @@ impl Machine {
                     }
                 }
                 Op::Return(r) if self.frames.len() > 1 => {
-                    let result = std::mem::take(reg_mut!(r));
-                    let Some(frame) = self.pop_frame() else {
+                    // An integer result travels as a number (see `set_int`).
+                    let result = match reg_mut!(r) {
+                        Value::Int(n) => Err(*n),
+                        other => Ok(std::mem::take(other)),
+                    };
+                    let end = base + proto.slots as usize;
+                    if let Some(registers) = self.stack.get_mut(base..end) {
+                        for v in registers {
+                            if !v.is_plain() {
+                                *v = Value::Nil;
+                            }
+                        }
+                    }
+                    let Some(ret) = self.frames.pop().map(|f| f.ret) else {
                         throw!(corrupt("return without a frame"), None);
                     };
-                    if let Some(place) = self.stack.get_mut(frame.ret) {
-                        store(place, result);
+                    self.end_fuel_frame();
+                    if let Some(place) = self.stack.get_mut(ret) {
+                        match result {
+                            Err(n) => set_int(place, n),
+                            Ok(v) => store(place, v),
+                        }
                     }
                     reload!();
                 }
