@@ -421,11 +421,14 @@ impl Compiler {
     }
 
     /// The register that holds `expr`'s value: a local's own register when the local is
-    /// read in place (never assigned, so a later operand cannot change it), else a new
-    /// temporary with the value compiled into it.
-    fn operand(&mut self, expr: &ExprRef) -> Result<u16, Value> {
+    /// read in place (never assigned, so a later operand cannot change it) and lies below
+    /// `below`, else a new temporary with the value compiled into it. A primitive passes its
+    /// `dst`: the VM takes the operands at or above it, which must be temporaries.
+    fn operand(&mut self, expr: &ExprRef, below: u16) -> Result<u16, Value> {
         if let Some(slot) = self.plain_local(expr)? {
-            return Ok(slot);
+            if slot < below {
+                return Ok(slot);
+            }
         }
         let r = self.alloc()?;
         self.expr(expr, r, false)?;
@@ -500,9 +503,10 @@ impl Compiler {
                 index,
                 value,
             } => {
-                let src = self.operand(value)?;
+                let top = self.top();
+                let src = self.operand(value, u16::MAX)?;
                 let (captured, i, boxed) = self.resolve(*depth, *index)?;
-                let temporary = src >= dst;
+                let temporary = src >= top;
                 self.emit(match (captured, boxed) {
                     (false, false) if temporary => Op::Take(i, src),
                     (false, false) => Op::Move(i, src),
@@ -519,13 +523,13 @@ impl Compiler {
                 self.emit(Op::Nil(dst));
             }
             Expr::SetGlobal { global, value } => {
-                let src = self.operand(value)?;
+                let src = self.operand(value, u16::MAX)?;
                 let g = self.global(global)?;
                 self.emit(Op::SetGlobal(g, src));
                 self.emit(Op::Nil(dst));
             }
             Expr::Define { global, value } => {
-                let src = self.operand(value)?;
+                let src = self.operand(value, u16::MAX)?;
                 let g = self.global(global)?;
                 self.emit(Op::DefineGlobal(g, src));
                 self.emit(Op::Nil(dst));
@@ -533,7 +537,7 @@ impl Compiler {
             Expr::If(c, t, e) => {
                 // The test's register is free again once the jump has read it.
                 let top = self.top();
-                let test = self.operand(c)?;
+                let test = self.operand(c, u16::MAX)?;
                 self.free_to(top);
                 self.two_way(Op::JumpIfFalse(test, 0), t, e, dst, tail)?;
             }
@@ -619,7 +623,7 @@ impl Compiler {
                 self.patch(to_end, here);
             }
             Expr::Perform { request, loc } => {
-                let src = self.operand(request)?;
+                let src = self.operand(request, u16::MAX)?;
                 self.mark(loc);
                 self.emit(Op::Perform(dst, src));
             }
@@ -704,15 +708,15 @@ impl Compiler {
                 let g = self.global(global)?;
                 let op = match &items[1..] {
                     [a, b] => {
-                        let a = self.operand(a)?;
+                        let a = self.operand(a, dst)?;
                         match &**b {
                             Expr::Const(Value::Int(k)) if i32::try_from(*k).is_ok() => {
                                 Op::PrimInt(prim, dst, a, *k as i32, g)
                             }
-                            _ => Op::Prim2(prim, dst, a, self.operand(b)?, g),
+                            _ => Op::Prim2(prim, dst, a, self.operand(b, dst)?, g),
                         }
                     }
-                    [a] => Op::Prim(prim, dst, self.operand(a)?, g),
+                    [a] => Op::Prim(prim, dst, self.operand(a, dst)?, g),
                     args => Op::Prim(prim, dst, self.consecutive(args, dst)?, g),
                 };
                 self.mark(loc);
