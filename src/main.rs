@@ -346,6 +346,10 @@ fn run(path: &Path, engine_kind: EngineKind, fuel: Option<u64>) -> u8 {
         }
     };
     effects::flush_stdout();
+    // The process ends here: freeing every value the program built, one cell at a time,
+    // would only delay the exit (the system takes the memory back at once).
+    std::mem::forget(run);
+    std::mem::forget(engine);
     result
 }
 

@@ -776,21 +776,30 @@ impl Machine {
                 ip = target;
             }};
         }
-        // Stores a primitive's result; a boolean about to be tested by `jump-if-false`
-        // branches at once too.
+        // Stores a primitive's result: a number or a boolean in place (see `set_int`).
         macro_rules! deliver {
             ($dst:expr, $result:expr) => {{
-                let result: Value = $result;
-                let branch = match (&result, proto.code.get(ip)) {
-                    (Value::Bool(truth), Some(Op::JumpIfFalse(r, target))) if *r == $dst => {
-                        Some(if *truth { ip + 1 } else { *target as usize })
+                match $result {
+                    Value::Int(n) => set_int(reg_mut!($dst), n),
+                    Value::Bool(truth) => branch_on!($dst, truth),
+                    result => set!($dst, result),
+                }
+            }};
+        }
+        // Stores a boolean; when the next instruction tests it, branches at once. (Written
+        // even when branching: `and` and `or` keep the value they test.)
+        macro_rules! branch_on {
+            ($dst:expr, $truth:expr) => {{
+                let truth: bool = $truth;
+                set_bool(reg_mut!($dst), truth);
+                match proto.code.get(ip) {
+                    Some(Op::JumpIfFalse(r, target)) if *r == $dst => {
+                        jump!(if truth { ip + 1 } else { *target as usize });
                     }
-                    _ => None,
-                };
-                // Written even when branching: `and` and `or` keep the value they test.
-                set!($dst, result);
-                if let Some(next) = branch {
-                    jump!(next);
+                    Some(Op::JumpIfTrue(r, target)) if *r == $dst => {
+                        jump!(if truth { *target as usize } else { ip + 1 });
+                    }
+                    _ => {}
                 }
             }};
         }
@@ -804,13 +813,7 @@ impl Machine {
                         continue;
                     }
                     IntOut::Bool(truth) => {
-                        set_bool(reg_mut!($dst), truth);
-                        if let Some(Op::JumpIfFalse(r, target)) = proto.code.get(ip) {
-                            if *r == $dst {
-                                let next = if truth { ip + 1 } else { *target as usize };
-                                jump!(next);
-                            }
-                        }
+                        branch_on!($dst, truth);
                         continue;
                     }
                     IntOut::None => {}
@@ -861,25 +864,53 @@ impl Machine {
         macro_rules! tail_call {
             ($r:expr, $n:expr) => {{
                 let (r, n): (u16, u16) = ($r, $n);
-                // A closure calling itself (or another closure of the same code) in tail
-                // position: the arguments become the parameters and the code starts
-                // over — a loop.
+                // A closure calling a bytecode closure with exactly its parameters in tail
+                // position: the callee takes over the frame. Calling its own code, that is
+                // a loop.
                 let (at, n) = (base + r as usize, n as usize);
-                let same = self.fuel != Some(0)
-                    && at + n < self.stack.len()
-                    && self.frames.last().is_some_and(|f| f.is_closure)
-                    && match &self.stack[at] {
+                let callee = match self.stack.get(at) {
+                    Some(Value::Fn(c))
+                        if self.fuel != Some(0)
+                            && at + n < self.stack.len()
+                            && self.frames.last().is_some_and(|f| f.is_closure) =>
+                    {
                         // The same allocation as the running code is that code (no
                         // downcast needed to know it is a `Proto`).
-                        Value::Fn(c) => {
-                            std::ptr::addr_eq(Rc::as_ptr(&c.code), Rc::as_ptr(&proto))
-                                && !proto.rest
-                                && proto.params as usize == n
+                        if std::ptr::addr_eq(Rc::as_ptr(&c.code), Rc::as_ptr(&proto)) {
+                            Some(None)
+                        } else {
+                            vm_proto(c).map(Some)
                         }
-                        _ => false,
-                    };
-                if same {
-                    restart!(at, n);
+                    }
+                    _ => None,
+                };
+                match callee {
+                    Some(None) if !proto.rest && proto.params as usize == n => {
+                        // Its closure may differ (the same lambda, other captures).
+                        let closure = std::mem::take(&mut self.stack[at]);
+                        store(&mut self.stack[base - 1], closure);
+                        restart!(at, n);
+                    }
+                    Some(Some(code)) if !code.rest && code.params as usize == n => {
+                        if let Some(fuel) = &mut self.fuel {
+                            *fuel -= 1;
+                        }
+                        let closure = std::mem::take(&mut self.stack[at]);
+                        store(&mut self.stack[base - 1], closure);
+                        for i in 0..n {
+                            let v = std::mem::take(&mut self.stack[at + 1 + i]);
+                            store(&mut self.stack[base + i], v);
+                        }
+                        self.clear(base + n, base + proto.slots as usize);
+                        self.reach(base + code.slots as usize);
+                        if let Some(f) = self.frames.last_mut() {
+                            f.proto = code.clone();
+                        }
+                        proto = code;
+                        ip = 0;
+                        continue;
+                    }
+                    _ => {}
                 }
                 save_ip!();
                 let flow = self.call(at, n, at, true, engine);
@@ -985,8 +1016,19 @@ impl Machine {
                     *place = Value::Boxed(Rc::new(RefCell::new(v)));
                 }
                 Op::Capture(dst, i) => {
-                    let v = check!(self.capture(i)).clone();
-                    set!(dst, v);
+                    // A closure's frame has its closure just below its registers.
+                    let v = match self.stack.get(base - 1) {
+                        Some(Value::Fn(c)) => match c.captures.get(i as usize) {
+                            Some(Value::Int(n)) => Err(*n),
+                            Some(v) => Ok(v.clone()),
+                            None => throw!(corrupt("capture out of range"), None),
+                        },
+                        _ => throw!(corrupt("capture outside a closure"), None),
+                    };
+                    match v {
+                        Err(n) => set_int(reg_mut!(dst), n),
+                        Ok(v) => set!(dst, v),
+                    }
                 }
                 Op::CaptureBoxed(dst, i) => {
                     let v = match check!(self.capture(i)) {
@@ -1126,14 +1168,11 @@ impl Machine {
                     flow!(flow);
                 }
                 Op::SelfClosure(dst) => {
-                    let this = match self.frames.last() {
-                        Some(f) if f.is_closure => self.stack.get(f.base - 1).cloned(),
-                        _ => None,
+                    let this = match self.stack.get(base - 1) {
+                        Some(Value::Fn(c)) => c.clone(),
+                        _ => throw!(corrupt("self-closure outside a closure"), None),
                     };
-                    match this {
-                        Some(v) => set!(dst, v),
-                        None => throw!(corrupt("self-closure outside a closure"), None),
-                    }
+                    set!(dst, Value::Fn(this));
                 }
                 Op::Closure(dst, i) => {
                     let v = check!(self.make_closure(&proto, base, i));
@@ -1239,6 +1278,18 @@ impl Machine {
                     if let (Some(x), Some(y)) = (x, y) {
                         if builtin!(g) {
                             deliver_int!(dst, int_prim(p, x, y));
+                        }
+                    } else if p == Prim::Cons && matches!(reg!(b), Value::List(_)) && builtin!(g) {
+                        // Operands at or above `dst` are temporaries: taken, not copied.
+                        let mut operand = |r: u16| match self.stack.get_mut(base + r as usize) {
+                            Some(v) if r >= dst => std::mem::take(v),
+                            Some(v) => v.clone(),
+                            None => Value::Nil,
+                        };
+                        let (head, tail) = (operand(a), operand(b));
+                        if let Value::List(tail) = tail {
+                            set!(dst, Value::List(List::cons(head, tail)));
+                            continue;
                         }
                     }
                     save_ip!();

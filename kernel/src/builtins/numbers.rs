@@ -44,7 +44,7 @@ pub(super) fn table() -> Vec<Entry> {
             Ok(Value::Bool(int(&a[0], "odd?")? % 2 != 0))
         }),
         pure("number->string", 1, Some(1), |a| match a[0] {
-            Value::Int(n) => Ok(Value::str(decimal(n, &mut [0; 20]))),
+            Value::Int(n) => Ok(Value::str(crate::printer::decimal(n, &mut [0; 20]))),
             _ => {
                 float(&a[0], "number->string")?;
                 Ok(Value::str(&crate::printer::repr(&a[0])))
@@ -52,27 +52,6 @@ pub(super) fn table() -> Vec<Entry> {
         }),
         pure("string->number", 1, Some(1), string_to_number),
     ]
-}
-
-/// `n` in decimal, written into the end of `buf` (one allocation less than `format!`, for the
-/// commonest `number->string`).
-fn decimal(n: i64, buf: &mut [u8; 20]) -> &str {
-    let mut at = buf.len();
-    let mut rest = n.unsigned_abs();
-    loop {
-        at -= 1;
-        buf[at] = b'0' + (rest % 10) as u8;
-        rest /= 10;
-        if rest == 0 {
-            break;
-        }
-    }
-    if n < 0 {
-        // i64::MIN is 19 digits and a sign: 20 bytes.
-        at -= 1;
-        buf[at] = b'-';
-    }
-    std::str::from_utf8(&buf[at..]).unwrap_or("0")
 }
 
 fn not_a_number(v: &Value, who: &str) -> Value {
