@@ -199,7 +199,23 @@ pub struct Compiler {
     moves: HashSet<usize>,
     fns: Vec<FnState>,
     frames: Vec<FrameInfo>,
+    /// Named `let` loops compiled inline (see [`Compiler::inline_loop`]), innermost last.
+    loops: Vec<LoopInfo>,
     file: Option<Rc<str>>,
+}
+
+/// A named `let` whose function is only ever called in tail position of its own body: it
+/// runs in the enclosing function's frame, its parameters are registers there, and a call
+/// to it assigns them and jumps back — no closure, no captures, no call.
+struct LoopInfo {
+    /// The variable holding the loop function: (its frame's key, slot).
+    var: Var,
+    level: usize,
+    params: u16,
+    arity: u16,
+    start: u32,
+    /// Whether the loop's own tail positions are tail positions of the function too.
+    fn_tail: bool,
 }
 
 type Compiled = Result<(), Value>;
@@ -220,6 +236,7 @@ pub fn compile_toplevel(expr: &ExprRef, file: Option<Rc<str>>) -> Result<Rc<Prot
         moves: HashSet::new(),
         fns: vec![FnState::new(0, None, 0, false, 0)],
         frames: Vec::new(),
+        loops: Vec::new(),
         file,
     };
     let result = c.alloc()?;
@@ -572,6 +589,7 @@ impl Compiler {
             }
             Expr::Lambda(code) => self.lambda(code, dst)?,
             Expr::Call { items, loc } => self.call(items, loc, dst, tail)?,
+            Expr::Let { .. } if self.inline_loop(expr, dst, tail)? => {}
             Expr::Let { inits, slots, body } => {
                 // The frame's registers first (above `dst`), then each init into its own
                 // register, evaluated in the enclosing scope.
@@ -667,7 +685,7 @@ impl Compiler {
     ) -> Compiled {
         let to_second = self.emit(jump);
         self.expr(first, dst, tail)?;
-        let to_end = if tail {
+        let to_end = if self.function_tail(tail) {
             self.emit(Op::Return(dst));
             None
         } else {
@@ -694,6 +712,17 @@ impl Compiler {
             return Err(syntax_error("internal: a call without a function", vec![]));
         };
         let argc = count(argc)?;
+        if let Some(lp) = self.loop_call(&items[0], tail) {
+            // The arguments, then the parameters all at once, then back to the start.
+            let from = self.consecutive(&items[1..], dst)?;
+            for i in 0..lp.arity {
+                self.emit(Op::Take(lp.params + i, from + i));
+            }
+            self.mark(loc);
+            self.emit(Op::Jump(lp.start));
+            return Ok(());
+        }
+        let tail = self.function_tail(tail);
         if tail {
             self.moves.extend(last_reads(items));
         }
@@ -774,6 +803,102 @@ impl Compiler {
         Ok(None)
     }
 
+    /// Whether a tail position of the code being compiled is one of its function: not
+    /// inside an inline loop that is not itself in tail position.
+    fn function_tail(&self, tail: bool) -> bool {
+        tail && self
+            .loops
+            .last()
+            .filter(|lp| lp.level == self.level())
+            .is_none_or(|lp| lp.fn_tail)
+    }
+
+    /// The innermost inline loop, when `callee` names it from a tail position of its body.
+    fn loop_call(&self, callee: &ExprRef, tail: bool) -> Option<LoopCopy> {
+        let lp = self.loops.last().filter(|lp| lp.level == self.level())?;
+        let Expr::Local { depth, index } = &**callee else {
+            return None;
+        };
+        let frame = self.frames.len().checked_sub(depth + 1)?;
+        let var = (self.frames.get(frame)?.key, *index);
+        (tail && var == lp.var).then_some(LoopCopy {
+            params: lp.params,
+            arity: lp.arity,
+            start: lp.start,
+        })
+    }
+
+    /// Compiles a named `let` as a loop in this function's frame when its function is only
+    /// called in tail position of its own body (the expander's shape: a one-slot frame,
+    /// the function assigned to it, then called with the inits). Returns false, having
+    /// emitted nothing, when the `let` is not such a loop.
+    fn inline_loop(&mut self, expr: &ExprRef, dst: u16, tail: bool) -> Result<bool, Value> {
+        let Expr::Let {
+            inits,
+            slots: 1,
+            body,
+        } = &**expr
+        else {
+            return Ok(false);
+        };
+        let Expr::Seq(items) = &**body else {
+            return Ok(false);
+        };
+        let ([define, call], true) = (&items[..], inits.is_empty()) else {
+            return Ok(false);
+        };
+        let (
+            Expr::SetLocal {
+                depth: 0,
+                index: 0,
+                value,
+            },
+            Expr::Call { items: call, .. },
+        ) = (&**define, &**call)
+        else {
+            return Ok(false);
+        };
+        let (Expr::Lambda(code), Some(Expr::Local { depth: 0, index: 0 })) =
+            (&**value, call.first().map(|c| &**c))
+        else {
+            return Ok(false);
+        };
+        let args = &call[1..];
+        if code.rest || args.len() != code.params || !only_tail_calls(&code.body, 1, true) {
+            return Ok(false);
+        }
+        // The loop variable's frame (never written: nothing reads it; the inits see it),
+        // then the parameters, the inits compiled straight into them.
+        let let_key = key_of(expr);
+        let outer = self.reserve(1)?;
+        self.open_frame(let_key, outer);
+        let params = self.reserve(code.slots)?;
+        for (i, arg) in args.iter().enumerate() {
+            self.expr(arg, params + i as u16, false)?;
+        }
+        let start = self.here();
+        for i in code.params..code.slots {
+            self.emit(Op::Nil(params + i as u16));
+        }
+        let key = key_of(code);
+        self.open_frame(key, params);
+        self.box_slots(key, params, 0..code.slots);
+        self.loops.push(LoopInfo {
+            var: (let_key, 0),
+            level: self.level(),
+            params,
+            arity: count(code.params)?,
+            start,
+            fn_tail: tail,
+        });
+        let result = self.expr(&code.body, dst, true);
+        self.loops.pop();
+        self.frames.pop();
+        self.close_frame(outer);
+        result?;
+        Ok(true)
+    }
+
     fn lambda(&mut self, code: &Rc<LambdaCode>, dst: u16) -> Compiled {
         let params = count(code.params)?;
         let slots = count(code.slots)?;
@@ -814,6 +939,69 @@ impl Compiler {
         let index = u32::try_from(protos.len() - 1).map_err(|_| too_big("functions"))?;
         self.emit(Op::Closure(dst, index));
         Ok(())
+    }
+}
+
+/// What a loop jump needs of its [`LoopInfo`].
+struct LoopCopy {
+    params: u16,
+    arity: u16,
+    start: u32,
+}
+
+/// Whether every reference to the variable in slot 0 of the frame `depth` frames up is the
+/// function of a call in tail position (`tail`), and none is inside a nested function or an
+/// assignment.
+fn only_tail_calls(expr: &ExprRef, depth: usize, tail: bool) -> bool {
+    let is_var = |e: &ExprRef| matches!(&**e, Expr::Local { depth: d, index: 0 } if *d == depth);
+    match &**expr {
+        Expr::Const(_) | Expr::Global { .. } => true,
+        Expr::Local { .. } => !is_var(expr),
+        Expr::Call { items, .. } => match items.split_first() {
+            Some((f, args)) if is_var(f) => {
+                tail && args.iter().all(|a| only_tail_calls(a, depth, false))
+            }
+            _ => items.iter().all(|i| only_tail_calls(i, depth, false)),
+        },
+        Expr::SetLocal {
+            depth: d,
+            index,
+            value,
+        } => !(*d == depth && *index == 0) && only_tail_calls(value, depth, false),
+        Expr::SetGlobal { value, .. } | Expr::Define { value, .. } => {
+            only_tail_calls(value, depth, false)
+        }
+        Expr::CallOrElement { call, element, .. } => {
+            only_tail_calls(call, depth, tail) && only_tail_calls(element, depth, tail)
+        }
+        Expr::If(c, t, e) => {
+            only_tail_calls(c, depth, false)
+                && only_tail_calls(t, depth, tail)
+                && only_tail_calls(e, depth, tail)
+        }
+        Expr::Seq(items) | Expr::And(items) | Expr::Or(items) => {
+            let last = items.len().saturating_sub(1);
+            items
+                .iter()
+                .enumerate()
+                .all(|(i, item)| only_tail_calls(item, depth, tail && i == last))
+        }
+        Expr::Let { inits, body, .. } => {
+            inits.iter().all(|i| only_tail_calls(i, depth, false))
+                && only_tail_calls(body, depth + 1, tail)
+        }
+        Expr::Guard { body, handler } => {
+            only_tail_calls(body, depth, false) && only_tail_calls(handler, depth + 1, tail)
+        }
+        Expr::Perform { request, .. } => only_tail_calls(request, depth, false),
+        Expr::MakeList(items) | Expr::MakeDict(items) | Expr::MakeElement { items, .. } => {
+            items.iter().all(|i| only_tail_calls(i, depth, false))
+        }
+        // A nested function may not mention it at all.
+        Expr::Lambda(code)
+        | Expr::DefMacro { code, .. }
+        | Expr::DefComp { code, .. }
+        | Expr::DefTest { code, .. } => only_tail_calls(&code.body, depth + 1, false),
     }
 }
 

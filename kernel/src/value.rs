@@ -207,19 +207,30 @@ impl<'a> Iterator for ListIter<'a> {
 
 impl Drop for List {
     // Dropping a long (or deeply nested) list node by node would recurse once per node;
-    // unlink uniquely owned nodes onto a work list instead.
+    // `drop_cells` unlinks uniquely owned nodes in a loop instead, along the tail, keeping
+    // nested lists found in heads on a work list (allocated only if there are any). A
+    // shared list is only released: that is most drops, and it is a decrement, inline.
+    #[inline]
     fn drop(&mut self) {
-        let Some(first) = self.0.take() else { return };
-        let mut work = vec![first];
-        while let Some(node) = work.pop() {
-            if let Ok(mut cons) = Rc::try_unwrap(node) {
-                if let Some(tail) = cons.tail.0.take() {
-                    work.push(tail);
-                }
-                if let Value::List(inner) = &mut cons.head {
-                    if let Some(inner) = inner.0.take() {
-                        work.push(inner);
-                    }
+        match self.0.take() {
+            Some(first) if Rc::strong_count(&first) == 1 => drop_cells(first),
+            // Shared (or empty): only released.
+            shared => drop(shared),
+        }
+    }
+}
+
+/// Frees a uniquely held list's cells (see `List`'s `Drop`).
+#[inline(never)]
+fn drop_cells(first: Rc<Cons>) {
+    let mut next = Some(first);
+    let mut nested: Vec<Rc<Cons>> = Vec::new();
+    while let Some(node) = next.take().or_else(|| nested.pop()) {
+        if let Ok(mut cons) = Rc::try_unwrap(node) {
+            next = cons.tail.0.take();
+            if let Value::List(inner) = &mut cons.head {
+                if let Some(inner) = inner.0.take() {
+                    nested.push(inner);
                 }
             }
         }

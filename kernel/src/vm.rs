@@ -1442,11 +1442,11 @@ impl Machine {
 /// free (numbers, booleans, nil — most registers most of the time).
 #[inline(always)]
 fn store(place: &mut Value, v: Value) {
-    let old = std::mem::replace(place, v);
-    if old.is_plain() {
-        std::mem::forget(old);
-    } else {
-        drop(old);
+    match std::mem::replace(place, v) {
+        old if old.is_plain() => std::mem::forget(old),
+        // A list is most often shared: released inline (see `List`'s `Drop`).
+        Value::List(list) => drop(list),
+        old => drop(old),
     }
 }
 
