@@ -1096,10 +1096,12 @@ impl Machine {
                     };
                     let name = global.name;
                     // What to do: loop, call a closure (its pointer only: a whole value
-                    // moved through a temporary stalls the next read), call another value.
+                    // moved through a temporary stalls the next read), call a plain native
+                    // right here, call another value.
                     enum Callee {
                         Loop,
                         Closure(Rc<Closure>),
+                        Pure(crate::value::NativeFn, &'static str),
                         Other(Option<Value>),
                     }
                     let callee = {
@@ -1115,15 +1117,39 @@ impl Machine {
                                 (&*value, self.stack.get(base - 1)),
                                 (Some(Value::Fn(a)), Some(Value::Fn(b))) if Rc::ptr_eq(a, b)
                             );
+                        let argc = usize::from(n);
                         match &*value {
                             _ if looping => Callee::Loop,
                             Some(Value::Fn(f)) => Callee::Closure(f.clone()),
+                            Some(Value::Native(native))
+                                if argc >= native.min_args
+                                    && native.max_args.is_none_or(|max| argc <= max) =>
+                            {
+                                match native.kind {
+                                    NativeKind::Pure(f) => Callee::Pure(f, native.name),
+                                    _ => Callee::Other(Some(Value::Native(native.clone()))),
+                                }
+                            }
                             other => Callee::Other(other.clone()),
                         }
                     };
                     match callee {
                         Callee::Loop => restart!(base + r as usize, n as usize),
                         Callee::Closure(f) => set!(r, Value::Fn(f)),
+                        Callee::Pure(f, site) => {
+                            let from = base + r as usize + 1;
+                            let Some(args) = self.stack.get(from..from + n as usize) else {
+                                throw!(corrupt("call arguments out of range"), None);
+                            };
+                            match f(args) {
+                                Ok(v) => {
+                                    self.clear(from, from + n as usize);
+                                    set!(r, v);
+                                    continue;
+                                }
+                                Err(err) => throw!(err, Some(site)),
+                            }
+                        }
                         Callee::Other(Some(v)) => set!(r, v),
                         Callee::Other(None) => {
                             let err = crate::error::unbound_variable(name, false);
