@@ -195,7 +195,7 @@ impl FnState {
 pub struct Compiler {
     analysis: Analysis,
     /// `Local` nodes that are the last read of their variable before a tail call: they move
-    /// the value out of the slot instead of copying it (see `Op::MoveLocal`).
+    /// the value out of the register instead of copying it (see `Op::Take`).
     moves: HashSet<usize>,
     fns: Vec<FnState>,
     frames: Vec<FrameInfo>,
@@ -216,6 +216,8 @@ struct LoopInfo {
     start: u32,
     /// Whether the loop's own tail positions are tail positions of the function too.
     fn_tail: bool,
+    /// Compile-time frames below the loop function's own.
+    frames: usize,
 }
 
 type Compiled = Result<(), Value>;
@@ -713,6 +715,16 @@ impl Compiler {
         };
         let argc = count(argc)?;
         if let Some(lp) = self.loop_call(&items[0], tail) {
+            // A last read of the loop's own variables moves the value (the round ends
+            // here); the enclosing function's are read again next round.
+            let frames = self.frames.len();
+            let own = |(depth, _): (usize, usize)| frames - depth > lp.frames;
+            self.moves.extend(
+                last_reads_of(&items[1..])
+                    .into_iter()
+                    .filter(|(var, _)| own(*var))
+                    .map(|(_, node)| node),
+            );
             // The arguments, then the parameters all at once, then back to the start.
             let from = self.consecutive(&items[1..], dst)?;
             for i in 0..lp.arity {
@@ -737,7 +749,10 @@ impl Compiler {
                 let g = self.global(global)?;
                 let op = match &items[1..] {
                     [a, b] => {
-                        let a = self.operand(a, dst)?;
+                        // `a` is read when the primitive runs, after `b`: not in place if
+                        // `b` moves the same variable out (a tail call's last read).
+                        let below = if self.moves_in(b, a) { 0 } else { dst };
+                        let a = self.operand(a, below)?;
                         match &**b {
                             Expr::Const(Value::Int(k)) if i32::try_from(*k).is_ok() => {
                                 Op::PrimInt(prim, dst, a, *k as i32, g)
@@ -803,6 +818,24 @@ impl Compiler {
         Ok(None)
     }
 
+    /// Whether `expr` moves the local `var` names out of its register anywhere (a `take` of
+    /// a tail call's last read, see `moves`).
+    fn moves_in(&self, expr: &ExprRef, var: &ExprRef) -> bool {
+        let Expr::Local { depth, index } = &**var else {
+            return false;
+        };
+        match &**expr {
+            Expr::Local { depth: d, index: i } => {
+                (d, i) == (depth, index) && self.moves.contains(&key_of(expr))
+            }
+            Expr::If(c, t, e) => [c, t, e].iter().any(|x| self.moves_in(x, var)),
+            Expr::Perform { request, .. } => self.moves_in(request, var),
+            node => node
+                .evaluated_in_order()
+                .is_some_and(|items| items.iter().any(|x| self.moves_in(x, var))),
+        }
+    }
+
     /// Whether a tail position of the code being compiled is one of its function: not
     /// inside an inline loop that is not itself in tail position.
     fn function_tail(&self, tail: bool) -> bool {
@@ -825,6 +858,7 @@ impl Compiler {
             params: lp.params,
             arity: lp.arity,
             start: lp.start,
+            frames: lp.frames,
         })
     }
 
@@ -864,7 +898,10 @@ impl Compiler {
             return Ok(false);
         };
         let args = &call[1..];
-        if code.rest || args.len() != code.params || !only_tail_calls(&code.body, 1, true) {
+        if code.rest
+            || args.len() != code.params
+            || !only_tail_calls(&code.body, 1, code.params, true)
+        {
             return Ok(false);
         }
         // The loop variable's frame (never written: nothing reads it; the inits see it),
@@ -889,7 +926,8 @@ impl Compiler {
             params,
             arity: count(code.params)?,
             start,
-            fn_tail: tail,
+            fn_tail: self.function_tail(tail),
+            frames: self.frames.len() - 1,
         });
         let result = self.expr(&code.body, dst, true);
         self.loops.pop();
@@ -947,61 +985,69 @@ struct LoopCopy {
     params: u16,
     arity: u16,
     start: u32,
+    frames: usize,
 }
 
 /// Whether every reference to the variable in slot 0 of the frame `depth` frames up is the
-/// function of a call in tail position (`tail`), and none is inside a nested function or an
-/// assignment.
-fn only_tail_calls(expr: &ExprRef, depth: usize, tail: bool) -> bool {
+/// function of a call in tail position (`tail`) with `arity` arguments, and none is inside
+/// a nested function or an assignment.
+fn only_tail_calls(expr: &ExprRef, depth: usize, arity: usize, tail: bool) -> bool {
     let is_var = |e: &ExprRef| matches!(&**e, Expr::Local { depth: d, index: 0 } if *d == depth);
     match &**expr {
         Expr::Const(_) | Expr::Global { .. } => true,
         Expr::Local { .. } => !is_var(expr),
         Expr::Call { items, .. } => match items.split_first() {
             Some((f, args)) if is_var(f) => {
-                tail && args.iter().all(|a| only_tail_calls(a, depth, false))
+                tail && args.len() == arity
+                    && args.iter().all(|a| only_tail_calls(a, depth, arity, false))
             }
-            _ => items.iter().all(|i| only_tail_calls(i, depth, false)),
+            _ => items
+                .iter()
+                .all(|i| only_tail_calls(i, depth, arity, false)),
         },
         Expr::SetLocal {
             depth: d,
             index,
             value,
-        } => !(*d == depth && *index == 0) && only_tail_calls(value, depth, false),
+        } => !(*d == depth && *index == 0) && only_tail_calls(value, depth, arity, false),
         Expr::SetGlobal { value, .. } | Expr::Define { value, .. } => {
-            only_tail_calls(value, depth, false)
+            only_tail_calls(value, depth, arity, false)
         }
         Expr::CallOrElement { call, element, .. } => {
-            only_tail_calls(call, depth, tail) && only_tail_calls(element, depth, tail)
+            only_tail_calls(call, depth, arity, tail)
+                && only_tail_calls(element, depth, arity, tail)
         }
         Expr::If(c, t, e) => {
-            only_tail_calls(c, depth, false)
-                && only_tail_calls(t, depth, tail)
-                && only_tail_calls(e, depth, tail)
+            only_tail_calls(c, depth, arity, false)
+                && only_tail_calls(t, depth, arity, tail)
+                && only_tail_calls(e, depth, arity, tail)
         }
         Expr::Seq(items) | Expr::And(items) | Expr::Or(items) => {
             let last = items.len().saturating_sub(1);
             items
                 .iter()
                 .enumerate()
-                .all(|(i, item)| only_tail_calls(item, depth, tail && i == last))
+                .all(|(i, item)| only_tail_calls(item, depth, arity, tail && i == last))
         }
         Expr::Let { inits, body, .. } => {
-            inits.iter().all(|i| only_tail_calls(i, depth, false))
-                && only_tail_calls(body, depth + 1, tail)
+            inits
+                .iter()
+                .all(|i| only_tail_calls(i, depth, arity, false))
+                && only_tail_calls(body, depth + 1, arity, tail)
         }
         Expr::Guard { body, handler } => {
-            only_tail_calls(body, depth, false) && only_tail_calls(handler, depth + 1, tail)
+            only_tail_calls(body, depth, arity, false)
+                && only_tail_calls(handler, depth + 1, arity, tail)
         }
-        Expr::Perform { request, .. } => only_tail_calls(request, depth, false),
-        Expr::MakeList(items) | Expr::MakeDict(items) | Expr::MakeElement { items, .. } => {
-            items.iter().all(|i| only_tail_calls(i, depth, false))
-        }
+        Expr::Perform { request, .. } => only_tail_calls(request, depth, arity, false),
+        Expr::MakeList(items) | Expr::MakeDict(items) | Expr::MakeElement { items, .. } => items
+            .iter()
+            .all(|i| only_tail_calls(i, depth, arity, false)),
         // A nested function may not mention it at all.
         Expr::Lambda(code)
         | Expr::DefMacro { code, .. }
         | Expr::DefComp { code, .. }
-        | Expr::DefTest { code, .. } => only_tail_calls(&code.body, depth + 1, false),
+        | Expr::DefTest { code, .. } => only_tail_calls(&code.body, depth + 1, arity, false),
     }
 }
 
@@ -1010,6 +1056,14 @@ fn only_tail_calls(expr: &ExprRef, depth: usize, tail: bool) -> bool {
 /// own scope are considered; a call containing a new scope (let, guard, lambda) or an
 /// assignment gives none.
 fn last_reads(items: &[ExprRef]) -> Vec<usize> {
+    last_reads_of(items)
+        .into_iter()
+        .map(|(_, node)| node)
+        .collect()
+}
+
+/// [`last_reads`] with each read's variable as `(depth, index)` from the call's scope.
+fn last_reads_of(items: &[ExprRef]) -> Vec<((usize, usize), usize)> {
     fn walk(e: &ExprRef, reads: &mut Vec<((usize, usize), usize)>) -> bool {
         match &**e {
             Expr::Const(_) | Expr::Global { .. } => true,
@@ -1031,7 +1085,7 @@ fn last_reads(items: &[ExprRef]) -> Vec<usize> {
     let mut last = Vec::new();
     for (i, (var, node)) in reads.iter().enumerate() {
         if !reads[i + 1..].iter().any(|(other, _)| other == var) {
-            last.push(*node);
+            last.push((*var, *node));
         }
     }
     last

@@ -1,9 +1,10 @@
 //! The bytecode VM: the fast engine. Same semantics as the interpreter (the conformance
 //! suite runs on both and compares), same `Step` protocol for hosts.
 //!
-//! One value stack holds every frame's locals and operands; `frames` records where each
-//! function's slots start and where to resume. A tail call reuses the caller's frame.
-//! Guards are entries in `handlers` (frame count, stack height, handler address). Nothing
+//! One value stack holds every frame's registers; `frames` records where each function's
+//! registers start, where to resume and where its result goes. A tail call reuses the
+//! caller's frame. Guards are entries in `handlers` (frame count, the register a raise lands
+//! in, handler address). Nothing
 //! here recurses in Rust per SX call, and no input — not even a damaged program — makes it
 //! index out of bounds: every access that the loader cannot prove is checked.
 
@@ -231,9 +232,9 @@ impl Machine {
         }
     }
 
-    /// Pops the running frame, clearing its registers and restoring its fuel budget.
-    /// Pops the running frame, clearing its registers and restoring its fuel budget;
-    /// returns where its result goes.
+    /// Pops the running frame, clearing its registers (and its callee's, when the result
+    /// goes elsewhere: a rebound primitive's call) and restoring its fuel budget; returns
+    /// where its result goes.
     fn pop_frame(&mut self) -> Option<usize> {
         let frame = self.frames.pop()?;
         let (base, end, ret) = (
@@ -242,7 +243,7 @@ impl Machine {
             frame.ret,
         );
         self.end_fuel_frame();
-        self.clear(base, end);
+        self.clear(if ret + 1 == base { base } else { base - 1 }, end);
         Some(ret)
     }
 
@@ -765,8 +766,8 @@ impl Machine {
                 store(reg_mut!($r), v);
             }};
         }
-        // Moves to `target`. The compiler only jumps forward; a backward jump (damaged or
-        // hostile bytecode) is a loop and pays fuel like a call.
+        // Moves to `target`. A backward jump (an inline named `let` going round, or damaged
+        // code) is a loop and pays fuel like a call.
         macro_rules! jump {
             ($target:expr) => {{
                 let target: usize = $target;
@@ -1176,9 +1177,13 @@ impl Machine {
                             }
                         }
                     }
-                    let Some(ret) = self.frames.pop().map(|f| f.ret) else {
+                    let Some((ret, callee)) = self.frames.pop().map(|f| (f.ret, f.base - 1)) else {
                         throw!(corrupt("return without a frame"), None);
                     };
+                    if ret != callee {
+                        // A rebound primitive's call: its function sat above the frame.
+                        self.clear(callee, callee + 1);
+                    }
                     self.end_fuel_frame();
                     if let Some(place) = self.stack.get_mut(ret) {
                         match result {
