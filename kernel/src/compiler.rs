@@ -164,6 +164,9 @@ struct FnState {
     top: u16,
     /// Registers the frame needs (the highest `top` reached).
     max_top: u16,
+    /// Locals a primitive being compiled reads in place: a last read of one copies instead
+    /// of moving it out.
+    pinned: Vec<u16>,
 }
 
 impl FnState {
@@ -188,6 +191,7 @@ impl FnState {
             captures: Vec::new(),
             top: slots,
             max_top: slots,
+            pinned: Vec::new(),
         }
     }
 }
@@ -490,7 +494,11 @@ impl Compiler {
                     return Ok(());
                 }
                 let (captured, i, boxed) = self.resolve(*depth, *index)?;
-                if !captured && !boxed && self.moves.contains(&key_of(expr)) {
+                if !captured
+                    && !boxed
+                    && self.moves.contains(&key_of(expr))
+                    && !self.state().pinned.contains(&i)
+                {
                     self.emit(Op::Take(dst, i));
                     return Ok(());
                 }
@@ -749,15 +757,24 @@ impl Compiler {
                 let g = self.global(global)?;
                 let op = match &items[1..] {
                     [a, b] => {
-                        // `a` is read when the primitive runs, after `b`: not in place if
-                        // `b` moves the same variable out (a tail call's last read).
-                        let below = if self.moves_in(b, a) { 0 } else { dst };
-                        let a = self.operand(a, below)?;
+                        let a = self.operand(a, dst)?;
                         match &**b {
                             Expr::Const(Value::Int(k)) if i32::try_from(*k).is_ok() => {
                                 Op::PrimInt(prim, dst, a, *k as i32, g)
                             }
-                            _ => Op::Prim2(prim, dst, a, self.operand(b, dst)?, g),
+                            _ => {
+                                // `a` read in place is read when the primitive runs, after
+                                // `b`: `b` must not move it out meanwhile.
+                                let pinned = a < dst;
+                                if pinned {
+                                    self.state().pinned.push(a);
+                                }
+                                let b = self.operand(b, dst);
+                                if pinned {
+                                    self.state().pinned.pop();
+                                }
+                                Op::Prim2(prim, dst, a, b?, g)
+                            }
                         }
                     }
                     [a] => Op::Prim(prim, dst, self.operand(a, dst)?, g),
@@ -816,24 +833,6 @@ impl Compiler {
             }
         }
         Ok(None)
-    }
-
-    /// Whether `expr` moves the local `var` names out of its register anywhere (a `take` of
-    /// a tail call's last read, see `moves`).
-    fn moves_in(&self, expr: &ExprRef, var: &ExprRef) -> bool {
-        let Expr::Local { depth, index } = &**var else {
-            return false;
-        };
-        match &**expr {
-            Expr::Local { depth: d, index: i } => {
-                (d, i) == (depth, index) && self.moves.contains(&key_of(expr))
-            }
-            Expr::If(c, t, e) => [c, t, e].iter().any(|x| self.moves_in(x, var)),
-            Expr::Perform { request, .. } => self.moves_in(request, var),
-            node => node
-                .evaluated_in_order()
-                .is_some_and(|items| items.iter().any(|x| self.moves_in(x, var))),
-        }
     }
 
     /// Whether a tail position of the code being compiled is one of its function: not
