@@ -211,6 +211,7 @@ pub struct Compiler {
 /// A named `let` whose function is only ever called in tail position of its own body: it
 /// runs in the enclosing function's frame, its parameters are registers there, and a call
 /// to it assigns them and jumps back — no closure, no captures, no call.
+#[derive(Clone, Copy)]
 struct LoopInfo {
     /// The variable holding the loop function: (its frame's key, slot).
     var: Var,
@@ -846,19 +847,14 @@ impl Compiler {
     }
 
     /// The innermost inline loop, when `callee` names it from a tail position of its body.
-    fn loop_call(&self, callee: &ExprRef, tail: bool) -> Option<LoopCopy> {
+    fn loop_call(&self, callee: &ExprRef, tail: bool) -> Option<LoopInfo> {
         let lp = self.loops.last().filter(|lp| lp.level == self.level())?;
         let Expr::Local { depth, index } = &**callee else {
             return None;
         };
         let frame = self.frames.len().checked_sub(depth + 1)?;
         let var = (self.frames.get(frame)?.key, *index);
-        (tail && var == lp.var).then_some(LoopCopy {
-            params: lp.params,
-            arity: lp.arity,
-            start: lp.start,
-            frames: lp.frames,
-        })
+        (tail && var == lp.var).then_some(*lp)
     }
 
     /// Compiles a named `let` as a loop in this function's frame when its function is only
@@ -977,14 +973,6 @@ impl Compiler {
         self.emit(Op::Closure(dst, index));
         Ok(())
     }
-}
-
-/// What a loop jump needs of its [`LoopInfo`].
-struct LoopCopy {
-    params: u16,
-    arity: u16,
-    start: u32,
-    frames: usize,
 }
 
 /// Whether every reference to the variable in slot 0 of the frame `depth` frames up is the
