@@ -397,7 +397,7 @@ async fn attempt(services: &Services, delivery: &Delivery) -> DeliveryOutcome {
         .peer_unavailable(&delivery.peer)
         .unwrap_or(false)
     {
-        return DeliveryOutcome::Retry {
+        return DeliveryOutcome::Waiting {
             due: now_ms() + MAX_BACKOFF_MS,
             error: format!("{} is unavailable; waiting for it to answer", delivery.peer),
         };

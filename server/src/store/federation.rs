@@ -119,6 +119,27 @@ fn peer_in(
     Ok(())
 }
 
+fn peer_unavailable_in(txn: &mut dyn Read, peer: &str) -> Result<bool> {
+    if !key_fits(peer) {
+        return Ok(false);
+    }
+    Ok(match txn.get(Table::Peers, peer)? {
+        Some(text) => matches!(
+            kw_get(&dict(decode(&text, peer)?, peer)?, "available"),
+            Some(Value::Bool(false))
+        ),
+        None => false,
+    })
+}
+
+/// Marks a delivery pending, due at `due`.
+fn pending_in(txn: &mut dyn Write, d: &mut Dict, key: &str, due: i64, error: &str) -> Result<()> {
+    put(d, "status", Value::str("pending"));
+    put(d, "due", Value::Int(due));
+    put(d, "error", Value::str(error));
+    txn.put(Table::DeliveryDue, &format!("{due:016x}\0{key}"), "")
+}
+
 /// Makes every waiting delivery to `peer` due now.
 fn release_waiting_in(txn: &mut dyn Write, peer: &str, now: i64) -> Result<()> {
     let suffix = format!("\0{peer}");
@@ -326,10 +347,17 @@ impl Store {
                     peer_in(txn, peer, true, None, now)?;
                 }
                 DeliveryOutcome::Retry { due, error } => {
-                    put(&mut d, "status", Value::str("pending"));
-                    put(&mut d, "due", Value::Int(due));
-                    put(&mut d, "error", Value::str(&error));
-                    txn.put(Table::DeliveryDue, &format!("{due:016x}\0{key}"), "")?;
+                    pending_in(txn, &mut d, key, due, &error)?;
+                }
+                // The peer may have answered while this attempt was skipped: then it is
+                // due now, or it would wait out `due` though its peer is back.
+                DeliveryOutcome::Waiting { due, error } => {
+                    let due = if peer_unavailable_in(txn, peer)? {
+                        due
+                    } else {
+                        now
+                    };
+                    pending_in(txn, &mut d, key, due, &error)?;
                 }
                 DeliveryOutcome::Failed { error } => {
                     put(&mut d, "status", Value::str("failed"));
@@ -355,16 +383,7 @@ impl Store {
     /// Whether a peer is marked unavailable (it failed a delivery for good, and has not
     /// answered since).
     pub fn peer_unavailable(&self, peer: &str) -> Result<bool> {
-        if !key_fits(peer) {
-            return Ok(false);
-        }
-        Ok(match self.read(|txn| txn.get(Table::Peers, peer))? {
-            Some(text) => matches!(
-                kw_get(&dict(decode(&text, peer)?, peer)?, "available"),
-                Some(Value::Bool(false))
-            ),
-            None => false,
-        })
+        self.read(|txn| peer_unavailable_in(txn, peer))
     }
 
     /// Activities newest first (at most `limit`), each with its deliveries.
@@ -424,6 +443,17 @@ fn text_of_key(key: &str) -> &str {
 /// What became of one delivery attempt.
 pub enum DeliveryOutcome {
     Delivered,
-    Retry { due: i64, error: String },
-    Failed { error: String },
+    Retry {
+        due: i64,
+        error: String,
+    },
+    /// Not tried: its peer is marked unavailable. Due at `due` unless the peer has answered
+    /// meanwhile.
+    Waiting {
+        due: i64,
+        error: String,
+    },
+    Failed {
+        error: String,
+    },
 }

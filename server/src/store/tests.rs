@@ -147,6 +147,38 @@ fn due_flows_and_deliveries_are_found_soonest_first(fx: &Fixture) {
     assert_eq!(due[0].peer, "http://peer.example");
 }
 
+// A delivery skipped because its peer was unavailable, while the peer answered again in
+// the meantime, is due at once rather than after the long wait for an unavailable peer.
+fn a_delivery_skipped_while_its_peer_came_back_is_due_at_once(fx: &Fixture) {
+    let store = fx.open();
+    let peer = "http://peer.example";
+    store.follow(peer).unwrap();
+    store.peer_seen(peer, false, Some("gave up"), 50).unwrap();
+    store.emit(&activity("x1"), &[], 100).unwrap();
+    let due = store.deliveries_due(100, 10).unwrap();
+    assert!(store.delivery_claim(&due[0], 100).unwrap());
+    assert!(store.peer_unavailable(peer).unwrap());
+    // The peer answers while the attempt that skipped it is in flight.
+    store.peer_seen(peer, true, None, 150).unwrap();
+    let waiting = |due| DeliveryOutcome::Waiting {
+        due,
+        error: "unavailable".into(),
+    };
+    store
+        .delivery_outcome(&due[0].key, waiting(1_000_000), 160)
+        .unwrap();
+    let again = store.deliveries_due(160, 10).unwrap();
+    assert_eq!(again.len(), 1, "due at once");
+    // Still unavailable: it waits until `due`.
+    store.peer_seen(peer, false, Some("gave up"), 170).unwrap();
+    assert!(store.delivery_claim(&again[0], 170).unwrap());
+    store
+        .delivery_outcome(&again[0].key, waiting(1_000_000), 180)
+        .unwrap();
+    assert!(store.deliveries_due(999_999, 10).unwrap().is_empty());
+    assert_eq!(store.deliveries_due(1_000_000, 10).unwrap().len(), 1);
+}
+
 fn concurrent_creates_of_one_title_get_distinct_slugs(fx: &Fixture) {
     // On PostgreSQL, two stores: two nodes' pools (LMDB allows one environment per process).
     let stores: Vec<_> = match fx {
