@@ -253,8 +253,14 @@ impl PartialOrd for Key {
     }
 }
 impl Ord for Key {
+    #[inline]
     fn cmp(&self, other: &Self) -> Ordering {
-        compare(&self.0, &other.0)
+        // Strings are the common key of a big dict: compared here without the general
+        // match's call.
+        match (&self.0, &other.0) {
+            (Value::Str(a), Value::Str(b)) => cmp_str(a, b),
+            _ => compare(&self.0, &other.0),
+        }
     }
 }
 
@@ -585,7 +591,7 @@ pub fn compare(a: &Value, b: &Value) -> Ordering {
         (Float(x), Float(y)) => cmp_floats(*x, *y),
         (Int(x), Float(y)) => cmp_int_float(*x, *y),
         (Float(x), Int(y)) => cmp_int_float(*y, *x).reverse(),
-        (Str(x), Str(y)) | (Raw(x), Raw(y)) => x.cmp(y),
+        (Str(x), Str(y)) | (Raw(x), Raw(y)) => cmp_str(x, y),
         (Keyword(x), Keyword(y)) | (Symbol(x), Symbol(y)) => x.cmp(y),
         (List(x), List(y)) => {
             for (p, q) in x.iter().zip(y.iter()) {
@@ -610,6 +616,34 @@ pub fn compare(a: &Value, b: &Value) -> Ordering {
             (Rc::as_ptr(x) as *const () as usize).cmp(&(Rc::as_ptr(y) as *const () as usize))
         }
         _ => type_rank(a).cmp(&type_rank(b)),
+    }
+}
+
+/// Byte order of two strings. The first eight bytes are compared as one big-endian number,
+/// so short strings (most keys) need no `memcmp` call.
+#[inline]
+fn cmp_str(a: &str, b: &str) -> Ordering {
+    // The first eight bytes, zero-padded, as a big-endian number (no loop: at most two
+    // loads, overlapping for 4 to 7 bytes).
+    fn head(s: &[u8]) -> u64 {
+        let be4 =
+            |at: usize| u64::from(u32::from_be_bytes([s[at], s[at + 1], s[at + 2], s[at + 3]]));
+        match s.len() {
+            8.. => u64::from_be_bytes([s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7]]),
+            n @ 4..=7 => be4(0) << 32 | be4(n - 4) << (64 - 8 * n),
+            n => s[..n]
+                .iter()
+                .enumerate()
+                .fold(0, |h, (i, &b)| h | u64::from(b) << (56 - 8 * i)),
+        }
+    }
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    match head(a).cmp(&head(b)) {
+        // Equal heads: a string of eight bytes or fewer is a prefix of the other (the
+        // padding zeros matched its bytes), so the shorter is first.
+        Ordering::Equal if a.len() <= 8 || b.len() <= 8 => a.len().cmp(&b.len()),
+        Ordering::Equal => a[8..].cmp(&b[8..]),
+        other => other,
     }
 }
 
@@ -640,6 +674,20 @@ pub fn gensym(prefix: &str) -> Symbol {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        /// The short-string comparison is byte order, including strings with zero bytes,
+        /// prefixes of each other and multi-byte characters around the eighth byte.
+        #[test]
+        fn strings_compare_in_byte_order(
+            a in "[a\\x00\u{e9}\u{1F600}]{0,12}",
+            b in "[a\\x00\u{e9}\u{1F600}]{0,12}",
+        ) {
+            proptest::prop_assert_eq!(cmp_str(&a, &b), a.as_bytes().cmp(b.as_bytes()));
+            let keys = (Key(Value::str(&a)), Key(Value::str(&b)));
+            proptest::prop_assert_eq!(keys.0.cmp(&keys.1), a.cmp(&b));
+        }
+    }
 
     #[test]
     fn long_lists_drop_without_recursion() {

@@ -116,6 +116,9 @@ fn split(a: &[Value]) -> NResult {
         s.chars()
             .map(|c| Value::str(c.encode_utf8(&mut [0; 4])))
             .collect()
+    } else if let [byte] = *sep.as_bytes() {
+        // One ASCII separator (the usual case): `memchr`, not a substring search.
+        s.split(char::from(byte)).map(Value::str).collect()
     } else {
         s.split(sep).map(Value::str).collect()
     };
