@@ -970,7 +970,10 @@ impl Machine {
                 throw!(corrupt("ran past the end of the code"), None);
             };
             ip += 1;
-            match op {
+            // The call instructions leave the match with the call to make, so the call
+            // paths below are written (and compiled) once; every other instruction
+            // continues the loop.
+            let (r, n, tail) = match op {
                 Op::Const(dst, i) => {
                     let v = check!(proto
                         .consts
@@ -978,43 +981,67 @@ impl Machine {
                         .ok_or_else(|| corrupt("constant out of range")))
                     .clone();
                     set!(dst, v);
+                    continue;
                 }
-                Op::Nil(dst) => set!(dst, Value::Nil),
-                Op::True(dst) => set!(dst, Value::Bool(true)),
-                Op::False(dst) => set!(dst, Value::Bool(false)),
-                Op::Int(dst, n) => set!(dst, Value::Int(i64::from(n))),
-                Op::Move(dst, src) => match *reg!(src) {
-                    Value::Int(n) => set_int(reg_mut!(dst), n),
-                    ref v => {
-                        let v = v.clone();
-                        set!(dst, v);
-                    }
-                },
-                Op::Take(dst, src) => match *reg_mut!(src) {
-                    Value::Int(n) => set_int(reg_mut!(dst), n),
-                    ref mut v => {
-                        let v = std::mem::take(v);
-                        set!(dst, v);
-                    }
-                },
+                Op::Nil(dst) => {
+                    set!(dst, Value::Nil);
+                    continue;
+                }
+                Op::True(dst) => {
+                    set!(dst, Value::Bool(true));
+                    continue;
+                }
+                Op::False(dst) => {
+                    set!(dst, Value::Bool(false));
+                    continue;
+                }
+                Op::Int(dst, n) => {
+                    set!(dst, Value::Int(i64::from(n)));
+                    continue;
+                }
+                Op::Move(dst, src) => {
+                    match *reg!(src) {
+                        Value::Int(n) => set_int(reg_mut!(dst), n),
+                        ref v => {
+                            let v = v.clone();
+                            set!(dst, v);
+                        }
+                    };
+                    continue;
+                }
+                Op::Take(dst, src) => {
+                    match *reg_mut!(src) {
+                        Value::Int(n) => set_int(reg_mut!(dst), n),
+                        ref mut v => {
+                            let v = std::mem::take(v);
+                            set!(dst, v);
+                        }
+                    };
+                    continue;
+                }
                 Op::LocalBoxed(dst, src) => {
                     let v = match reg!(src) {
                         Value::Boxed(b) => b.borrow().clone(),
                         other => other.clone(),
                     };
                     set!(dst, v);
+                    continue;
                 }
                 Op::SetLocalBoxed(slot, src) => {
                     let v = reg!(src).clone();
                     match reg!(slot) {
                         Value::Boxed(b) => *b.borrow_mut() = v,
-                        _ => throw!(corrupt("assignment through a register without a box"), None),
+                        _ => {
+                            throw!(corrupt("assignment through a register without a box"), None)
+                        }
                     }
+                    continue;
                 }
                 Op::MakeBox(slot) => {
                     let place = reg_mut!(slot);
                     let v = std::mem::take(place);
                     *place = Value::Boxed(Rc::new(RefCell::new(v)));
+                    continue;
                 }
                 Op::Capture(dst, i) => {
                     // A closure's frame has its closure just below its registers.
@@ -1030,6 +1057,7 @@ impl Machine {
                         Err(n) => set_int(reg_mut!(dst), n),
                         Ok(v) => set!(dst, v),
                     }
+                    continue;
                 }
                 Op::CaptureBoxed(dst, i) => {
                     let v = match check!(self.capture(i)) {
@@ -1037,13 +1065,17 @@ impl Machine {
                         other => other.clone(),
                     };
                     set!(dst, v);
+                    continue;
                 }
                 Op::SetCaptureBoxed(i, src) => {
                     let v = reg!(src).clone();
                     match check!(self.capture(i)) {
                         Value::Boxed(b) => *b.borrow_mut() = v,
-                        _ => throw!(corrupt("assignment through a capture without a box"), None),
+                        _ => {
+                            throw!(corrupt("assignment through a capture without a box"), None)
+                        }
                     }
+                    continue;
                 }
                 Op::Global(dst, g) => {
                     let Some(global) = proto.globals.get(g as usize) else {
@@ -1057,6 +1089,7 @@ impl Machine {
                             throw!(err, Some(global.name.name()));
                         }
                     }
+                    continue;
                 }
                 Op::SetGlobal(g, src) | Op::DefineGlobal(g, src) => {
                     let v = reg!(src).clone();
@@ -1068,17 +1101,23 @@ impl Machine {
                         throw!(err, None);
                     }
                     global.set(v);
+                    continue;
                 }
-                Op::Jump(t) => jump!(t as usize),
+                Op::Jump(t) => {
+                    jump!(t as usize);
+                    continue;
+                }
                 Op::JumpIfFalse(r, t) => {
                     if !reg!(r).is_truthy() {
                         jump!(t as usize);
                     }
+                    continue;
                 }
                 Op::JumpIfTrue(r, t) => {
                     if reg!(r).is_truthy() {
                         jump!(t as usize);
                     }
+                    continue;
                 }
                 Op::JumpIfUnbound(g, t) => {
                     let Some(global) = proto.globals.get(g as usize) else {
@@ -1087,9 +1126,10 @@ impl Machine {
                     if !global.is_bound() {
                         jump!(t as usize);
                     }
+                    continue;
                 }
-                Op::TailCall(r, n) => tail_call!(r, n),
-                Op::Call(r, n) => call!(r, n),
+                Op::TailCall(r, n) => (r, n, true),
+                Op::Call(r, n) => (r, n, false),
                 Op::TailCallGlobal(g, r, n) | Op::CallGlobal(g, r, n) => {
                     let tail = matches!(op, Op::TailCallGlobal(..));
                     let Some(global) = proto.globals.get(g as usize) else {
@@ -1157,11 +1197,7 @@ impl Machine {
                             throw!(err, Some(name.name()));
                         }
                     }
-                    if tail {
-                        tail_call!(r, n)
-                    } else {
-                        call!(r, n)
-                    }
+                    (r, n, tail)
                 }
                 Op::Return(r) if self.frames.len() > 1 => {
                     // An integer result travels as a number (see `set_int`).
@@ -1192,11 +1228,13 @@ impl Machine {
                         }
                     }
                     reload!();
+                    continue;
                 }
                 Op::Return(r) => {
                     let result = std::mem::take(reg_mut!(r));
                     let flow = self.do_return(result);
                     flow!(flow);
+                    continue;
                 }
                 Op::SelfClosure(dst) => {
                     let this = match self.stack.get(base - 1) {
@@ -1204,14 +1242,17 @@ impl Machine {
                         _ => throw!(corrupt("self-closure outside a closure"), None),
                     };
                     set!(dst, Value::Fn(this));
+                    continue;
                 }
                 Op::Closure(dst, i) => {
                     let v = check!(self.make_closure(&proto, base, i));
                     set!(dst, v);
+                    continue;
                 }
                 Op::List(dst, from, n) => {
                     let items = check!(self.take_list(base + from as usize, n as usize));
                     set!(dst, Value::List(items));
+                    continue;
                 }
                 Op::Dict(dst, from, n) => {
                     let from = base + from as usize;
@@ -1233,6 +1274,7 @@ impl Machine {
                         throw!(type_error("a function cannot be a dict key", vec![k]), None);
                     }
                     set!(dst, Value::Dict(dict));
+                    continue;
                 }
                 Op::Element(dst, c, from, n) => {
                     let tag = check!(proto
@@ -1242,14 +1284,19 @@ impl Machine {
                     .clone();
                     let items = check!(self.take_list(base + from as usize, n as usize));
                     set!(dst, Value::List(List::cons(tag, items)));
+                    continue;
                 }
-                Op::PushGuard(r, target) => self.handlers.push(Handler {
-                    frames: self.frames.len(),
-                    dst: base + r as usize,
-                    target: target as usize,
-                }),
+                Op::PushGuard(r, target) => {
+                    self.handlers.push(Handler {
+                        frames: self.frames.len(),
+                        dst: base + r as usize,
+                        target: target as usize,
+                    });
+                    continue;
+                }
                 Op::PopGuard => {
                     self.handlers.pop();
+                    continue;
                 }
                 Op::Perform(dst, src) => {
                     let request = reg!(src).clone();
@@ -1284,6 +1331,7 @@ impl Machine {
                         Value::Macro(closure)
                     };
                     global.set(defined);
+                    continue;
                 }
                 Op::DefTest(c, src) => {
                     let thunk = std::mem::take(reg_mut!(src));
@@ -1301,6 +1349,7 @@ impl Machine {
                         thunk,
                         loc,
                     });
+                    continue;
                 }
                 Op::Prim2(p, dst, a, b, g) => {
                     // Integer fast path, inline; a comparison feeding a branch branches at once.
@@ -1333,6 +1382,7 @@ impl Machine {
                         engine,
                     );
                     flow!(flow);
+                    continue;
                 }
                 Op::PrimInt(p, dst, a, k, g) => {
                     if let Some(x) = reg!(a).as_int() {
@@ -1350,6 +1400,7 @@ impl Machine {
                         engine,
                     );
                     flow!(flow);
+                    continue;
                 }
                 Op::Prim(p, dst, a, g) => {
                     // One-operand fast paths, inline.
@@ -1372,7 +1423,13 @@ impl Machine {
                         engine,
                     );
                     flow!(flow);
+                    continue;
                 }
+            };
+            if tail {
+                tail_call!(r, n)
+            } else {
+                call!(r, n)
             }
         }
     }
