@@ -68,6 +68,9 @@ pub struct Route {
     /// Whether a request made with a session cookie must carry its CSRF token (route option
     /// `{:csrf false}` turns it off, for endpoints that authenticate otherwise).
     pub csrf: bool,
+    /// Whether its answers to visitors who are not signed in may be kept and served again
+    /// until the posts change (`{:cache true}`, GET routes only; see `pages.rs`).
+    pub cache: bool,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -77,7 +80,27 @@ enum Segment {
 }
 
 impl Route {
-    fn parse(method: &str, path: &str, csrf: bool) -> Result<Route, String> {
+    fn parse(method: &str, path: &str, options: Option<&Value>) -> Result<Route, String> {
+        let option = |name: &str| match options {
+            Some(Value::Dict(d)) => kw_get(d, name).cloned(),
+            _ => None,
+        };
+        let csrf = !matches!(option("csrf"), Some(Value::Bool(false)));
+        let cache = match option("cache") {
+            None | Some(Value::Bool(false)) => false,
+            Some(Value::Bool(true)) if method.eq_ignore_ascii_case("GET") => true,
+            Some(Value::Bool(true)) => {
+                return Err(format!(
+                    "the route {method} {path}: only a GET route can be {{:cache true}}"
+                ))
+            }
+            Some(other) => {
+                return Err(format!(
+                    "the route {method} {path}: :cache is true or false, not {}",
+                    sx_kernel::printer::repr(&other)
+                ))
+            }
+        };
         if !path.starts_with('/') {
             return Err(format!("the route path {path:?} must start with /"));
         }
@@ -93,6 +116,7 @@ impl Route {
             method: method.to_uppercase(),
             segments,
             csrf,
+            cache,
         })
     }
 
@@ -156,6 +180,7 @@ pub enum Found {
         index: usize,
         params: Vec<(String, String)>,
         csrf: bool,
+        cache: bool,
     },
     /// The path exists, with other methods.
     OtherMethods(Vec<String>),
@@ -202,14 +227,7 @@ impl App {
             ..
         } in declared(&engine)
         {
-            let csrf = !matches!(
-                options.as_ref().and_then(|o| match o {
-                    Value::Dict(d) => kw_get(d, "csrf").cloned(),
-                    _ => None,
-                }),
-                Some(Value::Bool(false))
-            );
-            routes.push(Route::parse(&method, &path, csrf)?);
+            routes.push(Route::parse(&method, &path, options.as_ref())?);
         }
         let site_name = site_field(&engine, "name")
             .map(|v| sx_kernel::printer::display(&v))
@@ -261,6 +279,7 @@ impl App {
                 index,
                 params,
                 csrf: self.routes[index].csrf,
+                cache: self.routes[index].cache,
             },
             None if others.is_empty() => Found::NotFound,
             None => Found::OtherMethods(others),
@@ -504,7 +523,7 @@ mod tests {
 
     #[test]
     fn routes_match_literals_and_parameters() {
-        let route = Route::parse("get", "/:slug/edit", true).unwrap();
+        let route = Route::parse("get", "/:slug/edit", None).unwrap();
         assert_eq!(
             route.matches("/hello%20world/edit"),
             Some(vec![("slug".into(), "hello world".into())])
@@ -513,18 +532,18 @@ mod tests {
         assert_eq!(route.matches("//edit"), None);
         assert_eq!(route.matches("/a/publish"), None);
         assert_eq!(route.top_level(), None);
-        let index = Route::parse("GET", "/", true).unwrap();
+        let index = Route::parse("GET", "/", None).unwrap();
         assert_eq!(index.matches("/"), Some(vec![]));
         assert_eq!(index.matches("/x"), None);
-        let new = Route::parse("GET", "/new", true).unwrap();
+        let new = Route::parse("GET", "/new", None).unwrap();
         assert_eq!(new.top_level(), Some("new"));
-        assert!(Route::parse("GET", "new", true).is_err());
+        assert!(Route::parse("GET", "new", None).is_err());
         let app = App {
             generation: 1,
             bundle: Arc::new(Vec::new()),
             routes: vec![
-                Route::parse("GET", "/:slug/edit", true).unwrap(),
-                Route::parse("GET", "/tags/:tag", true).unwrap(),
+                Route::parse("GET", "/:slug/edit", None).unwrap(),
+                Route::parse("GET", "/tags/:tag", None).unwrap(),
             ],
             site_name: "SX".into(),
             reserved: Vec::new(),
@@ -538,7 +557,14 @@ mod tests {
             app.find("HEAD", "/post/edit"),
             Found::Route { index: 0, .. }
         ));
-        assert!(Route::parse("GET", "/:/x", true).is_err());
+        assert!(Route::parse("GET", "/:/x", None).is_err());
+        let options = |cache: Value| sx_kernel::value::kw_dict([("cache", cache)]);
+        let cached = Route::parse("GET", "/x", Some(&options(Value::Bool(true)))).unwrap();
+        assert!(cached.cache && cached.csrf);
+        assert!(!Route::parse("GET", "/x", None).unwrap().cache);
+        let post = Route::parse("POST", "/x", Some(&options(Value::Bool(true))));
+        assert!(post.unwrap_err().contains("only a GET route"));
+        assert!(Route::parse("GET", "/x", Some(&options(Value::str("yes")))).is_err());
     }
 
     /// A host library small enough for these tests: routes and the site.

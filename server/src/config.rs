@@ -65,6 +65,11 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
         "1: the client address is the first X-Forwarded-For hop (behind a proxy)",
     ),
     (
+        "SX_PAGE_CACHE",
+        "1",
+        "0: never serve a kept answer of a {:cache true} route (every page is made afresh)",
+    ),
+    (
         "SX_HEADER_TIMEOUT_S",
         "10",
         "seconds a client has to send a request's headers",
@@ -216,6 +221,8 @@ pub struct Config {
     pub public_url: Option<String>,
     /// `SX_TRUST_PROXY`: the client address is the first `X-Forwarded-For` hop.
     pub trust_proxy: bool,
+    /// `SX_PAGE_CACHE`: answers of `{:cache true}` routes are kept (`pages.rs`).
+    pub page_cache: bool,
     /// `SX_STORE_MAX_MB`: the LMDB map size.
     pub store_max_mb: usize,
     /// `SX_DATABASE_URL`: the store is in PostgreSQL (shared by nodes), not in `persist_dir`.
@@ -318,6 +325,7 @@ impl Default for Config {
             admin_password: None,
             public_url: None,
             trust_proxy: false,
+            page_cache: true,
             store_max_mb: 1024,
             database_url: None,
             // More connections than the CPUs can serve only lengthen the slowest answers
@@ -432,6 +440,9 @@ impl Config {
         }
         if let Some(trust) = var("SX_TRUST_PROXY") {
             config.trust_proxy = flag("SX_TRUST_PROXY", &trust)?;
+        }
+        if let Some(keep) = var("SX_PAGE_CACHE") {
+            config.page_cache = flag("SX_PAGE_CACHE", &keep)?;
         }
         config.admin_user = var("SX_ADMIN_USER");
         config.admin_password = var("SX_ADMIN_PASSWORD");

@@ -8,7 +8,7 @@ use sx_kernel::Value;
 
 use crate::apps::App;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Want {
     Page,
     FragmentHtml,

@@ -29,7 +29,24 @@ pub const REQUEST_FUEL: u64 = 5_000_000;
 struct Job {
     request: Request,
     want: Want,
-    reply: oneshot::Sender<Reply>,
+    reply: oneshot::Sender<Answered>,
+}
+
+/// A worker's answer to a request: the reply, and whether the handler performed nothing but
+/// reads of the posts (so the reply may be kept for the route's `{:cache true}`).
+pub struct Answered {
+    pub reply: Reply,
+    pub read_posts_only: bool,
+}
+
+impl Answered {
+    /// A reply the handler did not make (the server's own error pages): never kept.
+    fn from_host(reply: Reply) -> Answered {
+        Answered {
+            reply,
+            read_posts_only: false,
+        }
+    }
 }
 
 thread_local! {
@@ -134,7 +151,10 @@ pub fn install(image: Image, services: Arc<Services>) -> impl std::future::Futur
                         tracing::error!("loading the new version of the app: {e}");
                         let _ = job
                             .reply
-                            .send(crate::render::error_page(500, "Something went wrong."));
+                            .send(Answered::from_host(crate::render::error_page(
+                                500,
+                                "Something went wrong.",
+                            )));
                         continue;
                     }
                 }
@@ -144,7 +164,7 @@ pub fn install(image: Image, services: Arc<Services>) -> impl std::future::Futur
             // The task's log lines carry the request id, like the router's.
             let span = tracing::info_span!("request", id = %job.request.id);
             let task = async move {
-                let outcome = run(&image, &job.request, &services).await;
+                let (outcome, read_posts_only) = run(&image, &job.request, &services).await;
                 let image = &mut *image.borrow_mut();
                 let reply = crate::render::reply(
                     &mut image.engine,
@@ -154,7 +174,10 @@ pub fn install(image: Image, services: Arc<Services>) -> impl std::future::Futur
                     &job.request,
                     &services,
                 );
-                let _ = job.reply.send(reply);
+                let _ = job.reply.send(Answered {
+                    reply,
+                    read_posts_only,
+                });
             };
             tokio::task::spawn_local(tracing::Instrument::instrument(task, span));
         }
@@ -163,9 +186,9 @@ pub fn install(image: Image, services: Arc<Services>) -> impl std::future::Futur
 
 /// Runs a request on the current thread's image (see `install`). The future is `Send` for
 /// axum; the SX work happens in the thread's local task, without a thread switch.
-pub async fn dispatch(request: Request, want: Want) -> Reply {
+pub async fn dispatch(request: Request, want: Want) -> Answered {
     let Some(sender) = JOBS.with(|j| j.borrow().clone()) else {
-        return crate::render::error_page(503, "The server is starting.");
+        return Answered::from_host(crate::render::error_page(503, "The server is starting."));
     };
     let (reply, answer) = oneshot::channel();
     if sender
@@ -176,11 +199,11 @@ pub async fn dispatch(request: Request, want: Want) -> Reply {
         })
         .is_err()
     {
-        return crate::render::error_page(503, "The server is restarting.");
+        return Answered::from_host(crate::render::error_page(503, "The server is restarting."));
     }
-    answer
-        .await
-        .unwrap_or_else(|_| crate::render::error_page(500, "Something went wrong."))
+    answer.await.unwrap_or_else(|_| {
+        Answered::from_host(crate::render::error_page(500, "Something went wrong."))
+    })
 }
 
 fn dict(pairs: &[(String, String)], keyword_keys: bool) -> Value {
@@ -228,9 +251,10 @@ fn field(d: &Dict, name: &str) -> Option<Value> {
     kw_get(d, name).cloned()
 }
 
-/// Runs a handler to its outcome. The engine is borrowed only while the VM runs; at each
-/// `perform` it is released, so other requests on this thread run while this one waits.
-async fn run(image: &RefCell<Image>, request: &Request, services: &Services) -> Outcome {
+/// Runs a handler to its outcome, and tells whether it performed nothing but reads of the
+/// posts. The engine is borrowed only while the VM runs; at each `perform` it is released,
+/// so other requests on this thread run while this one waits.
+async fn run(image: &RefCell<Image>, request: &Request, services: &Services) -> (Outcome, bool) {
     let handler = {
         let image = image.borrow();
         match request.route {
@@ -239,12 +263,13 @@ async fn run(image: &RefCell<Image>, request: &Request, services: &Services) -> 
         }
     };
     let Some(handler) = handler else {
-        return Outcome::Failed {
+        let failed = Outcome::Failed {
             status: if request.route == NOT_FOUND { 404 } else { 500 },
             log: format!("no handler for route {}", request.route),
         };
+        return (failed, false);
     };
-    let result = call(
+    let (result, read_posts_only) = call_noting_reads(
         image,
         handler,
         vec![request_value(request)],
@@ -252,7 +277,7 @@ async fn run(image: &RefCell<Image>, request: &Request, services: &Services) -> 
         services,
     )
     .await;
-    match result {
+    let outcome = match result {
         Ok(value) => outcome_of(value),
         Err(Value::Dict(refusal)) if kw_get(&refusal, "refuse").is_some() => {
             match kw_get(&refusal, "refuse") {
@@ -285,11 +310,10 @@ async fn run(image: &RefCell<Image>, request: &Request, services: &Services) -> 
                 ),
             }
         }
-    }
+    };
+    (outcome, read_posts_only)
 }
 
-/// Calls an SX function on the image with a request's fuel, serving its `perform`s for
-/// `request`. The engine is borrowed only while the VM runs.
 /// Calls `function` on `image` to its end, serving its `perform`s for `request`. The engine
 /// is borrowed only while the VM runs.
 pub async fn call(
@@ -299,12 +323,26 @@ pub async fn call(
     request: &Request,
     services: &Services,
 ) -> Result<Value, Value> {
+    call_noting_reads(image, function, args, request, services)
+        .await
+        .0
+}
+
+/// `call`, and whether every effect it performed only read the posts.
+async fn call_noting_reads(
+    image: &RefCell<Image>,
+    function: Value,
+    args: Vec<Value>,
+    request: &Request,
+    services: &Services,
+) -> (Result<Value, Value>, bool) {
     let cache = image.borrow().cache.clone();
     let mut machine = image.borrow().engine.apply_machine(function, args);
     let cx = crate::effects::Context {
         services,
         cache: &cache,
         request,
+        read_posts_only: std::cell::Cell::new(true),
     };
     let result = sx_kernel::drive(
         &mut machine,
@@ -315,7 +353,7 @@ pub async fn call(
     if let Some(left) = machine.fuel() {
         tracing::debug!(fuel = REQUEST_FUEL - left, "handler finished");
     }
-    result
+    (result, cx.read_posts_only.get())
 }
 
 /// Reads what a handler returned: a page dict, a response dict, or an element tree.

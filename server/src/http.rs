@@ -53,6 +53,8 @@ pub struct AppState {
     pub client_bundle: Option<crate::client_bundle::Bundle>,
     /// The apps and their current version.
     pub apps: Arc<Apps>,
+    /// Answers kept for `{:cache true}` routes.
+    pub pages: crate::pages::Pages,
 }
 
 impl AppState {
@@ -180,13 +182,14 @@ async fn sx_route(
         // Dev mode, and the app does not compile: every page says why.
         Err(error) => return into_response(crate::render::compile_error_page(&error)),
     };
-    let (route, params, csrf) = match app.find(method.as_str(), uri.path()) {
+    let (route, params, csrf, cache) = match app.find(method.as_str(), uri.path()) {
         Found::Route {
             index,
             params,
             csrf,
-        } => (index, params, csrf),
-        Found::NotFound => (crate::handler::NOT_FOUND, Vec::new(), true),
+            cache,
+        } => (index, params, csrf, cache),
+        Found::NotFound => (crate::handler::NOT_FOUND, Vec::new(), true, false),
         Found::OtherMethods(allowed) => {
             let mut response = into_response(crate::render::error_page(
                 405,
@@ -250,6 +253,30 @@ async fn sx_route(
             }
         }
     }
+    // A `{:cache true}` route asked by a visitor who is not signed in: a kept answer made
+    // from the posts as they are now, else one made now and kept.
+    let keep = match (
+        cache && state.config.page_cache && method == Method::GET,
+        &identity,
+    ) {
+        (true, Identity::Anonymous) => {
+            let path = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
+            let target = crate::pages::Target::new(app.generation, want, path);
+            match state
+                .store
+                .call_from_async(|store| store.change_seq())
+                .await
+            {
+                Ok(seq) => match state.pages.get(&target, seq) {
+                    Some(kept) => return kept_response(&kept),
+                    None => Some((target, seq)),
+                },
+                // The handler meets the same store and answers for it.
+                Err(_) => None,
+            }
+        }
+        _ => None,
+    };
     let user = match identity {
         Identity::Anonymous => None,
         Identity::Session { id, session, user } => Some(Principal {
@@ -287,7 +314,32 @@ async fn sx_route(
         body: String::from_utf8_lossy(&body).into_owned(),
         user,
     };
-    into_response(crate::handler::dispatch(request, want).await)
+    let answered = crate::handler::dispatch(request, want).await;
+    let Some((target, seq)) = keep else {
+        return into_response(answered.reply);
+    };
+    if answered.read_posts_only {
+        state.pages.keep(target, seq, &answered.reply);
+    }
+    let mut response = into_response(answered.reply);
+    response
+        .headers_mut()
+        .insert("x-sx-cache", HeaderValue::from_static("miss"));
+    response
+}
+
+fn kept_response(kept: &crate::pages::Kept) -> Response {
+    let mut response = Response::new(Body::from(kept.body.clone()));
+    *response.status_mut() = StatusCode::from_u16(kept.status).unwrap_or(StatusCode::OK);
+    for (name, value) in &kept.headers {
+        if let (Ok(name), Ok(value)) = (HeaderName::try_from(name), HeaderValue::try_from(value)) {
+            response.headers_mut().append(name, value);
+        }
+    }
+    response
+        .headers_mut()
+        .insert("x-sx-cache", HeaderValue::from_static("hit"));
+    response
 }
 
 fn into_response(reply: crate::exchange::Reply) -> Response {

@@ -15,6 +15,7 @@ pub mod federation;
 pub mod flows;
 pub mod handler;
 pub mod http;
+pub mod pages;
 pub mod peers;
 pub mod render;
 pub mod services;
@@ -113,6 +114,7 @@ pub async fn serve_on(
         flows: services.flows.clone(),
         federation: services.federation.clone(),
         open_connections: Arc::new(tokio::sync::Semaphore::new(config.limits.connections)),
+        pages: pages::Pages::default(),
     });
     let (stop, stopping) = tokio::sync::watch::channel(false);
     federation::spawn_sender(services.clone(), stopping.clone());

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{header, static_dir, text, Server};
+use common::{admin_config, form, header, static_dir, text, user_with_token, Server};
 
 #[test]
 fn health_reports_status_kernel_domain_and_posts() {
@@ -302,5 +302,83 @@ fn start_functions_run_on_each_image_before_its_first_request() {
     for _ in 0..8 {
         let (status, _, body) = server.get("/started");
         assert_eq!((status, text(&body)), (200, "first second".to_string()));
+    }
+}
+
+/// A `{:cache true}` route's answer to a visitor who is not signed in is kept until a post
+/// changes (on any path of writing one), per path and query and per page or fragment; a
+/// signed-in request, a handler that reads more than the posts, or an answer that sets a
+/// cookie is never served from it.
+#[test]
+fn cached_routes_serve_kept_answers_until_a_post_changes() {
+    let (data, statics) = (tempfile::tempdir().unwrap(), static_dir());
+    let writer = user_with_token(data.path(), "wes", &["write", "publish"]);
+    let server = Server::launch(admin_config(data.path(), statics.path()));
+    let cache_of = |path: &str, headers: &[(&str, &str)]| {
+        let (status, head, body) = server.send("GET", path, headers, "");
+        assert_eq!(status, 200, "{path}");
+        (header(&head, "x-sx-cache").map(str::to_string), text(&body))
+    };
+    let (first, before) = cache_of("/cached/count", &[]);
+    assert_eq!(first.as_deref(), Some("miss"));
+    let (second, again) = cache_of("/cached/count", &[]);
+    assert_eq!(second.as_deref(), Some("hit"));
+    assert_eq!(again, before);
+    // Another query or a fragment is another answer.
+    let (other, body) = cache_of("/cached/count?n=twice", &[]);
+    assert_eq!(other.as_deref(), Some("miss"));
+    assert!(body.contains("asked twice"), "{body}");
+    let (fragment, _) = cache_of("/cached/count", &[("SX-Request", "true")]);
+    assert_eq!(fragment.as_deref(), Some("miss"));
+    // Whoever is signed in gets an answer made for them.
+    let bearer = format!("Bearer {writer}");
+    let (signed_in, _) = cache_of("/cached/count", &[("Authorization", &bearer)]);
+    assert_eq!(signed_in, None);
+    // A new post: the kept answer is not served again.
+    let (status, _, _) = server.send(
+        "POST",
+        "/new",
+        &[("Authorization", &bearer)],
+        &form(&[("title", "Fresh"), ("body", "New.")]),
+    );
+    assert_eq!(status, 303);
+    let (after, now) = cache_of("/cached/count", &[]);
+    assert_eq!(after.as_deref(), Some("miss"));
+    assert_ne!(now, before, "the count includes the new post");
+    assert_eq!(cache_of("/cached/count", &[]).0.as_deref(), Some("hit"));
+    // The blog's pages: publishing and an edit show at once.
+    let (status, _, _) = server.send("POST", "/fresh/publish", &[("Authorization", &bearer)], "");
+    assert_eq!(status, 303);
+    assert_eq!(cache_of("/fresh/", &[]).0.as_deref(), Some("miss"));
+    assert_eq!(cache_of("/fresh/", &[]).0.as_deref(), Some("hit"));
+    let (status, _, _) = server.send(
+        "POST",
+        "/fresh/edit",
+        &[("Authorization", &bearer)],
+        &form(&[("title", "Fresher"), ("body", "Edited.")]),
+    );
+    assert_eq!(status, 303);
+    let (fresh, page) = cache_of("/fresh/", &[]);
+    assert_eq!(fresh.as_deref(), Some("miss"));
+    assert!(page.contains("<h1>Fresher</h1>"), "{page}");
+    // Reading the clock, or setting a cookie: made afresh every time.
+    for path in ["/cached/clock", "/cached/cookie"] {
+        for _ in 0..2 {
+            assert_eq!(cache_of(path, &[]).0.as_deref(), Some("miss"), "{path}");
+        }
+    }
+}
+
+#[test]
+fn with_the_page_cache_off_every_answer_is_made_afresh() {
+    let (data, statics) = (tempfile::tempdir().unwrap(), static_dir());
+    let server = Server::launch(sx_server::config::Config {
+        page_cache: false,
+        ..common::config(data.path(), statics.path())
+    });
+    for _ in 0..2 {
+        let (status, headers, _) = server.get("/cached/count");
+        assert_eq!(status, 200);
+        assert_eq!(header(&headers, "x-sx-cache"), None);
     }
 }

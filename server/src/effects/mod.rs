@@ -36,6 +36,9 @@ pub struct Context<'a> {
     pub services: &'a Services,
     pub cache: &'a DecodeCache,
     pub request: &'a Request,
+    /// Whether every effect served so far only read the posts (`Effect::reads_posts_only`):
+    /// then what the code made depends on the request and the posts alone.
+    pub read_posts_only: std::cell::Cell<bool>,
 }
 
 type Answer<'a> = Pin<Box<dyn Future<Output = Result<Value, Value>> + 'a>>;
@@ -45,6 +48,16 @@ pub struct Effect {
     pub op: &'static str,
     pub family: &'static str,
     run: for<'a> fn(&'a Dict, &'a Context<'a>) -> Answer<'a>,
+}
+
+impl Effect {
+    /// Whether its answer depends on nothing but the stored posts and what it is asked
+    /// (the `store` reads and `markdown`). The store moves its change number with every
+    /// write of a post, so an answer made with these alone is as fresh as that number
+    /// (`pages.rs` keeps such pages).
+    pub fn reads_posts_only(&self) -> bool {
+        matches!(self.family, "store" | "markdown")
+    }
 }
 
 /// Every effect the host serves.
@@ -209,10 +222,14 @@ pub async fn serve(request: &Value, cx: &Context<'_>) -> Result<Value, Value> {
     let Some(Value::Str(op)) = kw_get(d, "op") else {
         return Err(unknown_effect(request));
     };
-    match EFFECTS.iter().find(|e| e.op == &**op) {
-        Some(effect) => (effect.run)(d, cx).await,
-        None => Err(unknown_effect(request)),
+    let Some(effect) = EFFECTS.iter().find(|e| e.op == &**op) else {
+        cx.read_posts_only.set(false);
+        return Err(unknown_effect(request));
+    };
+    if !effect.reads_posts_only() {
+        cx.read_posts_only.set(false);
     }
+    (effect.run)(d, cx).await
 }
 
 /// A string field an effect needs.

@@ -346,13 +346,16 @@ impl Store {
         })
     }
 
+    /// The number of the last change to a post. Every write of a post moves it, in the
+    /// transaction that writes the post (`changed_in`).
+    pub fn change_seq(&self) -> Result<u64> {
+        self.read(change_seq_in)
+    }
+
     /// The posts changed after sequence number `since` (`None`: never synced, so all).
     pub fn changes_since(&self, since: Option<u64>) -> Result<Changes> {
         self.read(|txn| {
-            let seq = match txn.get(Table::Meta, "change-seq")? {
-                Some(n) => n.parse::<u64>().unwrap_or(0),
-                None => 0,
-            };
+            let seq = change_seq_in(txn)?;
             let oldest_kept = seq.saturating_sub(CHANGES_KEPT) + 1;
             let slugs = match since {
                 Some(since) if since == seq => Some(Vec::new()),
@@ -496,6 +499,13 @@ fn post_in(txn: &mut dyn Read, slug: &str) -> Result<Option<Value>> {
         Some(text) => Ok(Some(decode(&text, slug)?)),
         None => Ok(None),
     }
+}
+
+fn change_seq_in(txn: &mut dyn Read) -> Result<u64> {
+    Ok(match txn.get(Table::Meta, "change-seq")? {
+        Some(n) => n.parse::<u64>().unwrap_or(0),
+        None => 0,
+    })
 }
 
 /// Records posts as changed, in the transaction that changes them: a reader that sees the

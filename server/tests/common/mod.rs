@@ -39,8 +39,9 @@ pub fn app_sources() -> Vec<(String, String)> {
 }
 
 /// The apps as the build compiles them (`sx/host`, `sx/blog`), plus routes for tests: ones
-/// that fail on purpose, outgoing HTTP, sleeping, several cookies at once, and a redirect
-/// to wherever the query says.
+/// that fail on purpose, outgoing HTTP, sleeping, several cookies at once, a redirect to
+/// wherever the query says, and `{:cache true}` routes that read the posts, the clock, or
+/// set a cookie.
 pub fn bundle() -> Vec<u8> {
     let mut files = app_sources();
     files.push((
@@ -61,7 +62,14 @@ pub fn bundle() -> Vec<u8> {
              {:status 302 :headers {"location" (get (get req :query) "to" "")}}))
            (defroute "GET" "/cookies" (fn (req)
              {:status 200 :body "two cookies"
-              :set-cookies (list "a=1; Path=/" "b=2; Path=/; HttpOnly")}))"#
+              :set-cookies (list "a=1; Path=/" "b=2; Path=/; HttpOnly")}))
+           (defroute "GET" "/cached/count" {:cache true} (fn (req)
+             (str (len (perform {:op "store/posts"})) " posts, asked "
+                  (get (get req :query) "n" "once"))))
+           (defroute "GET" "/cached/clock" {:cache true} (fn (req)
+             (str "now " (perform {:op "now"}))))
+           (defroute "GET" "/cached/cookie" {:cache true} (fn (req)
+             {:status 200 :body "a cookie" :set-cookies (list "c=1; Path=/")}))"#
             .to_string(),
     ));
     sx_kernel::sxbc::compile_bundle(&files).unwrap()
