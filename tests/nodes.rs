@@ -95,10 +95,22 @@ fn two_nodes_share_posts_sessions_and_unique_slugs() {
     for _ in 0..8 {
         assert_eq!(status(b.port, "/tags", &[]), 200);
     }
+    // B keeps its index page for visitors who are not signed in ...
+    let cached = || {
+        let (code, head, page) = exchange(b.port, "GET", "/", &[], "").unwrap();
+        assert_eq!(code, 200);
+        (header(&head, "x-sx-cache").map(str::to_string), page)
+    };
+    cached();
+    assert_eq!(cached().0.as_deref(), Some("hit"));
     // Written through A, read through B at once — the post, and what B derived from posts
     // (every worker: each checks the database's change log before answering).
     let form = "title=Shared&body=From+A&tags=zebra&intent=publish";
     let slug = create(a.port, &auth, form).unwrap();
+    // ... and no longer once A has written a post.
+    let (kept, index) = cached();
+    assert_eq!(kept.as_deref(), Some("miss"));
+    assert!(index.contains(&format!("/{slug}/")), "{index}");
     let (code, page) = request(b.port, "GET", &format!("/{slug}/"), &[], "").unwrap();
     assert_eq!(code, 200);
     assert!(page.contains("From A"), "{page}");
