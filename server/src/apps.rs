@@ -120,22 +120,40 @@ impl Route {
         })
     }
 
-    /// The path's parameters when `path` matches this route's pattern.
-    fn matches(&self, path: &str) -> Option<Vec<(String, String)>> {
-        let parts: Vec<&str> = path.strip_prefix('/')?.split('/').collect();
-        if parts.len() != self.segments.len() {
-            return None;
-        }
+    /// Whether a path split at its `/`s (after the leading one) has this route's shape: as
+    /// many segments, the same literals, no empty parameter. Nothing is decoded or copied.
+    fn fits(&self, parts: &[&str]) -> bool {
+        parts.len() == self.segments.len()
+            && self
+                .segments
+                .iter()
+                .zip(parts)
+                .all(|(segment, part)| match segment {
+                    Segment::Literal(text) => text == part,
+                    Segment::Param(_) => !part.is_empty(),
+                })
+    }
+
+    /// The parameters of a path that `fits`, decoded; `None` when one is not (a malformed
+    /// escape or not UTF-8: then the route does not match).
+    fn params(&self, parts: &[&str]) -> Option<Vec<(String, String)>> {
         let mut params = Vec::new();
         for (segment, part) in self.segments.iter().zip(parts) {
-            match segment {
-                Segment::Literal(text) if text == part => {}
-                Segment::Literal(_) => return None,
-                Segment::Param(_) if part.is_empty() => return None,
-                Segment::Param(name) => params.push((name.clone(), percent_decode(part)?)),
+            if let Segment::Param(name) = segment {
+                params.push((name.clone(), percent_decode(part)?));
             }
         }
         Some(params)
+    }
+
+    /// The path's parameters when `path` matches this route's pattern.
+    #[cfg(test)]
+    fn matches(&self, path: &str) -> Option<Vec<(String, String)>> {
+        let parts: Vec<&str> = path.strip_prefix('/')?.split('/').collect();
+        if !self.fits(&parts) {
+            return None;
+        }
+        self.params(&parts)
     }
 
     /// Which segments are literal, in order: compared to rank routes matching one path.
@@ -257,12 +275,20 @@ impl App {
         let method = if method == "HEAD" { "GET" } else { method };
         let mut others = Vec::new();
         let mut best: Option<(usize, Vec<(String, String)>)> = None;
+        // Split once; each route is compared without decoding or copying, and only a route
+        // that would win has its parameters decoded.
+        let parts: Vec<&str> = match path.strip_prefix('/') {
+            Some(rest) => rest.split('/').collect(),
+            None => Vec::new(),
+        };
         for (index, route) in self.routes.iter().enumerate() {
-            let Some(params) = route.matches(path) else {
+            if parts.is_empty() || !route.fits(&parts) {
                 continue;
-            };
+            }
             if route.method != method {
-                others.push(route.method.clone());
+                if route.params(&parts).is_some() {
+                    others.push(route.method.clone());
+                }
                 continue;
             }
             // A literal segment wins over a `:name` in the same place (`/tags/:tag` over
@@ -271,7 +297,9 @@ impl App {
                 .as_ref()
                 .is_none_or(|(b, _)| route.literals().gt(self.routes[*b].literals()));
             if better {
-                best = Some((index, params));
+                if let Some(params) = route.params(&parts) {
+                    best = Some((index, params));
+                }
             }
         }
         match best {

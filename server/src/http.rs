@@ -160,12 +160,60 @@ async fn read_body(body: Body, state: &AppState) -> Result<Bytes, crate::exchang
 }
 
 /// Every path the host does not serve itself: the routes of the current version of the apps
-/// (`defroute`), else the apps' 404 page.
+/// (`defroute`), else the apps' 404 page. A kept answer for a visitor without credentials is
+/// found first, without the work (and the large future) of making one.
 async fn sx_route(
     State(state): State<Arc<AppState>>,
     method: Method,
     uri: Uri,
     RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    peer: Option<Extension<ClientAddr>>,
+    body: Body,
+) -> Response {
+    if let Some(kept) = kept_for_anyone(&state, &method, &uri, &headers).await {
+        return kept;
+    }
+    Box::pin(answer(state, method, uri, query, headers, peer, body)).await
+}
+
+/// The kept answer of a `{:cache true}` route for a GET that carries no credentials, when
+/// there is one for the posts as they are now.
+async fn kept_for_anyone(
+    state: &Arc<AppState>,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+) -> Option<Response> {
+    let anyone =
+        headers.get(header::COOKIE).is_none() && headers.get(header::AUTHORIZATION).is_none();
+    if method != Method::GET || !anyone || !state.config.page_cache || state.config.kernel_mode {
+        return None;
+    }
+    let app = state.apps.current().ok()?;
+    let Found::Route { cache: true, .. } = app.find(method.as_str(), uri.path()) else {
+        return None;
+    };
+    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let want = Want::from_headers(text("sx-request"), text("accept"));
+    let path = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
+    let target = crate::pages::Target::new(app.generation, want, path);
+    let seq = state
+        .store
+        .call_from_async(|store| store.change_seq())
+        .await
+        .ok()?;
+    state
+        .pages
+        .get(&target, seq)
+        .map(|kept| kept_response(&kept))
+}
+
+async fn answer(
+    state: Arc<AppState>,
+    method: Method,
+    uri: Uri,
+    query: Option<String>,
     headers: HeaderMap,
     peer: Option<Extension<ClientAddr>>,
     body: Body,
