@@ -7,7 +7,6 @@
 
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Version};
 use axum::response::Response;
-use axum::Router;
 use tower_http::compression::predicate::{Predicate, SizeAbove};
 use tower_http::compression::CompressionLayer;
 
@@ -41,21 +40,16 @@ fn text_like(_: StatusCode, _: Version, headers: &HeaderMap, _: &axum::http::Ext
     compressible(headers)
 }
 
-/// Adds compression and `Vary: Accept-Encoding` to `router`'s responses.
-pub fn layer<S: Clone + Send + Sync + 'static>(router: Router<S>) -> Router<S> {
-    let predicate = SizeAbove::new(MIN_SIZE).and(text_like);
-    router
-        .layer(
-            CompressionLayer::new()
-                .br(true)
-                .gzip(true)
-                .compress_when(predicate),
-        )
-        .layer(axum::middleware::map_response(vary))
+/// Compression of text-like bodies above [`MIN_SIZE`] (br, gzip); `vary` goes around it.
+pub fn layer() -> CompressionLayer<impl Predicate> {
+    CompressionLayer::new()
+        .br(true)
+        .gzip(true)
+        .compress_when(SizeAbove::new(MIN_SIZE).and(text_like))
 }
 
 /// `Vary: Accept-Encoding` on a response that is or could be encoded, once.
-async fn vary(mut response: Response) -> Response {
+pub async fn vary<B>(mut response: Response<B>) -> Response<B> {
     let headers = response.headers_mut();
     let may_vary = compressible(headers) || headers.contains_key(header::CONTENT_ENCODING);
     let said = headers

@@ -22,7 +22,6 @@ use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::{
     MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
 };
-use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 
 use crate::apps::{Apps, Found};
@@ -419,20 +418,42 @@ impl MakeRequestId for Counter {
 
 pub fn router(state: Arc<AppState>) -> Router {
     let static_files = crate::static_files::router(&state);
-    let app = Router::new();
     let deadline = state.config.limits.request;
-    let mut app = app
-        .route("/health", get(health))
-        .route("/__sx/boot.js", get(boot_script))
-        .route("/__sx/dev.js", get(crate::dev::script))
-        .route("/__sx/reload", get(crate::dev::reloads))
-        .route("/__sx/flow-call", post(crate::flows::remote::flow_call))
-        .route("/flow/definitions", put(crate::flows::remote::definitions))
-        .route("/inbox", post(crate::federation::inbox))
-        .nest("/static", static_files)
-        .fallback(sx_route)
-        .layer(RequestBodyLimitLayer::new(BODY_LIMIT))
-        .layer(axum::middleware::from_fn(
+    // Every request passes these, outermost first. One stack applied once: each layer added
+    // to the router on its own wraps (and clones per request) another boxed service.
+    let stack = tower::ServiceBuilder::new()
+        // A client's own id is kept only when it is short and plain, so it can neither flood
+        // nor forge log lines.
+        .layer(axum::middleware::map_request::<_, (axum::extract::Request,)>(
+            |mut request: axum::extract::Request| async move {
+                let plain = request
+                    .headers()
+                    .get("x-request-id")
+                    .is_none_or(|id| plain_request_id(id.as_bytes()));
+                if !plain {
+                    request.headers_mut().remove("x-request-id");
+                }
+                request
+            },
+        ))
+        .layer(SetRequestIdLayer::x_request_id(Counter(
+            state.request_ids.clone(),
+        )))
+        .layer(TraceLayer::new_for_http().make_span_with(|request: &axum::http::Request<_>| {
+            let id = request
+                .headers()
+                .get("x-request-id")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("-")
+                .to_string();
+            tracing::info_span!("request", id = %id, method = %request.method(), path = %request.uri().path())
+        })
+        .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(axum::middleware::map_response::<_, ()>(security_headers))
+        .layer(axum::middleware::map_response::<_, ()>(crate::compression::vary))
+        .layer(crate::compression::layer())
+        .layer(axum::middleware::from_fn::<_, (axum::extract::Request,)>(
             move |request: axum::extract::Request, next: axum::middleware::Next| async move {
                 match tokio::time::timeout(deadline, next.run(request)).await {
                     Ok(response) => response,
@@ -445,44 +466,31 @@ pub fn router(state: Arc<AppState>) -> Router {
                     }
                 }
             },
-        ));
-    app = crate::compression::layer(app);
-    for (name, value) in SECURITY_HEADERS {
-        app = app.layer(SetResponseHeaderLayer::if_not_present(
-            HeaderName::from_static(name),
-            HeaderValue::from_static(value),
-        ));
-    }
-    app
-        .layer(PropagateRequestIdLayer::x_request_id())
-        .layer(TraceLayer::new_for_http().make_span_with(|request: &axum::http::Request<_>| {
-            let id = request
-                .headers()
-                .get("x-request-id")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("-")
-                .to_string();
-            tracing::info_span!("request", id = %id, method = %request.method(), path = %request.uri().path())
-        })
-        .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)))
-        .layer(SetRequestIdLayer::x_request_id(Counter(
-            state.request_ids.clone(),
-        )))
-        // Runs first: a client's own id is kept only when it is short and plain, so it can
-        // neither flood nor forge log lines.
-        .layer(axum::middleware::map_request(
-            |mut request: axum::extract::Request| async move {
-                let plain = request
-                    .headers()
-                    .get("x-request-id")
-                    .is_none_or(|id| plain_request_id(id.as_bytes()));
-                if !plain {
-                    request.headers_mut().remove("x-request-id");
-                }
-                request
-            },
         ))
+        .layer(RequestBodyLimitLayer::new(BODY_LIMIT));
+    Router::new()
+        .route("/health", get(health))
+        .route("/__sx/boot.js", get(boot_script))
+        .route("/__sx/dev.js", get(crate::dev::script))
+        .route("/__sx/reload", get(crate::dev::reloads))
+        .route("/__sx/flow-call", post(crate::flows::remote::flow_call))
+        .route("/flow/definitions", put(crate::flows::remote::definitions))
+        .route("/inbox", post(crate::federation::inbox))
+        .nest("/static", static_files)
+        .fallback(sx_route)
+        .layer(stack)
         .with_state(state)
+}
+
+/// [`SECURITY_HEADERS`] on every response that does not set them itself.
+async fn security_headers(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    for (name, value) in SECURITY_HEADERS {
+        if !headers.contains_key(*name) {
+            headers.insert(*name, HeaderValue::from_static(value));
+        }
+    }
+    response
 }
 
 /// Who is asking (from a bearer token or a session cookie), looked up off the worker on a
