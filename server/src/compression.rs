@@ -49,7 +49,7 @@ pub fn layer() -> CompressionLayer<impl Predicate> {
 }
 
 /// `Vary: Accept-Encoding` on a response that is or could be encoded, once.
-pub async fn vary<B>(mut response: Response<B>) -> Response<B> {
+pub fn vary<B>(mut response: Response<B>) -> Response<B> {
     let headers = response.headers_mut();
     let may_vary = compressible(headers) || headers.contains_key(header::CONTENT_ENCODING);
     let said = headers

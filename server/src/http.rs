@@ -418,24 +418,12 @@ impl MakeRequestId for Counter {
 
 pub fn router(state: Arc<AppState>) -> Router {
     let static_files = crate::static_files::router(&state);
-    let deadline = state.config.limits.request;
-    // Every request passes these, outermost first. One stack applied once: each layer added
-    // to the router on its own wraps (and clones per request) another boxed service.
+    let limit = state.config.limits.request;
+    // Every request passes these, outermost first: one stack of plain services applied once
+    // (each layer added to the router on its own wraps every route in another boxed service,
+    // and each async middleware boxes the futures of all the layers inside it).
     let stack = tower::ServiceBuilder::new()
-        // A client's own id is kept only when it is short and plain, so it can neither flood
-        // nor forge log lines.
-        .layer(axum::middleware::map_request::<_, (axum::extract::Request,)>(
-            |mut request: axum::extract::Request| async move {
-                let plain = request
-                    .headers()
-                    .get("x-request-id")
-                    .is_none_or(|id| plain_request_id(id.as_bytes()));
-                if !plain {
-                    request.headers_mut().remove("x-request-id");
-                }
-                request
-            },
-        ))
+        .map_request(plain_request_id_only)
         .layer(SetRequestIdLayer::x_request_id(Counter(
             state.request_ids.clone(),
         )))
@@ -450,23 +438,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         })
         .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)))
         .layer(PropagateRequestIdLayer::x_request_id())
-        .layer(axum::middleware::map_response::<_, ()>(security_headers))
-        .layer(axum::middleware::map_response::<_, ()>(crate::compression::vary))
+        .map_response(|response| security_headers(crate::compression::vary(response)))
         .layer(crate::compression::layer())
-        .layer(axum::middleware::from_fn::<_, (axum::extract::Request,)>(
-            move |request: axum::extract::Request, next: axum::middleware::Next| async move {
-                match tokio::time::timeout(deadline, next.run(request)).await {
-                    Ok(response) => response,
-                    Err(_) => {
-                        tracing::warn!("no answer within {deadline:?}: 503");
-                        into_response(crate::render::error_page(
-                            503,
-                            "This page took too long to make.",
-                        ))
-                    }
-                }
-            },
-        ))
+        .layer(tower::layer::layer_fn(move |inner| Deadline { inner, limit }))
+        .map_response(IntoResponse::into_response)
         .layer(RequestBodyLimitLayer::new(BODY_LIMIT));
     Router::new()
         .route("/health", get(health))
@@ -482,8 +457,21 @@ pub fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
+/// A client's own request id is kept only when it is short and plain, so it can neither
+/// flood nor forge log lines.
+fn plain_request_id_only(mut request: axum::extract::Request) -> axum::extract::Request {
+    let plain = request
+        .headers()
+        .get("x-request-id")
+        .is_none_or(|id| plain_request_id(id.as_bytes()));
+    if !plain {
+        request.headers_mut().remove("x-request-id");
+    }
+    request
+}
+
 /// [`SECURITY_HEADERS`] on every response that does not set them itself.
-async fn security_headers(mut response: Response) -> Response {
+fn security_headers<B>(mut response: axum::http::Response<B>) -> axum::http::Response<B> {
     let headers = response.headers_mut();
     for (name, value) in SECURITY_HEADERS {
         if !headers.contains_key(*name) {
@@ -491,6 +479,54 @@ async fn security_headers(mut response: Response) -> Response {
         }
     }
     response
+}
+
+/// The whole answer within `SX_REQUEST_TIMEOUT_S`, else a 503 page.
+#[derive(Clone)]
+struct Deadline<S> {
+    inner: S,
+    limit: std::time::Duration,
+}
+
+type Timed<F> = tokio::time::Timeout<F>;
+type Late = Result<Result<Response, std::convert::Infallible>, tokio::time::error::Elapsed>;
+
+impl<S> tower::Service<axum::extract::Request> for Deadline<S>
+where
+    S: tower::Service<
+        axum::extract::Request,
+        Response = Response,
+        Error = std::convert::Infallible,
+    >,
+{
+    type Response = Response;
+    type Error = std::convert::Infallible;
+    type Future = futures_util::future::Map<
+        Timed<S::Future>,
+        fn(Late) -> Result<Response, std::convert::Infallible>,
+    >;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: axum::extract::Request) -> Self::Future {
+        use futures_util::FutureExt;
+        tokio::time::timeout(self.limit, self.inner.call(request)).map(answer_in_time)
+    }
+}
+
+fn answer_in_time(answer: Late) -> Result<Response, std::convert::Infallible> {
+    answer.unwrap_or_else(|_| {
+        tracing::warn!("no answer within SX_REQUEST_TIMEOUT_S: 503");
+        Ok(into_response(crate::render::error_page(
+            503,
+            "This page took too long to make.",
+        )))
+    })
 }
 
 /// Who is asking (from a bearer token or a session cookie), looked up off the worker on a
