@@ -195,17 +195,29 @@ async fn kept_for_anyone(
     };
     let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let want = Want::from_headers(text("sx-request"), text("accept"));
+    kept(state, app.generation, want, uri).await.ok()
+}
+
+/// For a `{:cache true}` route: the answer kept for this target and the posts as they are
+/// now, else where the answer made now may be kept (`None` when the store cannot say: the
+/// handler meets the same store and answers for it).
+async fn kept(
+    state: &AppState,
+    generation: u64,
+    want: Want,
+    uri: &Uri,
+) -> Result<Response, Option<(crate::pages::Target, u64)>> {
     let path = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
-    let target = crate::pages::Target::new(app.generation, want, path);
+    let target = crate::pages::Target::new(generation, want, path);
     let seq = state
         .store
         .call_from_async(|store| store.change_seq())
         .await
-        .ok()?;
-    state
-        .pages
-        .get(&target, seq)
-        .map(|kept| kept_response(&kept))
+        .map_err(|_| None)?;
+    match state.pages.get(&target, seq) {
+        Some(kept) => Ok(kept_response(&kept)),
+        None => Err(Some((target, seq))),
+    }
 }
 
 async fn answer(
@@ -306,22 +318,10 @@ async fn answer(
         cache && state.config.page_cache && method == Method::GET,
         &identity,
     ) {
-        (true, Identity::Anonymous) => {
-            let path = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
-            let target = crate::pages::Target::new(app.generation, want, path);
-            match state
-                .store
-                .call_from_async(|store| store.change_seq())
-                .await
-            {
-                Ok(seq) => match state.pages.get(&target, seq) {
-                    Some(kept) => return kept_response(&kept),
-                    None => Some((target, seq)),
-                },
-                // The handler meets the same store and answers for it.
-                Err(_) => None,
-            }
-        }
+        (true, Identity::Anonymous) => match kept(&state, app.generation, want, &uri).await {
+            Ok(kept) => return kept,
+            Err(keep) => keep,
+        },
         _ => None,
     };
     let user = match identity {
