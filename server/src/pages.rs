@@ -16,10 +16,14 @@ use axum::body::Bytes;
 
 use crate::exchange::{Reply, Want};
 
-/// At most this many bytes of bodies are kept; past it, the cache starts over.
+/// At most this many bytes of answers (targets, headers, bodies) are kept; past it, the
+/// cache starts over.
 const BYTES_KEPT: usize = 32 << 20;
 /// A body larger than this is not kept.
 const LARGEST_KEPT: usize = 1 << 20;
+/// Nor an answer for a longer path and query (any query gets the same answer from many
+/// routes: long ones would fill the cache with copies).
+const LONGEST_TARGET: usize = 2048;
 
 /// What a kept answer is found by: the version of the apps that made it, whether a page or
 /// a fragment was asked for, and the path with its query.
@@ -48,6 +52,14 @@ pub struct Kept {
     pub body: Bytes,
 }
 
+impl Kept {
+    /// The bytes it holds.
+    fn size(&self) -> usize {
+        let headers: usize = self.headers.iter().map(|(k, v)| k.len() + v.len()).sum();
+        headers + self.body.len()
+    }
+}
+
 #[derive(Default)]
 pub struct Pages {
     kept: Mutex<Store>,
@@ -73,7 +85,11 @@ impl Pages {
             .headers
             .iter()
             .any(|(name, _)| name.eq_ignore_ascii_case("set-cookie"));
-        if reply.status != 200 || sets_cookie || reply.body.len() > LARGEST_KEPT {
+        if reply.status != 200
+            || sets_cookie
+            || reply.body.len() > LARGEST_KEPT
+            || target.path_and_query.len() > LONGEST_TARGET
+        {
             return;
         }
         let kept = Kept {
@@ -82,14 +98,18 @@ impl Pages {
             headers: reply.headers.clone(),
             body: Bytes::copy_from_slice(&reply.body),
         };
+        let size = kept.size() + target.path_and_query.len();
         let mut store = self.kept.lock().unwrap_or_else(|e| e.into_inner());
-        if store.bytes + kept.body.len() > BYTES_KEPT {
+        if store.bytes + size > BYTES_KEPT {
             store.answers.clear();
             store.bytes = 0;
         }
-        store.bytes += kept.body.len();
-        if let Some(old) = store.answers.insert(target, std::sync::Arc::new(kept)) {
-            store.bytes -= old.body.len();
+        store.bytes += size;
+        if let Some(old) = store
+            .answers
+            .insert(target.clone(), std::sync::Arc::new(kept))
+        {
+            store.bytes -= old.size() + target.path_and_query.len();
         }
     }
 }
@@ -135,11 +155,11 @@ mod tests {
         // A newer answer replaces the old one.
         pages.keep(target.clone(), 8, &reply(200, &[], "B"));
         assert_eq!(&pages.get(&target, 8).unwrap().body[..], b"B");
-        assert_eq!(pages.kept.lock().unwrap().bytes, 1);
+        assert_eq!(pages.kept.lock().unwrap().bytes, "/a?x=1".len() + 1);
     }
 
     #[test]
-    fn failures_cookies_and_large_bodies_are_not_kept() {
+    fn failures_cookies_large_bodies_and_long_targets_are_not_kept() {
         let pages = Pages::default();
         let target = Target::new(1, Want::Page, "/");
         pages.keep(target.clone(), 1, &reply(404, &[], "gone"));
@@ -168,8 +188,12 @@ mod tests {
                 &reply(200, &[], &body),
             );
         }
-        let store = pages.kept.lock().unwrap();
-        assert!(store.bytes <= BYTES_KEPT);
-        assert_eq!(store.answers.len(), 1, "the last one, after starting over");
+        assert!(
+            pages.get(&Target::new(1, Want::Page, "/0"), 1).is_none(),
+            "started over"
+        );
+        let last = Target::new(1, Want::Page, &format!("/{n}"));
+        assert!(pages.get(&last, 1).is_some());
+        assert!(pages.kept.lock().unwrap().bytes <= BYTES_KEPT);
     }
 }

@@ -36,8 +36,8 @@ pub struct Context<'a> {
     pub services: &'a Services,
     pub cache: &'a DecodeCache,
     pub request: &'a Request,
-    /// Whether every effect served so far only read the posts (`Effect::reads_posts_only`):
-    /// then what the code made depends on the request and the posts alone.
+    /// Whether every effect served so far read the posts (`Effect::reads_posts_only`) and
+    /// succeeded: then what the code made depends on the request and the posts alone.
     pub read_posts_only: std::cell::Cell<bool>,
 }
 
@@ -226,10 +226,12 @@ pub async fn serve(request: &Value, cx: &Context<'_>) -> Result<Value, Value> {
         cx.read_posts_only.set(false);
         return Err(unknown_effect(request));
     };
-    if !effect.reads_posts_only() {
+    let answer = (effect.run)(d, cx).await;
+    // A failed read (caught by the handler, say) is no page of the posts as they are.
+    if !effect.reads_posts_only() || answer.is_err() {
         cx.read_posts_only.set(false);
     }
-    (effect.run)(d, cx).await
+    answer
 }
 
 /// A string field an effect needs.
