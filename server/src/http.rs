@@ -376,13 +376,7 @@ async fn answer(
 }
 
 fn kept_response(kept: &crate::pages::Kept) -> Response {
-    let mut response = Response::new(Body::from(kept.body.clone()));
-    *response.status_mut() = StatusCode::from_u16(kept.status).unwrap_or(StatusCode::OK);
-    for (name, value) in &kept.headers {
-        if let (Ok(name), Ok(value)) = (HeaderName::try_from(name), HeaderValue::try_from(value)) {
-            response.headers_mut().append(name, value);
-        }
-    }
+    let mut response = response(kept.status, &kept.headers, Body::from(kept.body.clone()));
     response
         .headers_mut()
         .insert("x-sx-cache", HeaderValue::from_static("hit"));
@@ -390,10 +384,16 @@ fn kept_response(kept: &crate::pages::Kept) -> Response {
 }
 
 fn into_response(reply: crate::exchange::Reply) -> Response {
-    let mut response = Response::new(axum::body::Body::from(reply.body));
+    response(reply.status, &reply.headers, Body::from(reply.body))
+}
+
+/// A response with this status, these headers (names and values that HTTP cannot carry are
+/// dropped) and body.
+fn response(status: u16, headers: &[(String, String)], body: Body) -> Response {
+    let mut response = Response::new(body);
     *response.status_mut() =
-        StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    for (name, value) in reply.headers {
+        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    for (name, value) in headers {
         if let (Ok(name), Ok(value)) = (HeaderName::try_from(name), HeaderValue::try_from(value)) {
             // `append`: several `Set-Cookie` headers must all be sent.
             response.headers_mut().append(name, value);
@@ -488,7 +488,6 @@ struct Deadline<S> {
     limit: std::time::Duration,
 }
 
-type Timed<F> = tokio::time::Timeout<F>;
 type Late = Result<Result<Response, std::convert::Infallible>, tokio::time::error::Elapsed>;
 
 impl<S> tower::Service<axum::extract::Request> for Deadline<S>
@@ -502,7 +501,7 @@ where
     type Response = Response;
     type Error = std::convert::Infallible;
     type Future = futures_util::future::Map<
-        Timed<S::Future>,
+        tokio::time::Timeout<S::Future>,
         fn(Late) -> Result<Response, std::convert::Infallible>,
     >;
 
