@@ -133,7 +133,7 @@ macro_rules! instruction_set {
             }
 
             /// Whether every operand points at something of its kind in `proto`.
-            pub fn valid_in(&self, proto: &Proto) -> bool {
+            pub fn valid_in(&self, proto: &ProtoParts) -> bool {
                 let operands = match *self {
                     $( Op::$variant $( ( $($field),+ ) )? => true $( $( && operand!(check $kind, proto, $field) )+ )?, )*
                 };
@@ -308,7 +308,7 @@ instruction_set! {
 impl Op {
     /// The register spans an instruction reads or writes beyond its single registers (call
     /// arguments, list items, a primitive's operands) fit in the frame.
-    fn spans_fit(&self, proto: &Proto) -> bool {
+    fn spans_fit(&self, proto: &ProtoParts) -> bool {
         let fits = |from: u16, n: usize| usize::from(from) + n <= usize::from(proto.slots);
         match *self {
             Op::Call(r, n)
@@ -356,8 +356,9 @@ pub enum CaptureFrom {
     Capture(u16),
 }
 
-/// A compiled function.
-pub struct Proto {
+/// The parts of a compiled function, as the compiler or the `.sxbc` loader assembles them;
+/// [`Proto::new`] checks them and makes a [`Proto`].
+pub struct ProtoParts {
     pub name: Option<Symbol>,
     pub params: u16,
     pub rest: bool,
@@ -374,7 +375,66 @@ pub struct Proto {
     pub file: Option<Rc<str>>,
 }
 
+/// A compiled function, valid by construction: the only way to make one is [`Proto::new`],
+/// and its parts are read-only (through `Deref`). The VM relies on what `new` checks — every
+/// register operand (and register span) below `slots`, every constant, global, child and
+/// jump target in range, the code ending with `return` — to read registers, globals and
+/// the next instruction without bounds checks.
+pub struct Proto {
+    parts: ProtoParts,
+}
+
+impl std::ops::Deref for Proto {
+    type Target = ProtoParts;
+    #[inline(always)]
+    fn deref(&self) -> &ProtoParts {
+        &self.parts
+    }
+}
+
 impl Proto {
+    /// Checks every index in every instruction against the function it sits in; the error
+    /// says which function and instruction is out of range.
+    pub fn new(parts: ProtoParts) -> Result<Proto, String> {
+        let p = &parts;
+        let who = p.name.map_or("fn", |n| n.name());
+        if usize::from(p.params) + usize::from(p.rest) > usize::from(p.slots) {
+            return Err(format!(
+                "{who}: {} parameters but {} slots",
+                p.params, p.slots
+            ));
+        }
+        if !p.lines.windows(2).all(|w| w[0].0 <= w[1].0) {
+            return Err(format!("{who}: line table out of order"));
+        }
+        for child in &p.protos {
+            for c in &child.captures {
+                let ok = match c {
+                    CaptureFrom::Local(s) => *s < p.slots,
+                    CaptureFrom::Capture(i) => usize::from(*i) < p.captures.len(),
+                };
+                if !ok {
+                    return Err(format!(
+                        "{}: capture {c:?} out of range in {who}",
+                        child.display_name()
+                    ));
+                }
+            }
+        }
+        for (ip, op) in p.code.iter().enumerate() {
+            if !op.valid_in(p) {
+                return Err(format!(
+                    "{who}: instruction {ip} ({op:?}) refers outside its function"
+                ));
+            }
+        }
+        // The last instruction leaves the frame, so running code never passes the end.
+        if !matches!(p.code.last(), Some(Op::Return(_))) {
+            return Err(format!("{who}: code does not end with return"));
+        }
+        Ok(Proto { parts })
+    }
+
     pub fn pos_at(&self, ip: usize) -> Option<Pos> {
         let i = self.lines.partition_point(|(at, _)| (*at as usize) <= ip);
         i.checked_sub(1).map(|i| self.lines[i].1)
@@ -435,6 +495,86 @@ mod tests {
             assert_eq!(prim.arity(), *arity);
             assert_eq!(Prim::from_code(i as u8), Some(*prim));
         }
+    }
+
+    /// A valid two-register function with one global and one constant.
+    fn parts(code: Vec<Op>) -> ProtoParts {
+        let mut globals = crate::expander::Globals::new();
+        let g = crate::expander::global_cell(&mut globals, Symbol::new("g"));
+        ProtoParts {
+            name: Some(Symbol::new("f")),
+            params: 1,
+            rest: false,
+            slots: 2,
+            captures: vec![],
+            code,
+            consts: vec![Value::Int(1)],
+            globals: vec![g],
+            protos: vec![],
+            lines: vec![],
+            file: None,
+        }
+    }
+
+    /// What the VM reads unchecked (registers, register spans, globals, the next
+    /// instruction) can only exist in range: `Proto::new` refuses anything else.
+    #[test]
+    fn proto_new_refuses_what_the_vm_could_not_run() {
+        let ok = vec![
+            Op::Global(1, 0),
+            Op::JumpIfFalse(0, 3),
+            Op::Call(0, 1),
+            Op::Return(1),
+        ];
+        assert!(Proto::new(parts(ok)).is_ok());
+        let cases: &[(&str, Vec<Op>, &str)] = &[
+            (
+                "register",
+                vec![Op::Move(2, 0), Op::Return(0)],
+                "instruction 0",
+            ),
+            (
+                "call span",
+                vec![Op::Call(0, 2), Op::Return(0)],
+                "instruction 0",
+            ),
+            (
+                "prim span",
+                vec![Op::Prim(Prim::Assoc, 0, 0, 0), Op::Return(0)],
+                "instruction 0",
+            ),
+            (
+                "global",
+                vec![Op::Global(0, 1), Op::Return(0)],
+                "instruction 0",
+            ),
+            ("jump", vec![Op::Jump(2), Op::Return(0)], "instruction 0"),
+            (
+                "guard",
+                vec![Op::PushGuard(0, 9), Op::Return(0)],
+                "instruction 0",
+            ),
+            (
+                "constant",
+                vec![Op::Const(0, 1), Op::Return(0)],
+                "instruction 0",
+            ),
+            (
+                "no return",
+                vec![Op::Return(0), Op::Jump(0)],
+                "does not end with return",
+            ),
+            ("empty", vec![], "does not end with return"),
+        ];
+        for (what, code, expected) in cases {
+            match Proto::new(parts(code.clone())) {
+                Ok(_) => panic!("{what}: accepted"),
+                Err(why) => assert!(why.contains(expected), "{what}: {why}"),
+            }
+        }
+        let mut too_many_params = parts(vec![Op::Return(0)]);
+        too_many_params.params = 3;
+        assert!(Proto::new(too_many_params).is_err());
     }
 
     #[test]

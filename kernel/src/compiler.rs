@@ -9,7 +9,7 @@
 use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 
-use crate::bytecode::{CaptureFrom, Op, Prim, Proto};
+use crate::bytecode::{CaptureFrom, Op, Prim, Proto, ProtoParts};
 use crate::error::syntax_error;
 use crate::expander::{Expr, ExprRef, Global, LambdaCode, SrcLoc};
 use crate::value::{Pos, Value};
@@ -250,7 +250,7 @@ pub fn compile_toplevel(expr: &ExprRef, file: Option<Rc<str>>) -> Result<Rc<Prot
     c.expr(expr, result, true)?;
     c.emit(Op::Return(result));
     let state = c.fns.pop().ok_or_else(|| too_big("functions"))?;
-    Ok(Rc::new(c.finish(state)))
+    Ok(Rc::new(c.finish(state)?))
 }
 
 impl Compiler {
@@ -315,8 +315,10 @@ impl Compiler {
         Ok(i)
     }
 
-    fn finish(&self, s: FnState) -> Proto {
-        Proto {
+    /// The function's prototype. It passes `Proto::new`'s checks unless the compiler has a
+    /// bug, which then surfaces as an error rather than as code the VM cannot run.
+    fn finish(&self, s: FnState) -> Result<Proto, Value> {
+        Proto::new(ProtoParts {
             name: s.name,
             params: s.params,
             rest: s.rest,
@@ -328,7 +330,10 @@ impl Compiler {
             protos: s.protos,
             lines: s.lines,
             file: self.file.clone(),
-        }
+        })
+        .map_err(|why| {
+            crate::error::type_error(format!("the compiler made invalid bytecode: {why}"), vec![])
+        })
     }
 
     /// The capture index of `var` (living in slot `slot` of function `home`) in function
@@ -966,7 +971,7 @@ impl Compiler {
         self.frames.pop();
         let state = self.fns.pop().ok_or_else(|| too_big("functions"))?;
         body?;
-        let proto = Rc::new(self.finish(state));
+        let proto = Rc::new(self.finish(state)?);
         let protos = &mut self.state().protos;
         protos.push(proto);
         let index = u32::try_from(protos.len() - 1).map_err(|_| too_big("functions"))?;

@@ -13,7 +13,7 @@
 use std::fmt;
 use std::rc::Rc;
 
-use crate::bytecode::{opcode_table_hash, CaptureFrom, Op, Proto};
+use crate::bytecode::{opcode_table_hash, CaptureFrom, Op, Proto, ProtoParts};
 use crate::engine::KERNEL_VERSION;
 use crate::expander::{global_cell, Globals};
 use crate::value::{Dict, Key, List, Pos, Symbol, Value};
@@ -386,7 +386,7 @@ impl Reader<'_> {
         for _ in 0..n {
             protos.push(Rc::new(self.proto(depth + 1)?));
         }
-        let proto = Proto {
+        Proto::new(ProtoParts {
             name,
             params,
             rest,
@@ -398,49 +398,9 @@ impl Reader<'_> {
             protos,
             lines,
             file: self.file.clone(),
-        };
-        validate(&proto)?;
-        Ok(proto)
+        })
+        .map_err(LoadError::Damaged)
     }
-}
-
-/// Every index in every instruction points at something of the right kind.
-fn validate(p: &Proto) -> Result<(), LoadError> {
-    let who = p.display_name();
-    if usize::from(p.params) + usize::from(p.rest) > usize::from(p.slots) {
-        return damaged(format!(
-            "{who}: {} parameters but {} slots",
-            p.params, p.slots
-        ));
-    }
-    if !p.lines.windows(2).all(|w| w[0].0 <= w[1].0) {
-        return damaged(format!("{who}: line table out of order"));
-    }
-    for child in &p.protos {
-        for c in &child.captures {
-            let ok = match c {
-                CaptureFrom::Local(s) => *s < p.slots,
-                CaptureFrom::Capture(i) => usize::from(*i) < p.captures.len(),
-            };
-            if !ok {
-                return damaged(format!(
-                    "{}: capture {c:?} out of range in {who}",
-                    child.display_name()
-                ));
-            }
-        }
-    }
-    for (ip, op) in p.code.iter().enumerate() {
-        if !op.valid_in(p) {
-            return damaged(format!(
-                "{who}: instruction {ip} ({op:?}) refers outside its function"
-            ));
-        }
-    }
-    if !matches!(p.code.last(), Some(Op::Return(_))) {
-        return damaged(format!("{who}: code does not end with return"));
-    }
-    Ok(())
 }
 
 /// Loads a program, resolving its globals in `globals`. Nothing runs.
@@ -563,37 +523,43 @@ mod tests {
         ops.push(Op::Return(0));
         let mut globals = Globals::new();
         let g = global_cell(&mut globals, Symbol::new("g"));
-        let child = Rc::new(Proto {
-            name: None,
-            params: 0,
-            rest: false,
-            slots: 1,
-            captures: vec![CaptureFrom::Local(0)],
-            code: vec![Op::Return(0)],
-            consts: vec![],
-            globals: vec![],
-            protos: vec![],
-            lines: vec![],
-            file: None,
-        });
-        let proto = Rc::new(Proto {
-            name: Some(Symbol::new("all")),
-            params: 1,
-            rest: false,
-            slots: 2,
-            captures: vec![CaptureFrom::Local(0)],
-            code: ops.clone(),
-            consts: vec![
-                Value::Int(1),
-                Value::sym("div"),
-                Value::list(vec![Value::sym("title")]),
-                Value::str("a test"),
-            ],
-            globals: vec![g],
-            protos: vec![child],
-            lines: vec![(0, Pos { line: 1, col: 1 })],
-            file: None,
-        });
+        let child = Rc::new(
+            Proto::new(ProtoParts {
+                name: None,
+                params: 0,
+                rest: false,
+                slots: 1,
+                captures: vec![CaptureFrom::Local(0)],
+                code: vec![Op::Return(0)],
+                consts: vec![],
+                globals: vec![],
+                protos: vec![],
+                lines: vec![],
+                file: None,
+            })
+            .unwrap(),
+        );
+        let proto = Rc::new(
+            Proto::new(ProtoParts {
+                name: Some(Symbol::new("all")),
+                params: 1,
+                rest: false,
+                slots: 2,
+                captures: vec![CaptureFrom::Local(0)],
+                code: ops.clone(),
+                consts: vec![
+                    Value::Int(1),
+                    Value::sym("div"),
+                    Value::list(vec![Value::sym("title")]),
+                    Value::str("a test"),
+                ],
+                globals: vec![g],
+                protos: vec![child],
+                lines: vec![(0, Pos { line: 1, col: 1 })],
+                file: None,
+            })
+            .unwrap(),
+        );
         let program = Program {
             file: Some(Rc::from("all.sx")),
             forms: vec![proto],

@@ -6,7 +6,9 @@
 //! caller's frame. Guards are entries in `handlers` (frame count, the register a raise lands
 //! in, handler address). Nothing
 //! here recurses in Rust per SX call, and no input — not even a damaged program — makes it
-//! index out of bounds: every access that the loader cannot prove is checked.
+//! index out of bounds: the hot accesses (registers, globals, the next instruction) rely on
+//! what `Proto::new` checked of every prototype that exists, and on the frame invariant on
+//! [`Machine`]; every other access is checked.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -124,6 +126,10 @@ struct Handler {
 /// the caller's registers (at the arguments), so arguments are never copied. The stack only
 /// grows; a finished frame's registers are cleared (only numbers, booleans and nil may stay
 /// above the running frame), so nothing is kept alive by a dead register.
+///
+/// Invariant (what `run`'s unchecked register reads rely on): every frame's registers,
+/// `base..base + proto.slots`, lie within `stack` — a frame is pushed (or its code replaced
+/// by a tail call) only after `reach(base + slots)`, and nothing shrinks the stack.
 pub struct Machine {
     stack: Vec<Value>,
     frames: Frames,
@@ -654,6 +660,10 @@ enum Operands {
 
 impl Machine {
     /// Runs until the machine finishes, fails, or performs.
+    ///
+    /// The kernel's only `unsafe`: the unchecked reads of registers, globals and the next
+    /// instruction in the macros below, each with its SAFETY argument.
+    #[allow(unsafe_code)]
     pub fn run(&mut self, engine: &mut Engine) -> Step {
         if self.done {
             return Step::Error(type_error("the machine already finished", vec![]));
@@ -743,22 +753,34 @@ impl Machine {
                 continue;
             }};
         }
-        // A register of the running frame.
+        // A register of the running frame, named by an operand of the running instruction.
+        //
+        // SAFETY (`reg!`, `reg_mut!`): `r < proto.slots`, since `Proto::new` checks every
+        // register operand of every instruction; and `base + proto.slots <= stack.len()`,
+        // since every frame is entered only after `reach(base + slots)` and the stack never
+        // shrinks (the `Machine` invariant). So `base + r` is in bounds.
         macro_rules! reg {
-            ($r:expr) => {
-                match self.stack.get(base + $r as usize) {
-                    Some(v) => v,
-                    None => throw!(corrupt("register out of range"), None),
-                }
-            };
+            ($r:expr) => {{
+                let i = base + $r as usize;
+                debug_assert!(($r as usize) < proto.slots as usize && i < self.stack.len());
+                unsafe { self.stack.get_unchecked(i) }
+            }};
         }
         macro_rules! reg_mut {
-            ($r:expr) => {
-                match self.stack.get_mut(base + $r as usize) {
-                    Some(v) => v,
-                    None => throw!(corrupt("register out of range"), None),
-                }
-            };
+            ($r:expr) => {{
+                let i = base + $r as usize;
+                debug_assert!(($r as usize) < proto.slots as usize && i < self.stack.len());
+                unsafe { self.stack.get_unchecked_mut(i) }
+            }};
+        }
+        // A global of the running function, named by an operand. `Proto::new` checks every
+        // global operand against `proto.globals`.
+        macro_rules! global {
+            ($g:expr) => {{
+                debug_assert!(($g as usize) < proto.globals.len());
+                // SAFETY: `g < proto.globals.len()` (checked by `Proto::new`).
+                unsafe { proto.globals.get_unchecked($g as usize) }
+            }};
         }
         macro_rules! set {
             ($r:expr, $v:expr) => {{
@@ -793,11 +815,13 @@ impl Machine {
             ($dst:expr, $truth:expr) => {{
                 let truth: bool = $truth;
                 set_bool(reg_mut!($dst), truth);
-                match proto.code.get(ip) {
-                    Some(Op::JumpIfFalse(r, target)) if *r == $dst => {
+                debug_assert!(ip < proto.code.len());
+                // SAFETY: `ip` is the next instruction (see the fetch in the loop below).
+                match unsafe { proto.code.get_unchecked(ip) } {
+                    Op::JumpIfFalse(r, target) if *r == $dst => {
                         jump!(if truth { ip + 1 } else { *target as usize });
                     }
-                    Some(Op::JumpIfTrue(r, target)) if *r == $dst => {
+                    Op::JumpIfTrue(r, target) if *r == $dst => {
                         jump!(if truth { *target as usize } else { ip + 1 });
                     }
                     _ => {}
@@ -832,31 +856,29 @@ impl Machine {
         // Whether the global a primitive was compiled from still holds the core native.
         macro_rules! builtin {
             ($g:expr) => {
-                proto
-                    .globals
-                    .get($g as usize)
-                    .is_some_and(|g| g.builtin.get())
+                global!($g).builtin.get()
             };
         }
 
-        // Starts the running closure over with the `n` arguments after register `at` as its
-        // parameters: a tail call to itself is a loop.
+        // Starts the running closure over with the `n` arguments after register `r` as its
+        // parameters: a tail call to itself is a loop. (The registers are a call's, whose
+        // span `Proto::new` checked.)
         macro_rules! restart {
-            ($at:expr, $n:expr) => {{
-                let (at, n): (usize, usize) = ($at, $n);
+            ($r:expr, $n:expr) => {{
+                let (r, n): (u16, u16) = ($r, $n);
                 if let Some(fuel) = &mut self.fuel {
                     *fuel -= 1;
                 }
                 for i in 0..n {
-                    match self.stack[at + 1 + i] {
-                        Value::Int(k) => set_int(&mut self.stack[base + i], k),
+                    match *reg_mut!(r + 1 + i) {
+                        Value::Int(k) => set_int(reg_mut!(i), k),
                         ref mut arg => {
                             let v = std::mem::take(arg);
-                            store(&mut self.stack[base + i], v);
+                            store(reg_mut!(i), v);
                         }
                     }
                 }
-                store(&mut self.stack[at], Value::Nil);
+                store(reg_mut!(r), Value::Nil);
                 ip = 0;
                 continue;
             }};
@@ -869,10 +891,9 @@ impl Machine {
                 // position: the callee takes over the frame. Calling its own code, that is
                 // a loop.
                 let (at, n) = (base + r as usize, n as usize);
-                let callee = match self.stack.get(at) {
-                    Some(Value::Fn(c))
+                let callee = match reg!(r) {
+                    Value::Fn(c)
                         if self.fuel != Some(0)
-                            && at + n < self.stack.len()
                             && self.frames.last().is_some_and(|f| f.is_closure) =>
                     {
                         // The same allocation as the running code is that code (no
@@ -890,7 +911,7 @@ impl Machine {
                         // Its closure may differ (the same lambda, other captures).
                         let closure = std::mem::take(&mut self.stack[at]);
                         store(&mut self.stack[base - 1], closure);
-                        restart!(at, n);
+                        restart!(r, n as u16);
                     }
                     Some(Some(code)) if !code.rest && code.params as usize == n => {
                         if let Some(fuel) = &mut self.fuel {
@@ -931,8 +952,8 @@ impl Machine {
                     flow!(flow);
                     continue;
                 }
-                let callee = match self.stack.get(at) {
-                    Some(Value::Fn(c)) if at + n < self.stack.len() => {
+                let callee = match reg!(r) {
+                    Value::Fn(c) => {
                         // Recursion calls the running code: no downcast needed.
                         let code = if std::ptr::addr_eq(Rc::as_ptr(&c.code), Rc::as_ptr(&proto)) {
                             Some(proto.clone())
@@ -966,9 +987,12 @@ impl Machine {
         }
 
         loop {
-            let Some(&op) = proto.code.get(ip) else {
-                throw!(corrupt("ran past the end of the code"), None);
-            };
+            debug_assert!(ip < proto.code.len());
+            // SAFETY: `ip < proto.code.len()`. A frame starts at 0 (its code is not empty);
+            // a jump or a guard goes to a target `Proto::new` checked; any other instruction
+            // goes on to the next one, and there is one, because the last instruction is
+            // `return` (checked by `Proto::new`), which leaves the frame.
+            let op = unsafe { *proto.code.get_unchecked(ip) };
             ip += 1;
             // The call instructions leave the match with the call to make, so the call
             // paths below are written (and compiled) once; every other instruction
@@ -1078,9 +1102,7 @@ impl Machine {
                     continue;
                 }
                 Op::Global(dst, g) => {
-                    let Some(global) = proto.globals.get(g as usize) else {
-                        throw!(corrupt("global out of range"), None);
-                    };
+                    let global = global!(g);
                     let value = global.value.borrow().clone();
                     match value {
                         Some(v) => set!(dst, v),
@@ -1093,9 +1115,7 @@ impl Machine {
                 }
                 Op::SetGlobal(g, src) | Op::DefineGlobal(g, src) => {
                     let v = reg!(src).clone();
-                    let Some(global) = proto.globals.get(g as usize) else {
-                        throw!(corrupt("global out of range"), None);
-                    };
+                    let global = global!(g);
                     if matches!(op, Op::SetGlobal(..)) && !global.is_bound() {
                         let err = crate::error::unbound_variable(global.name, true);
                         throw!(err, None);
@@ -1120,9 +1140,7 @@ impl Machine {
                     continue;
                 }
                 Op::JumpIfUnbound(g, t) => {
-                    let Some(global) = proto.globals.get(g as usize) else {
-                        throw!(corrupt("global out of range"), None);
-                    };
+                    let global = global!(g);
                     if !global.is_bound() {
                         jump!(t as usize);
                     }
@@ -1132,9 +1150,7 @@ impl Machine {
                 Op::Call(r, n) => (r, n, false),
                 Op::TailCallGlobal(g, r, n) | Op::CallGlobal(g, r, n) => {
                     let tail = matches!(op, Op::TailCallGlobal(..));
-                    let Some(global) = proto.globals.get(g as usize) else {
-                        throw!(corrupt("global out of range"), None);
-                    };
+                    let global = global!(g);
                     let name = global.name;
                     // What to do: loop, call a closure (its pointer only: a whole value
                     // moved through a temporary stalls the next read), call a plain native
@@ -1152,7 +1168,6 @@ impl Machine {
                             && self.fuel != Some(0)
                             && !proto.rest
                             && proto.params == n
-                            && base + r as usize + (n as usize) < self.stack.len()
                             && self.frames.last().is_some_and(|f| f.is_closure)
                             && matches!(
                                 (&*value, self.stack.get(base - 1)),
@@ -1175,7 +1190,7 @@ impl Machine {
                         }
                     };
                     match callee {
-                        Callee::Loop => restart!(base + r as usize, n as usize),
+                        Callee::Loop => restart!(r, n),
                         Callee::Closure(f) => set!(r, Value::Fn(f)),
                         Callee::Pure(f, site) => {
                             let from = base + r as usize + 1;
@@ -1309,9 +1324,7 @@ impl Machine {
                 }
                 Op::DefMacro(g, src) | Op::DefComp(g, _, src) => {
                     let v = std::mem::take(reg_mut!(src));
-                    let Some(global) = proto.globals.get(g as usize) else {
-                        throw!(corrupt("global out of range"), None);
-                    };
+                    let global = global!(g);
                     let Value::Fn(closure) = v else {
                         throw!(corrupt("definition of a non-function"), None);
                     };
