@@ -361,6 +361,9 @@ pub struct ErrorValue {
     pub stack: RefCell<Vec<StackEntry>>,
 }
 
+/// A value. `repr(u8)`: the variant is a plain byte at the start, so the VM's checks of it
+/// (`is_plain`, "is this an integer") are one compare, not a decoding of a niche.
+#[repr(u8)]
 pub enum Value {
     Nil,
     Bool(bool),

@@ -992,12 +992,12 @@ impl Machine {
             // a jump or a guard goes to a target `Proto::new` checked; any other instruction
             // goes on to the next one, and there is one, because the last instruction is
             // `return` (checked by `Proto::new`), which leaves the frame.
-            let op = unsafe { *proto.code.get_unchecked(ip) };
+            let op: &Op = unsafe { proto.code.get_unchecked(ip) };
             ip += 1;
             // The call instructions leave the match with the call to make, so the call
             // paths below are written (and compiled) once; every other instruction
             // continues the loop.
-            let (r, n, tail) = match op {
+            let (r, n, tail) = match *op {
                 Op::Const(dst, i) => {
                     let v = check!(proto
                         .consts
@@ -1328,7 +1328,7 @@ impl Machine {
                     let Value::Fn(closure) = v else {
                         throw!(corrupt("definition of a non-function"), None);
                     };
-                    let defined = if let Op::DefComp(_, keys, _) = op {
+                    let defined = if let Op::DefComp(_, keys, _) = *op {
                         let keys = match proto.consts.get(keys as usize) {
                             Some(Value::List(keys)) => {
                                 keys.iter().filter_map(Value::as_symbol).collect()
@@ -1543,8 +1543,13 @@ impl Machine {
 /// free (numbers, booleans, nil — most registers most of the time).
 #[inline(always)]
 fn store(place: &mut Value, v: Value) {
+    // Tested before the write, so the plain case writes over the old value without first
+    // copying it out.
+    if place.is_plain() {
+        std::mem::forget(std::mem::replace(place, v));
+        return;
+    }
     match std::mem::replace(place, v) {
-        old if old.is_plain() => std::mem::forget(old),
         // A list is most often shared: released inline (see `List`'s `Drop`).
         Value::List(list) => drop(list),
         old => drop(old),
