@@ -361,9 +361,8 @@ pub struct ErrorValue {
     pub stack: RefCell<Vec<StackEntry>>,
 }
 
-/// A value. `repr(u8)`: the variant is a plain byte at the start, so the VM's checks of it
-/// (`is_plain`, "is this an integer") are one compare, not a decoding of a niche.
-#[repr(u8)]
+/// A value: 24 bytes (the variant is kept in a niche of `Dict`'s fields; an explicit tag
+/// byte would make every value, register and list cell 8 bytes larger).
 pub enum Value {
     Nil,
     Bool(bool),
@@ -677,6 +676,13 @@ pub fn gensym(prefix: &str) -> Symbol {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Registers, list cells and dict entries are sized by `Value`: a layout change that
+    /// grows it (an explicit tag byte did) costs every workload memory.
+    #[test]
+    fn a_value_is_three_words() {
+        assert_eq!(std::mem::size_of::<Value>(), 24);
+    }
 
     proptest::proptest! {
         /// The short-string comparison is byte order, including strings with zero bytes,
