@@ -197,7 +197,7 @@ fn compiled_bytecode_runs_and_disassembles() {
     let listing = sx(&["disasm", out_path.to_str().unwrap()]);
     assert_eq!(listing.status.code(), Some(0));
     assert!(
-        text(&listing.stdout).contains("prim2 * r1 r0 r0"),
+        text(&listing.stdout).contains("mul r1 r0 r0 *"),
         "{}",
         text(&listing.stdout)
     );

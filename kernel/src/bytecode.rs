@@ -303,6 +303,64 @@ instruction_set! {
     Prim2 "prim2" (binprim p, reg dst, reg a, reg b, global g);
     /// A binary primitive on a register and a small integer.
     PrimInt "prim-int" (binprim p, reg dst, reg a, int k, global g);
+    /// The integer primitives have instructions of their own (one dispatch, not a second on
+    /// the primitive): `add` is `prim2 +`, `add-int` is `prim-int +`, and so on
+    /// ([`Op::binary`] chooses).
+    Add "add" (reg dst, reg a, reg b, global g);
+    Sub "sub" (reg dst, reg a, reg b, global g);
+    Mul "mul" (reg dst, reg a, reg b, global g);
+    Mod "mod" (reg dst, reg a, reg b, global g);
+    Lt "lt" (reg dst, reg a, reg b, global g);
+    Gt "gt" (reg dst, reg a, reg b, global g);
+    Le "le" (reg dst, reg a, reg b, global g);
+    Ge "ge" (reg dst, reg a, reg b, global g);
+    Eq "eq" (reg dst, reg a, reg b, global g);
+    AddInt "add-int" (reg dst, reg a, int k, global g);
+    SubInt "sub-int" (reg dst, reg a, int k, global g);
+    MulInt "mul-int" (reg dst, reg a, int k, global g);
+    ModInt "mod-int" (reg dst, reg a, int k, global g);
+    LtInt "lt-int" (reg dst, reg a, int k, global g);
+    GtInt "gt-int" (reg dst, reg a, int k, global g);
+    LeInt "le-int" (reg dst, reg a, int k, global g);
+    GeInt "ge-int" (reg dst, reg a, int k, global g);
+    EqInt "eq-int" (reg dst, reg a, int k, global g);
+}
+
+/// The second operand of a binary primitive: a register or a small integer.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Operand {
+    Reg(u16),
+    Int(i32),
+}
+
+impl Op {
+    /// The instruction for binary primitive `p` on register `a` and `b`, result in `dst`,
+    /// compiled from global `g`: the primitive's own instruction when it has one.
+    pub fn binary(p: Prim, dst: u16, a: u16, b: Operand, g: u16) -> Op {
+        use Operand::{Int, Reg};
+        match (p, b) {
+            (Prim::Add, Reg(b)) => Op::Add(dst, a, b, g),
+            (Prim::Sub, Reg(b)) => Op::Sub(dst, a, b, g),
+            (Prim::Mul, Reg(b)) => Op::Mul(dst, a, b, g),
+            (Prim::Mod, Reg(b)) => Op::Mod(dst, a, b, g),
+            (Prim::Lt, Reg(b)) => Op::Lt(dst, a, b, g),
+            (Prim::Gt, Reg(b)) => Op::Gt(dst, a, b, g),
+            (Prim::Le, Reg(b)) => Op::Le(dst, a, b, g),
+            (Prim::Ge, Reg(b)) => Op::Ge(dst, a, b, g),
+            (Prim::Eq, Reg(b)) => Op::Eq(dst, a, b, g),
+            (Prim::Add, Int(k)) => Op::AddInt(dst, a, k, g),
+            (Prim::Sub, Int(k)) => Op::SubInt(dst, a, k, g),
+            (Prim::Mul, Int(k)) => Op::MulInt(dst, a, k, g),
+            (Prim::Mod, Int(k)) => Op::ModInt(dst, a, k, g),
+            (Prim::Lt, Int(k)) => Op::LtInt(dst, a, k, g),
+            (Prim::Gt, Int(k)) => Op::GtInt(dst, a, k, g),
+            (Prim::Le, Int(k)) => Op::LeInt(dst, a, k, g),
+            (Prim::Ge, Int(k)) => Op::GeInt(dst, a, k, g),
+            (Prim::Eq, Int(k)) => Op::EqInt(dst, a, k, g),
+            (p, Reg(b)) => Op::Prim2(p, dst, a, b, g),
+            (p, Int(k)) => Op::PrimInt(p, dst, a, k, g),
+        }
+    }
 }
 
 impl Op {

@@ -9,7 +9,7 @@
 use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 
-use crate::bytecode::{CaptureFrom, Op, Prim, Proto, ProtoParts};
+use crate::bytecode::{CaptureFrom, Op, Operand, Prim, Proto, ProtoParts};
 use crate::error::syntax_error;
 use crate::expander::{Expr, ExprRef, Global, LambdaCode, SrcLoc};
 use crate::value::{Pos, Value};
@@ -766,7 +766,7 @@ impl Compiler {
                         let a = self.operand(a, dst)?;
                         match &**b {
                             Expr::Const(Value::Int(k)) if i32::try_from(*k).is_ok() => {
-                                Op::PrimInt(prim, dst, a, *k as i32, g)
+                                Op::binary(prim, dst, a, Operand::Int(*k as i32), g)
                             }
                             _ => {
                                 // `a` read in place is read when the primitive runs, after
@@ -779,7 +779,7 @@ impl Compiler {
                                 if pinned {
                                     self.state().pinned.pop();
                                 }
-                                Op::Prim2(prim, dst, a, b?, g)
+                                Op::binary(prim, dst, a, Operand::Reg(b?), g)
                             }
                         }
                     }

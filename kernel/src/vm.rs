@@ -658,6 +658,13 @@ enum Operands {
     RegInt(usize, i32),
 }
 
+/// What an instruction leaves to the code after `run`'s dispatch: a call (the function's
+/// register, the argument count, whether in tail position), or a primitive its fast path
+/// did not answer (the primitive, its global, the result register, the operands).
+enum Next {
+    Call(u16, u16, bool),
+}
+
 impl Machine {
     /// Runs until the machine finishes, fails, or performs.
     ///
@@ -986,6 +993,45 @@ impl Machine {
             }};
         }
 
+        macro_rules! slow_prim {
+            ($p:expr, $g:expr, $dst:expr, $operands:expr) => {{
+                save_ip!();
+                let flow = self.prim($p, $g, &proto, base + $dst as usize, $operands, engine);
+                flow!(flow);
+                continue;
+            }};
+        }
+        // A binary integer primitive on two registers (`int2!`) or a register and a small
+        // integer (`int_k!`): inline on integers while `g` holds the core native (a
+        // comparison feeding a branch branches at once), else the general path.
+        macro_rules! int2 {
+            ($p:expr, $dst:expr, $a:expr, $b:expr, $g:expr) => {{
+                let (dst, a, b, g) = ($dst, $a, $b, $g);
+                if let (Some(x), Some(y)) = (reg!(a).as_int(), reg!(b).as_int()) {
+                    if builtin!(g) {
+                        deliver_int!(dst, int_prim($p, x, y));
+                    }
+                }
+                slow_prim!(
+                    $p,
+                    g,
+                    dst,
+                    Operands::Two(base + a as usize, base + b as usize)
+                )
+            }};
+        }
+        macro_rules! int_k {
+            ($p:expr, $dst:expr, $a:expr, $k:expr, $g:expr) => {{
+                let (dst, a, k, g) = ($dst, $a, $k, $g);
+                if let Some(x) = reg!(a).as_int() {
+                    if builtin!(g) {
+                        deliver_int!(dst, int_prim($p, x, i64::from(k)));
+                    }
+                }
+                slow_prim!($p, g, dst, Operands::RegInt(base + a as usize, k))
+            }};
+        }
+
         loop {
             debug_assert!(ip < proto.code.len());
             // SAFETY: `ip < proto.code.len()`. A frame starts at 0 (its code is not empty);
@@ -994,10 +1040,10 @@ impl Machine {
             // `return` (checked by `Proto::new`), which leaves the frame.
             let op: &Op = unsafe { proto.code.get_unchecked(ip) };
             ip += 1;
-            // The call instructions leave the match with the call to make, so the call
-            // paths below are written (and compiled) once; every other instruction
-            // continues the loop.
-            let (r, n, tail) = match *op {
+            // The call instructions, and primitives their fast paths did not answer, leave
+            // the match with what to do next, so those paths below are written (and
+            // compiled) once; every other instruction continues the loop.
+            let next = match *op {
                 Op::Const(dst, i) => {
                     let v = check!(proto
                         .consts
@@ -1146,8 +1192,8 @@ impl Machine {
                     }
                     continue;
                 }
-                Op::TailCall(r, n) => (r, n, true),
-                Op::Call(r, n) => (r, n, false),
+                Op::TailCall(r, n) => Next::Call(r, n, true),
+                Op::Call(r, n) => Next::Call(r, n, false),
                 Op::TailCallGlobal(g, r, n) | Op::CallGlobal(g, r, n) => {
                     let tail = matches!(op, Op::TailCallGlobal(..));
                     let global = global!(g);
@@ -1212,7 +1258,7 @@ impl Machine {
                             throw!(err, Some(name.name()));
                         }
                     }
-                    (r, n, tail)
+                    Next::Call(r, n, tail)
                 }
                 Op::Return(r) if self.frames.len() > 1 => {
                     // An integer result travels as a number (see `set_int`).
@@ -1385,17 +1431,8 @@ impl Machine {
                             continue;
                         }
                     }
-                    save_ip!();
-                    let flow = self.prim(
-                        p,
-                        g,
-                        &proto,
-                        base + dst as usize,
-                        Operands::Two(base + a as usize, base + b as usize),
-                        engine,
-                    );
-                    flow!(flow);
-                    continue;
+                    let operands = Operands::Two(base + a as usize, base + b as usize);
+                    slow_prim!(p, g, dst, operands)
                 }
                 Op::PrimInt(p, dst, a, k, g) => {
                     if let Some(x) = reg!(a).as_int() {
@@ -1403,17 +1440,7 @@ impl Machine {
                             deliver_int!(dst, int_prim(p, x, i64::from(k)));
                         }
                     }
-                    save_ip!();
-                    let flow = self.prim(
-                        p,
-                        g,
-                        &proto,
-                        base + dst as usize,
-                        Operands::RegInt(base + a as usize, k),
-                        engine,
-                    );
-                    flow!(flow);
-                    continue;
+                    slow_prim!(p, g, dst, Operands::RegInt(base + a as usize, k))
                 }
                 Op::Prim(p, dst, a, g) => {
                     // One-operand fast paths, inline.
@@ -1426,23 +1453,30 @@ impl Machine {
                             continue;
                         }
                     }
-                    save_ip!();
-                    let flow = self.prim(
-                        p,
-                        g,
-                        &proto,
-                        base + dst as usize,
-                        Operands::From(base + a as usize),
-                        engine,
-                    );
-                    flow!(flow);
-                    continue;
+                    slow_prim!(p, g, dst, Operands::From(base + a as usize))
                 }
+                Op::Add(dst, a, b, g) => int2!(Prim::Add, dst, a, b, g),
+                Op::Sub(dst, a, b, g) => int2!(Prim::Sub, dst, a, b, g),
+                Op::Mul(dst, a, b, g) => int2!(Prim::Mul, dst, a, b, g),
+                Op::Mod(dst, a, b, g) => int2!(Prim::Mod, dst, a, b, g),
+                Op::Lt(dst, a, b, g) => int2!(Prim::Lt, dst, a, b, g),
+                Op::Gt(dst, a, b, g) => int2!(Prim::Gt, dst, a, b, g),
+                Op::Le(dst, a, b, g) => int2!(Prim::Le, dst, a, b, g),
+                Op::Ge(dst, a, b, g) => int2!(Prim::Ge, dst, a, b, g),
+                Op::Eq(dst, a, b, g) => int2!(Prim::Eq, dst, a, b, g),
+                Op::AddInt(dst, a, k, g) => int_k!(Prim::Add, dst, a, k, g),
+                Op::SubInt(dst, a, k, g) => int_k!(Prim::Sub, dst, a, k, g),
+                Op::MulInt(dst, a, k, g) => int_k!(Prim::Mul, dst, a, k, g),
+                Op::ModInt(dst, a, k, g) => int_k!(Prim::Mod, dst, a, k, g),
+                Op::LtInt(dst, a, k, g) => int_k!(Prim::Lt, dst, a, k, g),
+                Op::GtInt(dst, a, k, g) => int_k!(Prim::Gt, dst, a, k, g),
+                Op::LeInt(dst, a, k, g) => int_k!(Prim::Le, dst, a, k, g),
+                Op::GeInt(dst, a, k, g) => int_k!(Prim::Ge, dst, a, k, g),
+                Op::EqInt(dst, a, k, g) => int_k!(Prim::Eq, dst, a, k, g),
             };
-            if tail {
-                tail_call!(r, n)
-            } else {
-                call!(r, n)
+            match next {
+                Next::Call(r, n, true) => tail_call!(r, n),
+                Next::Call(r, n, false) => call!(r, n),
             }
         }
     }
