@@ -947,48 +947,59 @@ impl Machine {
                 continue;
             }};
         }
+        // The code to enter for a call of closure `c` with `n` arguments, when it is
+        // bytecode taking exactly those: `Some(None)` for the running code itself (recursion:
+        // no downcast, no new reference), `Some(Some(code))` for another function.
+        macro_rules! exact_code {
+            ($c:expr, $n:expr) => {{
+                let (c, n): (&Closure, u16) = ($c, $n);
+                if std::ptr::addr_eq(Rc::as_ptr(&c.code), Rc::as_ptr(&proto)) {
+                    (!proto.rest && proto.params == n).then_some(None)
+                } else {
+                    vm_proto(c).filter(|p| !p.rest && p.params == n).map(Some)
+                }
+            }};
+        }
+        // Enters the code `exact_code!` found for the call whose function is in register `r`.
+        macro_rules! enter {
+            ($r:expr, $code:expr) => {{
+                let code: Option<Rc<Proto>> = $code;
+                let at = base + $r as usize;
+                save_ip!();
+                if let Some(fuel) = &mut self.fuel {
+                    *fuel -= 1;
+                }
+                let new_base = at + 1;
+                let slots = code.as_ref().unwrap_or(&proto).slots as usize;
+                self.reach(new_base + slots);
+                match code {
+                    None => self.frames.push(proto.clone(), true, new_base, at),
+                    Some(code) => {
+                        self.frames.push(code.clone(), true, new_base, at);
+                        proto = code;
+                    }
+                }
+                ip = 0;
+                base = new_base;
+                continue;
+            }};
+        }
         // A call of the function in register `r`; the common case inline: a bytecode
         // closure with exactly its parameters.
         macro_rules! call {
             ($r:expr, $n:expr) => {{
                 let (r, n): (u16, u16) = ($r, $n);
-                let (at, n) = (base + r as usize, n as usize);
-                if self.fuel == Some(0) || self.frames.len() >= self.max_depth {
-                    save_ip!();
-                    let flow = self.call(at, n, at, false, engine);
-                    flow!(flow);
-                    continue;
-                }
-                let callee = match reg!(r) {
-                    Value::Fn(c) => {
-                        // Recursion calls the running code: no downcast needed.
-                        let code = if std::ptr::addr_eq(Rc::as_ptr(&c.code), Rc::as_ptr(&proto)) {
-                            Some(proto.clone())
-                        } else {
-                            vm_proto(c)
-                        };
-                        code.filter(|p| !p.rest && p.params as usize == n)
-                    }
-                    _ => None,
-                };
-                save_ip!();
-                match callee {
-                    Some(callee) => {
-                        if let Some(fuel) = &mut self.fuel {
-                            *fuel -= 1;
+                if self.fuel != Some(0) && self.frames.len() < self.max_depth {
+                    if let Value::Fn(c) = reg!(r) {
+                        if let Some(code) = exact_code!(c, n) {
+                            enter!(r, code);
                         }
-                        let new_base = at + 1;
-                        self.reach(new_base + callee.slots as usize);
-                        self.frames.push(callee.clone(), true, new_base, at);
-                        proto = callee;
-                        ip = 0;
-                        base = new_base;
-                    }
-                    None => {
-                        let flow = self.call(at, n, at, false, engine);
-                        flow!(flow);
                     }
                 }
+                save_ip!();
+                let at = base + r as usize;
+                let flow = self.call(at, n as usize, at, false, engine);
+                flow!(flow);
                 continue;
             }};
         }
@@ -1237,7 +1248,16 @@ impl Machine {
                     };
                     match callee {
                         Callee::Loop => restart!(r, n),
-                        Callee::Closure(f) => set!(r, Value::Fn(f)),
+                        Callee::Closure(f) => {
+                            // A call (not a tail call) enters at once.
+                            if !tail && self.fuel != Some(0) && self.frames.len() < self.max_depth {
+                                if let Some(code) = exact_code!(&f, n) {
+                                    set!(r, Value::Fn(f));
+                                    enter!(r, code);
+                                }
+                            }
+                            set!(r, Value::Fn(f))
+                        }
                         Callee::Pure(f, site) => {
                             let from = base + r as usize + 1;
                             let Some(args) = self.stack.get(from..from + n as usize) else {
