@@ -324,6 +324,14 @@ instruction_set! {
     LeInt "le-int" (reg dst, reg a, int k, global g);
     GeInt "ge-int" (reg dst, reg a, int k, global g);
     EqInt "eq-int" (reg dst, reg a, int k, global g);
+    /// Likewise the one-operand primitives with a fast path ([`Op::unary`] chooses).
+    Not "not" (reg dst, reg a, global g);
+    IsNil "nil?" (reg dst, reg a, global g);
+    IsEmpty "empty?" (reg dst, reg a, global g);
+    First "first" (reg dst, reg a, global g);
+    Rest "rest" (reg dst, reg a, global g);
+    Inc "inc" (reg dst, reg a, global g);
+    Dec "dec" (reg dst, reg a, global g);
 }
 
 /// The second operand of a binary primitive: a register or a small integer.
@@ -359,6 +367,21 @@ impl Op {
             (Prim::Eq, Int(k)) => Op::EqInt(dst, a, k, g),
             (p, Reg(b)) => Op::Prim2(p, dst, a, b, g),
             (p, Int(k)) => Op::PrimInt(p, dst, a, k, g),
+        }
+    }
+
+    /// The instruction for one-operand primitive `p` on register `a`: its own instruction
+    /// when it has one.
+    pub fn unary(p: Prim, dst: u16, a: u16, g: u16) -> Op {
+        match p {
+            Prim::Not => Op::Not(dst, a, g),
+            Prim::IsNil => Op::IsNil(dst, a, g),
+            Prim::IsEmpty => Op::IsEmpty(dst, a, g),
+            Prim::First => Op::First(dst, a, g),
+            Prim::Rest => Op::Rest(dst, a, g),
+            Prim::Inc => Op::Inc(dst, a, g),
+            Prim::Dec => Op::Dec(dst, a, g),
+            p => Op::Prim(p, dst, a, g),
         }
     }
 }
@@ -481,8 +504,10 @@ impl Proto {
         }
         for (ip, op) in p.code.iter().enumerate() {
             if !op.valid_in(p) {
+                // (Named, not `{:?}`-printed: `Op`'s Debug would weigh in the browser's module.)
                 return Err(format!(
-                    "{who}: instruction {ip} ({op:?}) refers outside its function"
+                    "{who}: instruction {ip} ({}) refers outside its function",
+                    op.name()
                 ));
             }
         }

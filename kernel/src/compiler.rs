@@ -783,7 +783,7 @@ impl Compiler {
                             }
                         }
                     }
-                    [a] => Op::Prim(prim, dst, self.operand(a, dst)?, g),
+                    [a] => Op::unary(prim, dst, self.operand(a, dst)?, g),
                     args => Op::Prim(prim, dst, self.consecutive(args, dst)?, g),
                 };
                 self.mark(loc);

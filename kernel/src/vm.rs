@@ -218,6 +218,25 @@ impl Machine {
         self.resume_with = Some(answer);
     }
 
+    /// The running frame's code, next instruction and first register; `None` once the
+    /// last frame has returned.
+    #[inline(never)]
+    fn resume_point(&self) -> Option<(Rc<Proto>, usize, usize)> {
+        self.frames.last().map(|f| (f.proto.clone(), f.ip, f.base))
+    }
+
+    /// Ends the run: the result is in register 0.
+    #[inline(never)]
+    fn finish(&mut self) -> Step {
+        self.done = true;
+        Step::Done(
+            self.stack
+                .get_mut(0)
+                .map(std::mem::take)
+                .unwrap_or_default(),
+        )
+    }
+
     /// Where the running frame's registers end (1 before the first call of an `apply`
     /// machine: its function's register).
     fn frame_end(&self) -> usize {
@@ -681,13 +700,7 @@ impl Machine {
             }
             if self.frames.is_empty() {
                 // A native answered at once.
-                self.done = true;
-                return Step::Done(
-                    self.stack
-                        .get_mut(0)
-                        .map(std::mem::take)
-                        .unwrap_or_default(),
-                );
+                return self.finish();
             }
         }
         if let Some(answer) = self.resume_with.take() {
@@ -707,18 +720,9 @@ impl Machine {
                 }
             }
         }
-        let Some(frame) = self.frames.last() else {
-            self.done = true;
-            return Step::Done(
-                self.stack
-                    .get_mut(0)
-                    .map(std::mem::take)
-                    .unwrap_or_default(),
-            );
+        let Some((mut proto, mut ip, mut base)) = self.resume_point() else {
+            return self.finish();
         };
-        let mut proto = frame.proto.clone();
-        let mut ip = frame.ip;
-        let mut base = frame.base;
 
         macro_rules! reload {
             () => {{
@@ -728,11 +732,7 @@ impl Machine {
                         ip = f.ip;
                         base = f.base;
                     }
-                    None => {
-                        self.done = true;
-                        let result = self.stack.get_mut(0).map(std::mem::take);
-                        return Step::Done(result.unwrap_or_default());
-                    }
+                    None => return self.finish(),
                 }
             }};
         }
@@ -743,10 +743,20 @@ impl Machine {
                 }
             };
         }
+        // After a call, primitive or raise that did not stay in the running frame's code.
+        // (Out of line, unlike `reload!` on the hot return path: it is expanded at every
+        // slow path, and its size counts in the browser's module.)
         macro_rules! flow {
             ($flow:expr) => {
                 match $flow {
-                    Flow::Next(true) => reload!(),
+                    Flow::Next(true) => match self.resume_point() {
+                        Some((code, at, from)) => {
+                            proto = code;
+                            ip = at;
+                            base = from;
+                        }
+                        None => return self.finish(),
+                    },
                     Flow::Next(false) => {}
                     Flow::Stop(step) => return step,
                 }
@@ -1040,6 +1050,24 @@ impl Machine {
                     }
                 }
                 slow_prim!($p, g, dst, Operands::RegInt(base + a as usize, k))
+            }};
+        }
+
+        // A one-operand primitive with a fast path: inline while `g` holds the core native,
+        // else the general path. (An operand above `dst` is a temporary: cleared.)
+        macro_rules! unary {
+            ($p:expr, $dst:expr, $a:expr, $g:expr) => {{
+                let (dst, a, g) = ($dst, $a, $g);
+                if builtin!(g) {
+                    if let Some(result) = unary_prim($p, reg!(a)) {
+                        if a > dst {
+                            store(reg_mut!(a), Value::Nil);
+                        }
+                        deliver!(dst, result);
+                        continue;
+                    }
+                }
+                slow_prim!($p, g, dst, Operands::From(base + a as usize))
             }};
         }
 
@@ -1493,6 +1521,13 @@ impl Machine {
                 Op::LeInt(dst, a, k, g) => int_k!(Prim::Le, dst, a, k, g),
                 Op::GeInt(dst, a, k, g) => int_k!(Prim::Ge, dst, a, k, g),
                 Op::EqInt(dst, a, k, g) => int_k!(Prim::Eq, dst, a, k, g),
+                Op::Not(dst, a, g) => unary!(Prim::Not, dst, a, g),
+                Op::IsNil(dst, a, g) => unary!(Prim::IsNil, dst, a, g),
+                Op::IsEmpty(dst, a, g) => unary!(Prim::IsEmpty, dst, a, g),
+                Op::First(dst, a, g) => unary!(Prim::First, dst, a, g),
+                Op::Rest(dst, a, g) => unary!(Prim::Rest, dst, a, g),
+                Op::Inc(dst, a, g) => unary!(Prim::Inc, dst, a, g),
+                Op::Dec(dst, a, g) => unary!(Prim::Dec, dst, a, g),
             };
             match next {
                 Next::Call(r, n, true) => tail_call!(r, n),
