@@ -367,6 +367,12 @@ impl Machine {
                 None => return self.throw(corrupt("guard register out of range"), None),
             }
             if let Some(frame) = self.frames.last_mut() {
+                // `Proto::new` checked the target against the function that pushed the
+                // guard; damaged code can leave a guard behind that function (a return or a
+                // tail call without `pop-guard`), and the fetch reads unchecked.
+                if handler.target >= frame.proto.code.len() {
+                    return self.throw(corrupt("a guard outlived its function"), None);
+                }
                 frame.ip = handler.target;
             }
             return Flow::Next(true);
@@ -1074,9 +1080,10 @@ impl Machine {
         loop {
             debug_assert!(ip < proto.code.len());
             // SAFETY: `ip < proto.code.len()`. A frame starts at 0 (its code is not empty);
-            // a jump or a guard goes to a target `Proto::new` checked; any other instruction
-            // goes on to the next one, and there is one, because the last instruction is
-            // `return` (checked by `Proto::new`), which leaves the frame.
+            // a jump goes to a target `Proto::new` checked, a raise to a guard's target only
+            // when it is within the code of the frame it lands in (`throw` checks); any other
+            // instruction goes on to the next one, and there is one, because the last
+            // instruction is `return` (checked by `Proto::new`), which leaves the frame.
             let op: &Op = unsafe { proto.code.get_unchecked(ip) };
             ip += 1;
             // The call instructions, and primitives their fast paths did not answer, leave
@@ -1702,5 +1709,70 @@ fn set_bool(place: &mut Value, b: bool) {
     match place {
         Value::Bool(old) => *old = b,
         _ => store(place, Value::Bool(b)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bytecode::{CaptureFrom, ProtoParts};
+    use crate::engine::Backend;
+
+    fn proto(slots: u16, code: Vec<Op>, protos: Vec<Rc<Proto>>) -> Rc<Proto> {
+        Rc::new(
+            Proto::new(ProtoParts {
+                name: None,
+                params: 0,
+                rest: false,
+                slots,
+                captures: Vec::<CaptureFrom>::new(),
+                code,
+                consts: vec![],
+                globals: vec![],
+                protos,
+                lines: vec![],
+                file: None,
+            })
+            .unwrap(),
+        )
+    }
+
+    /// A guard its function returns past (damaged code: the compiler always pops its
+    /// guards) must not send the raise to its target in another function, whose code may
+    /// be shorter: the fetch there reads unchecked.
+    #[test]
+    fn a_guard_left_behind_by_its_function_is_an_error_not_a_jump() {
+        let leaves_a_guard = proto(
+            1,
+            vec![
+                Op::PushGuard(0, 4),
+                Op::Nil(0),
+                Op::Nil(0),
+                Op::Nil(0),
+                Op::Nil(0),
+                Op::Return(0),
+            ],
+            vec![],
+        );
+        // Calls it, then calls nil (which raises) in a function of four instructions.
+        let top = proto(
+            2,
+            vec![
+                Op::Closure(0, 0),
+                Op::Call(0, 0),
+                Op::Call(1, 0),
+                Op::Return(0),
+            ],
+            vec![leaves_a_guard],
+        );
+        let mut engine = Engine::with_backend(Backend::Vm);
+        let mut machine = Machine::new(top, None, 100);
+        match machine.run(&mut engine) {
+            Step::Error(e) => {
+                let text = crate::error::describe(&e);
+                assert!(text.contains("a guard outlived its function"), "{text}");
+            }
+            _ => panic!("the raise must end the run with an error"),
+        }
     }
 }
