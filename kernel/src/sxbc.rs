@@ -22,8 +22,8 @@ pub const MAGIC: &[u8; 4] = b"SXBC";
 /// 2: code names the library's own bindings (`#lib/...` globals, see `expander`), which a
 /// kernel of format 1 does not define; and `case`/quasiquote call them instead of native
 /// constants. 3: register instructions (operands and results name frame registers; `slots`
-/// counts registers). 4: the integer primitives have instructions of their own (`add`,
-/// `lt-int`, ...).
+/// counts registers). 4: the integer primitives and the one-operand ones with a fast path
+/// have instructions of their own (`add`, `lt-int`, `first`, ...).
 pub const FORMAT_VERSION: u16 = 4;
 
 /// Deeper constants or function nesting than this is rejected (the decoder recurses).
