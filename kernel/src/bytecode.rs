@@ -610,47 +610,28 @@ mod tests {
             Op::Return(1),
         ];
         assert!(Proto::new(parts(ok)).is_ok());
-        let cases: &[(&str, Vec<Op>, &str)] = &[
-            (
-                "register",
-                vec![Op::Move(2, 0), Op::Return(0)],
-                "instruction 0",
-            ),
-            (
-                "call span",
-                vec![Op::Call(0, 2), Op::Return(0)],
-                "instruction 0",
-            ),
-            (
-                "prim span",
-                vec![Op::Prim(Prim::Assoc, 0, 0, 0), Op::Return(0)],
-                "instruction 0",
-            ),
-            (
-                "global",
-                vec![Op::Global(0, 1), Op::Return(0)],
-                "instruction 0",
-            ),
-            ("jump", vec![Op::Jump(2), Op::Return(0)], "instruction 0"),
-            (
-                "guard",
-                vec![Op::PushGuard(0, 9), Op::Return(0)],
-                "instruction 0",
-            ),
-            (
-                "constant",
-                vec![Op::Const(0, 1), Op::Return(0)],
-                "instruction 0",
-            ),
-            (
-                "no return",
-                vec![Op::Return(0), Op::Jump(0)],
-                "does not end with return",
-            ),
-            ("empty", vec![], "does not end with return"),
+        // Each refers outside the function (two registers, one global, one constant).
+        let out_of_range: &[(&str, Op)] = &[
+            ("register", Op::Move(2, 0)),
+            ("call span", Op::Call(0, 2)),
+            ("prim span", Op::Prim(Prim::Assoc, 0, 0, 0)),
+            ("global", Op::Global(0, 1)),
+            ("jump", Op::Jump(2)),
+            ("guard", Op::PushGuard(0, 9)),
+            ("constant", Op::Const(0, 1)),
         ];
+        let mut cases: Vec<(&str, Vec<Op>, &str)> = out_of_range
+            .iter()
+            .map(|(what, op)| (*what, vec![*op, Op::Return(0)], "instruction 0"))
+            .collect();
+        cases.push((
+            "no return",
+            vec![Op::Return(0), Op::Jump(0)],
+            "does not end with return",
+        ));
+        cases.push(("empty", vec![], "does not end with return"));
         for (what, code, expected) in cases {
-            match Proto::new(parts(code.clone())) {
+            match Proto::new(parts(code)) {
                 Ok(_) => panic!("{what}: accepted"),
                 Err(why) => assert!(why.contains(expected), "{what}: {why}"),
             }
