@@ -775,7 +775,10 @@ impl Compiler {
                                 if pinned {
                                     self.state().pinned.push(a);
                                 }
-                                let b = self.operand(b, dst);
+                                // A last read of the list `cons` extends moves it: a
+                                // list nothing else holds then grows in place.
+                                let moved = prim == Prim::Cons && self.moves.contains(&key_of(b));
+                                let b = self.operand(b, if moved { 0 } else { dst });
                                 if pinned {
                                     self.state().pinned.pop();
                                 }

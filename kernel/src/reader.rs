@@ -45,7 +45,7 @@ impl fmt::Display for ReadError {
 /// Keyed by list node identity, so positions survive macros that reuse their input.
 #[derive(Default)]
 pub struct SourceMap {
-    lists: HashMap<usize, (Pos, bool)>,
+    lists: HashMap<(usize, u32), (Pos, bool)>,
     /// Lists recorded after reading (macro expansions) are kept alive here, so no other
     /// list can take their address and inherit their entry.
     kept: Vec<List>,

@@ -73,62 +73,145 @@ impl fmt::Debug for Symbol {
     }
 }
 
-/// A persistent singly linked list. Each node caches the length of the list it starts.
+/// A persistent list. A list value is a node and the length of the list it starts, so
+/// `len` is O(1). There are two kinds of node:
+/// - a cons cell: a head and the list after it;
+/// - a chunk: elements stored back to front in one vector. The bulk builders (collecting,
+///   `From<Vec>`, hence `range`, `map`, `sort`, `string-split`) make one allocation for a
+///   whole list instead of one per element, and `rest` of a chunk is the same chunk one
+///   element shorter.
+///
+/// `cons` onto a chunk that nothing else holds pushes in place (the chunk is then the
+/// caller's alone, so no other list can see the change); onto a shared list it makes a
+/// cons cell. A list built by consing onto its own unique tail — an accumulator loop whose
+/// call moves the list (see the compiler's last reads) — is one vector.
 #[derive(Clone, Default)]
-pub struct List(Option<Rc<Cons>>);
+pub struct List {
+    node: Option<Rc<Node>>,
+    /// The number of elements (0 exactly when `node` is `None`). For a chunk, also how
+    /// many of its elements this list sees.
+    len: u32,
+}
 
-struct Cons {
-    head: Value,
-    tail: List,
-    len: usize,
+enum Node {
+    Cons {
+        head: Value,
+        tail: List,
+    },
+    /// The list is the vector's first `len` elements (1 ≤ len ≤ its length) read from
+    /// index `len - 1` down to 0.
+    Chunk(Vec<Value>),
+}
+
+/// Lists are limited to `u32::MAX` elements (96 GB of values): memory runs out long before.
+fn list_len(n: usize) -> u32 {
+    u32::try_from(n).expect("a list of more than 2^32 elements")
 }
 
 impl List {
     pub fn empty() -> List {
-        List(None)
+        List { node: None, len: 0 }
     }
 
-    pub fn cons(head: Value, tail: List) -> List {
-        let len = tail.len() + 1;
-        List(Some(Rc::new(Cons { head, tail, len })))
+    fn with(node: Node, len: u32) -> List {
+        List {
+            node: Some(Rc::new(node)),
+            len,
+        }
+    }
+
+    pub fn cons(head: Value, mut tail: List) -> List {
+        let len = list_len(tail.len() + 1);
+        if let Some(node) = tail.node.as_mut().and_then(Rc::get_mut) {
+            match node {
+                // Nothing else holds the chunk: elements past `tail.len` are nobody's.
+                Node::Chunk(items) => {
+                    items.truncate(tail.len as usize);
+                    items.push(head);
+                    tail.len = len;
+                    return tail;
+                }
+                // A one-element list nothing else holds becomes a chunk on the second cons.
+                Node::Cons {
+                    head: last,
+                    tail: rest,
+                } if rest.is_empty() => {
+                    let mut items = Vec::with_capacity(4);
+                    items.extend([std::mem::take(last), head]);
+                    *node = Node::Chunk(items);
+                    tail.len = len;
+                    return tail;
+                }
+                Node::Cons { .. } => {}
+            }
+        }
+        List::with(Node::Cons { head, tail }, len)
     }
 
     pub fn len(&self) -> usize {
-        self.0.as_ref().map_or(0, |c| c.len)
+        self.len as usize
     }
 
     pub fn is_empty(&self) -> bool {
-        self.0.is_none()
+        self.node.is_none()
     }
 
     pub fn first(&self) -> Option<&Value> {
-        self.0.as_ref().map(|c| &c.head)
+        match self.node.as_deref()? {
+            Node::Cons { head, .. } => Some(head),
+            Node::Chunk(items) => items.get(self.len as usize - 1),
+        }
     }
 
     /// The list without its first element; `()` for `()`.
     pub fn rest(&self) -> List {
-        self.0.as_ref().map_or_else(List::empty, |c| c.tail.clone())
+        match self.node.as_deref() {
+            Some(Node::Cons { tail, .. }) => tail.clone(),
+            Some(Node::Chunk(_)) if self.len > 1 => List {
+                node: self.node.clone(),
+                len: self.len - 1,
+            },
+            _ => List::empty(),
+        }
     }
 
     pub fn iter(&self) -> ListIter<'_> {
-        ListIter(self.0.as_deref())
+        ListIter::at(self)
     }
 
     pub fn nth(&self, index: usize) -> Option<&Value> {
-        self.iter().nth(index)
+        let mut list = self;
+        let mut index = index;
+        loop {
+            match list.node.as_deref()? {
+                Node::Cons { head, .. } if index == 0 => return Some(head),
+                Node::Cons { tail, .. } => {
+                    list = tail;
+                    index -= 1;
+                }
+                Node::Chunk(items) => {
+                    let i = (list.len as usize).checked_sub(index + 1)?;
+                    return items.get(i);
+                }
+            }
+        }
     }
 
-    /// Identity of the first node: the key of the reader's source positions.
-    pub fn node_id(&self) -> Option<usize> {
-        self.0.as_ref().map(|c| Rc::as_ptr(c) as usize)
+    /// Identity of the list: its first node and its length (a chunk's lists share the
+    /// node). The key of the reader's source positions.
+    pub fn node_id(&self) -> Option<(usize, u32)> {
+        self.node
+            .as_ref()
+            .map(|node| (Rc::as_ptr(node) as usize, self.len))
     }
 
     pub fn ptr_eq(&self, other: &List) -> bool {
-        match (&self.0, &other.0) {
-            (Some(a), Some(b)) => Rc::ptr_eq(a, b),
-            (None, None) => true,
-            _ => false,
-        }
+        self.len == other.len
+            && match (&self.node, &other.node) {
+                (Some(a), Some(b)) => Rc::ptr_eq(a, b),
+                (None, None) => true,
+                _ => false,
+            }
     }
 
     pub fn to_vec(&self) -> Vec<Value> {
@@ -141,6 +224,9 @@ impl List {
         I: IntoIterator<Item = Value>,
         I::IntoIter: DoubleEndedIterator,
     {
+        if tail.is_empty() {
+            return items.into_iter().collect();
+        }
         items
             .into_iter()
             .rev()
@@ -148,91 +234,116 @@ impl List {
     }
 }
 
-impl List {
-    /// Reverses a list whose nodes nobody else holds by relinking them in place (no
-    /// allocation); nodes that are shared are copied.
-    pub fn reverse_owned(mut self) -> List {
-        let mut reversed = List::empty();
-        let mut len = 0;
-        while let Some(mut node) = self.0.take() {
-            len += 1;
-            match Rc::get_mut(&mut node) {
-                Some(cons) => {
-                    self = std::mem::replace(&mut cons.tail, reversed);
-                    cons.len = len;
-                    reversed = List(Some(node));
-                }
-                None => {
-                    self = node.tail.clone();
-                    reversed = List::cons(node.head.clone(), reversed);
-                }
-            }
-        }
-        reversed
-    }
-}
-
-/// Collecting builds the list back to front and relinks it: the only memory is the list.
+/// Collecting makes one chunk (one cons cell for a single element).
 impl FromIterator<Value> for List {
     fn from_iter<T: IntoIterator<Item = Value>>(iter: T) -> Self {
-        let mut backwards = List::empty();
-        for v in iter {
-            backwards = List::cons(v, backwards);
-        }
-        backwards.reverse_owned()
+        List::from(iter.into_iter().collect::<Vec<_>>())
     }
 }
 
 impl From<Vec<Value>> for List {
-    fn from(items: Vec<Value>) -> Self {
-        List::from_iter_with_tail(items, List::empty())
+    fn from(mut items: Vec<Value>) -> Self {
+        match items.len() {
+            0 => List::empty(),
+            1 => List::cons(items.swap_remove(0), List::empty()),
+            n => {
+                items.reverse();
+                List::with(Node::Chunk(items), list_len(n))
+            }
+        }
     }
 }
 
+/// The elements of a list, front to back.
 #[derive(Clone)]
-pub struct ListIter<'a>(Option<&'a Cons>);
+pub struct ListIter<'a> {
+    /// The next cons cell, and the length of the list it starts.
+    cell: Option<(&'a Value, &'a List, u32)>,
+    /// A chunk's elements still to visit, taken from the back (after the cells).
+    chunk: &'a [Value],
+}
+
+impl<'a> ListIter<'a> {
+    fn at(list: &'a List) -> ListIter<'a> {
+        match list.node.as_deref() {
+            None => ListIter {
+                cell: None,
+                chunk: &[],
+            },
+            Some(Node::Cons { head, tail }) => ListIter {
+                cell: Some((head, tail, list.len)),
+                chunk: &[],
+            },
+            Some(Node::Chunk(items)) => ListIter {
+                cell: None,
+                chunk: items.get(..list.len as usize).unwrap_or_default(),
+            },
+        }
+    }
+}
 
 impl<'a> Iterator for ListIter<'a> {
     type Item = &'a Value;
     fn next(&mut self) -> Option<&'a Value> {
-        let node = self.0?;
-        self.0 = node.tail.0.as_deref();
-        Some(&node.head)
+        if let Some((head, tail, _)) = self.cell {
+            *self = ListIter::at(tail);
+            return Some(head);
+        }
+        let (last, before) = self.chunk.split_last()?;
+        self.chunk = before;
+        Some(last)
     }
     fn size_hint(&self) -> (usize, Option<usize>) {
-        let n = self.0.map_or(0, |c| c.len);
+        let n = self.cell.map_or(self.chunk.len(), |(_, _, n)| n as usize);
         (n, Some(n))
     }
 }
 
+impl ExactSizeIterator for ListIter<'_> {}
+
 impl Drop for List {
     // Dropping a long (or deeply nested) list node by node would recurse once per node;
-    // `drop_cells` unlinks uniquely owned nodes in a loop instead, along the tail, keeping
-    // nested lists found in heads on a work list (allocated only if there are any). A
+    // `drop_nodes` unlinks uniquely owned nodes in a loop instead, along the tail, keeping
+    // nested lists found in elements on a work list (allocated only if there are any). A
     // shared list is only released: that is most drops, and it is a decrement, inline.
     #[inline]
     fn drop(&mut self) {
-        match self.0.take() {
-            Some(first) if Rc::strong_count(&first) == 1 => drop_cells(first),
+        match self.node.take() {
+            Some(first) if Rc::strong_count(&first) == 1 => drop_nodes(first),
             // Shared (or empty): only released.
             shared => drop(shared),
         }
     }
 }
 
-/// Frees a uniquely held list's cells (see `List`'s `Drop`).
+/// Frees a uniquely held list's nodes (see `List`'s `Drop`).
 #[inline(never)]
-fn drop_cells(first: Rc<Cons>) {
+fn drop_nodes(first: Rc<Node>) {
+    fn keep_nested(v: &mut Value, nested: &mut Vec<Rc<Node>>) {
+        if let Value::List(inner) = v {
+            if inner
+                .node
+                .as_ref()
+                .is_some_and(|n| Rc::strong_count(n) == 1)
+            {
+                nested.extend(inner.node.take());
+            }
+        }
+    }
     let mut next = Some(first);
-    let mut nested: Vec<Rc<Cons>> = Vec::new();
+    let mut nested: Vec<Rc<Node>> = Vec::new();
     while let Some(node) = next.take().or_else(|| nested.pop()) {
-        if let Ok(mut cons) = Rc::try_unwrap(node) {
-            next = cons.tail.0.take();
-            if let Value::List(inner) = &mut cons.head {
-                if let Some(inner) = inner.0.take() {
-                    nested.push(inner);
+        match Rc::try_unwrap(node) {
+            Ok(Node::Cons { mut head, mut tail }) => {
+                next = tail.node.take();
+                keep_nested(&mut head, &mut nested);
+            }
+            Ok(Node::Chunk(mut items)) => {
+                for v in &mut items {
+                    keep_nested(v, &mut nested);
                 }
             }
+            Err(_shared) => {}
         }
     }
 }
@@ -712,20 +823,108 @@ mod tests {
 
     #[test]
     fn collecting_keeps_order_and_lengths() {
-        let list: List = (0..5).map(Value::Int).collect();
-        assert_eq!(list.to_vec(), (0..5).map(Value::Int).collect::<Vec<_>>());
-        assert_eq!(list.len(), 5);
-        assert_eq!(list.rest().len(), 4);
-        // A shared tail is copied, not relinked.
-        let shared: List = (0..3).map(Value::Int).collect();
-        let keep = shared.rest();
-        let reversed = shared.reverse_owned();
+        for n in 0..5 {
+            let list: List = (0..n).map(Value::Int).collect();
+            assert_eq!(list.to_vec(), (0..n).map(Value::Int).collect::<Vec<_>>());
+            assert_eq!(list.len(), n as usize);
+            assert_eq!(list.iter().len(), n as usize);
+            assert_eq!(list.rest().len(), (n as usize).saturating_sub(1));
+            assert_eq!(list.nth(2), (n > 2).then_some(&Value::Int(2)));
+        }
+    }
+
+    /// What a program does to lists, on a few lists kept side by side.
+    #[derive(Debug, Clone)]
+    enum ListOp {
+        /// `lists[i] = (cons n lists[j])`
+        Cons(usize, usize, i64),
+        /// `lists[i] = (rest lists[j])`
+        Rest(usize, usize),
+        /// `lists[i] = (list ns...)`, a chunk
+        Collect(usize, Vec<i64>),
+        /// `lists[i] = ()`
+        Clear(usize),
+    }
+
+    fn list_op() -> impl proptest::strategy::Strategy<Value = ListOp> {
+        use proptest::prelude::*;
+        prop_oneof![
+            (0..4usize, 0..4usize, any::<i64>()).prop_map(|(i, j, n)| ListOp::Cons(i, j, n)),
+            (0..4usize, 0..4usize).prop_map(|(i, j)| ListOp::Rest(i, j)),
+            (0..4usize, proptest::collection::vec(any::<i64>(), 0..6))
+                .prop_map(|(i, ns)| ListOp::Collect(i, ns)),
+            (0..4usize).prop_map(ListOp::Clear),
+        ]
+    }
+
+    proptest::proptest! {
+        /// Chunks grown in place by `cons` stay persistent: every list kept reads what a
+        /// model of plain vectors says, whatever was consed onto it or its tails since.
+        #[test]
+        fn lists_stay_persistent(ops in proptest::collection::vec(list_op(), 0..60)) {
+            let mut lists: Vec<List> = vec![List::empty(); 4];
+            let mut model: Vec<Vec<i64>> = vec![Vec::new(); 4];
+            for op in ops {
+                match op {
+                    ListOp::Cons(i, j, n) => {
+                        lists[i] = List::cons(Value::Int(n), lists[j].clone());
+                        model[i] = std::iter::once(n).chain(model[j].clone()).collect();
+                    }
+                    ListOp::Rest(i, j) => {
+                        lists[i] = lists[j].rest();
+                        model[i] = model[j].iter().skip(1).copied().collect();
+                    }
+                    ListOp::Collect(i, ns) => {
+                        lists[i] = ns.iter().copied().map(Value::Int).collect();
+                        model[i] = ns;
+                    }
+                    ListOp::Clear(i) => {
+                        lists[i] = List::empty();
+                        model[i] = Vec::new();
+                    }
+                }
+                for (list, want) in lists.iter().zip(&model) {
+                    let got: Vec<i64> = list.iter().filter_map(Value::as_int).collect();
+                    proptest::prop_assert_eq!(&got, want);
+                    proptest::prop_assert_eq!(list.len(), want.len());
+                    proptest::prop_assert_eq!(list.first().and_then(Value::as_int), want.first().copied());
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn cons_onto_a_list_nothing_else_holds_grows_it_in_place() {
+        let mut list = List::empty();
+        for n in 0..100 {
+            list = List::cons(Value::Int(n), list);
+        }
+        let first = list.node_id();
+        list = List::cons(Value::Int(100), list);
         assert_eq!(
-            reversed.to_vec(),
-            vec![Value::Int(2), Value::Int(1), Value::Int(0)]
+            list.node_id().map(|(node, _)| node),
+            first.map(|(node, _)| node)
         );
-        assert_eq!(keep.to_vec(), vec![Value::Int(1), Value::Int(2)]);
-        assert_eq!(reversed.rest().len(), 2);
+        assert_eq!(list.len(), 101);
+        assert_eq!(list.nth(100), Some(&Value::Int(0)));
+        // Shared, it is left alone: the new list is a cons cell in front of it.
+        let kept = list.clone();
+        let longer = List::cons(Value::Int(-1), list);
+        assert_ne!(
+            longer.node_id().map(|(node, _)| node),
+            kept.node_id().map(|(node, _)| node)
+        );
+        assert_eq!(kept.len(), 101);
+        assert_eq!(kept.first(), Some(&Value::Int(100)));
+    }
+
+    #[test]
+    fn deeply_nested_chunks_drop_without_recursion() {
+        let mut nested = Value::Nil;
+        for n in 0..1_000_000 {
+            nested = Value::list(vec![nested, Value::Int(n)]);
+        }
+        drop(nested);
     }
 
     #[test]

@@ -44,7 +44,19 @@ pub(super) fn table() -> Vec<Entry> {
         pure("range", 1, Some(3), range),
         pure("sort", 1, Some(1), |a| {
             let mut items = as_list(&a[0], "sort")?.to_vec();
-            items.sort_by(compare); // stable
+            // Equal values of these kinds cannot be told apart, so an unstable sort (in
+            // place, no scratch copy of the list) gives the stable result.
+            let plain = |v: &Value| {
+                matches!(
+                    v,
+                    Value::Int(_) | Value::Str(_) | Value::Keyword(_) | Value::Symbol(_)
+                )
+            };
+            if items.iter().all(plain) {
+                items.sort_unstable_by(compare);
+            } else {
+                items.sort_by(compare);
+            }
             Ok(Value::list(items))
         }),
         pure("%sort-by-keys", 2, Some(2), sort_by_keys),
