@@ -170,32 +170,17 @@ pub fn write_string_literal(out: &mut String, s: &str) {
     out.push('"');
 }
 
-/// `n` in decimal, written into the end of `buf`: a few instructions per digit where
-/// `core::fmt` costs hundreds per number (`str` and `number->string` of integers).
-pub fn decimal(n: i64, buf: &mut [u8; 20]) -> &str {
-    let mut at = buf.len();
-    let mut rest = n.unsigned_abs();
-    loop {
-        at -= 1;
-        buf[at] = b'0' + (rest % 10) as u8;
-        rest /= 10;
-        if rest == 0 {
-            break;
-        }
-    }
-    if n < 0 {
-        // i64::MIN is 19 digits and a sign: 20 bytes.
-        at -= 1;
-        buf[at] = b'-';
-    }
-    std::str::from_utf8(&buf[at..]).unwrap_or("0")
+/// `n` in decimal: a few instructions per digit pair (itoa) where `core::fmt` costs
+/// hundreds per number (`str` and `number->string` of integers).
+pub fn decimal(n: i64, buf: &mut itoa::Buffer) -> &str {
+    buf.format(n)
 }
 
 pub fn write_repr(out: &mut String, v: &Value) {
     match v {
         Value::Nil => out.push_str("nil"),
         Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
-        Value::Int(n) => out.push_str(decimal(*n, &mut [0; 20])),
+        Value::Int(n) => out.push_str(decimal(*n, &mut itoa::Buffer::new())),
         Value::Float(f) => out.push_str(&float_repr(*f)),
         Value::Str(s) => write_string_literal(out, s),
         Value::Keyword(k) => {

@@ -44,7 +44,10 @@ pub(super) fn table() -> Vec<Entry> {
             Ok(Value::Bool(int(&a[0], "odd?")? % 2 != 0))
         }),
         pure("number->string", 1, Some(1), |a| match a[0] {
-            Value::Int(n) => Ok(Value::str(crate::printer::decimal(n, &mut [0; 20]))),
+            Value::Int(n) => Ok(Value::str(crate::printer::decimal(
+                n,
+                &mut itoa::Buffer::new(),
+            ))),
             _ => {
                 float(&a[0], "number->string")?;
                 Ok(Value::str(&crate::printer::repr(&a[0])))

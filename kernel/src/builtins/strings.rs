@@ -8,7 +8,13 @@ use crate::value::{List, Symbol, Value};
 pub(super) fn table() -> Vec<Entry> {
     vec![
         pure("str", 0, None, |a| {
-            let mut out = String::new();
+            // Sized up front: one allocation for the text, one for the string value.
+            let size = a.iter().map(|v| match v {
+                Value::Str(s) => s.len(),
+                Value::Int(_) => 20,
+                _ => 16,
+            });
+            let mut out = String::with_capacity(size.sum());
             for v in a {
                 crate::printer::write_str_part(&mut out, v);
             }
